@@ -1,0 +1,1 @@
+"""Command-line entry points: the ``nydus`` group and ``nydus-image``. Only this package sees everything."""

@@ -1,0 +1,1 @@
+"""Core commands of the ``nydus`` group beyond ``plugins`` (filled in by later work)."""

@@ -1,0 +1,61 @@
+"""The ``nydus`` command group. Plugins add commands to it through ``nydus_register_commands``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..plugins import CAPABILITIES, get_manager
+from .runner import run_main
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="nydus")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """nydus-py: build, inspect and serve Nydus (RAFS) container images."""
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+def plugins_cmd(as_json: bool) -> None:
+    """List installed plugins, what each provides, and load failures."""
+    manager = get_manager()
+    records = sorted(manager.records.values(), key=lambda r: (r.name != "core", r.name))
+    if as_json:
+        out: dict[str, Any] = {
+            "plugins": [r.as_dict() for r in records],
+            "capabilities": {kind: manager.registry(kind).names() for kind in CAPABILITIES},
+        }
+        click.echo(json.dumps(out, indent=2, sort_keys=True))
+        return
+    rows = [("PLUGIN", "DISTRIBUTION", "VERSION", "PROVIDES", "STATUS")]
+    for r in records:
+        provides = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, v in sorted(r.provides.items()) if v)
+        status = "disabled" if r.disabled else (f"FAILED: {r.error}" if r.error else "ok")
+        rows.append((r.name, r.distribution or "-", r.version or "-", provides or "-", status))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+
+
+_commands_added = False
+
+
+def build_cli() -> click.Group:
+    """Return the ``nydus`` group with every plugin's commands added."""
+    global _commands_added
+    if not _commands_added:
+        _commands_added = True
+        from . import core_commands  # noqa: F401 - registers the core's own commands
+
+        get_manager().add_commands(cli)
+    return cli
+
+
+def main() -> None:
+    """Entry point of the ``nydus`` command."""
+    raise SystemExit(run_main(build_cli, prog_name="nydus"))

@@ -1,0 +1,76 @@
+"""Run a click command the way every nydus tool does: one-line errors, tracebacks only with --debug."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+import click
+
+from ..errors import NydusError
+
+INTERNAL_ERROR_EXIT = 70
+
+
+def debug_requested(argv: Sequence[str]) -> bool:
+    """Return whether ``--debug`` is on the command line or ``NYDUS_DEBUG`` is set."""
+    return "--debug" in argv or os.environ.get("NYDUS_DEBUG", "") not in ("", "0")
+
+
+def run_main(
+    command: click.Command | Callable[[], click.Command],
+    argv: Sequence[str] | None = None,
+    prog_name: str | None = None,
+) -> int:
+    """Invoke ``command`` (or the command a factory builds) and turn every failure into one line
+    on stderr and an exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(args)
+    try:
+        if not isinstance(command, click.Command):
+            command = command()
+        rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except NydusError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 141
+    except Exception as exc:  # a bug: still one line unless --debug
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+        return INTERNAL_ERROR_EXIT
+    return rv if isinstance(rv, int) else 0
+
+
+def setup_logging(level: str = "info", log_file: str | None = None) -> None:
+    """Configure the root logger as upstream's ``--log-level``/``--log-file`` do."""
+    levels = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
+              "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR}
+    if level.lower() not in levels:
+        raise click.BadParameter(f"unknown log level '{level}' (trace, debug, info, warn, error)")
+    handlers: list[logging.Handler] = []
+    if log_file:
+        if not os.path.splitext(log_file)[1]:
+            log_file += ".log"
+        handlers.append(logging.FileHandler(log_file))
+    else:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    logging.basicConfig(level=levels[level.lower()], handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

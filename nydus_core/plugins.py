@@ -1,0 +1,391 @@
+"""The plugin manager: guarded entry-point loading and one registry per capability.
+
+Plugins are modules named by entry points in the ``nydus`` group. Each loads on its own: a broken
+plugin is recorded (``nydus plugins`` shows it with its cause) and the rest keep working.
+``NYDUS_STRICT_PLUGINS=1`` makes any load failure fatal; ``NYDUS_DISABLE_PLUGINS=a,b`` blocks entry
+points by name. Nothing in the read hot path goes through pluggy: registries are plain dicts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from . import __version__, hookspecs
+from .errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
+from .interfaces import (
+    Backend,
+    CachePolicy,
+    Compressor,
+    Converter,
+    Digester,
+    Frontend,
+    Prefetcher,
+)
+
+GROUP = "nydus"
+CORE_PLUGIN = "core"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One kind of thing plugins provide: its hook, interface and the words used in messages."""
+
+    kind: str
+    hook: str
+    interface: type
+    plural: str
+
+
+CAPABILITIES: dict[str, Capability] = {
+    c.kind: c
+    for c in (
+        Capability("backend", "nydus_register_backends", Backend, "backends"),
+        Capability("compressor", "nydus_register_compressors", Compressor, "compressors"),
+        Capability("digester", "nydus_register_digesters", Digester, "digesters"),
+        Capability("cache", "nydus_register_caches", CachePolicy, "caches"),
+        Capability("prefetcher", "nydus_register_prefetchers", Prefetcher, "prefetchers"),
+        Capability("frontend", "nydus_register_frontends", Frontend, "frontends"),
+        Capability("converter", "nydus_register_converters", Converter, "converters"),
+    )
+}
+
+#: First-party names and the distribution that provides them, for the install hint.
+FIRST_PARTY: dict[tuple[str, str], str] = {
+    ("backend", "localfs"): "nydus-backend-localfs",
+    ("backend", "registry"): "nydus-backend-registry",
+    ("backend", "s3"): "nydus-backend-s3",
+    ("backend", "oss"): "nydus-backend-oss",
+    ("compressor", "zstd"): "nydus-compressor-zstd",
+    ("compressor", "lz4_block"): "nydus-compressor-lz4",
+    ("digester", "blake3"): "nydus-digester-blake3",
+    ("cache", "blobcache"): "nydus-cache-blobcache",
+    ("cache", "filecache"): "nydus-cache-blobcache",
+    ("prefetcher", "table"): "nydus-prefetch-table",
+    ("prefetcher", "files"): "nydus-prefetch-files",
+    ("prefetcher", "all"): "nydus-prefetch-all",
+    ("frontend", "fuse"): "nydus-frontend-fuse",
+    ("converter", "oci"): "nydus-converter-oci",
+}
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+@dataclass
+class PluginRecord:
+    """What ``nydus plugins`` shows about one plugin: where it came from and what it provides."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    module: str
+    provides: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+    disabled: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "module": self.module,
+            "provides": {k: sorted(v) for k, v in self.provides.items() if v},
+            "error": self.error,
+            "disabled": self.disabled,
+        }
+
+
+class Registry(Generic[T]):
+    """The classes of one capability, keyed by name (plus aliases)."""
+
+    def __init__(self, capability: Capability, manager: PluginManager) -> None:
+        self.capability = capability
+        self._manager = manager
+        self._entries: dict[str, type[T]] = {}
+        self._providers: dict[str, str] = {}
+
+    def _add(self, cls: type[T], plugin: str) -> None:
+        names = [cls.name, *getattr(cls, "aliases", ())]  # type: ignore[attr-defined]
+        for name in names:
+            if name in self._entries and self._entries[name] is not cls:
+                raise DuplicatePluginError(
+                    f"{self.capability.kind} '{name}' is provided by two plugins: "
+                    f"'{self._providers[name]}' and '{plugin}'; uninstall or disable one "
+                    f"(NYDUS_DISABLE_PLUGINS)"
+                )
+            self._entries[name] = cls
+            self._providers[name] = plugin
+
+    def names(self) -> list[str]:
+        """Return every registered name, aliases included, sorted."""
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def provider(self, name: str) -> str:
+        """Return the plugin (entry-point name) that provides ``name``."""
+        return self._providers[name]
+
+    def items(self) -> Iterable[tuple[str, type[T]]]:
+        """Return ``(name, class)`` pairs."""
+        return sorted(self._entries.items())
+
+    def get(self, name: str, *, where: str | None = None) -> type[T]:
+        """Return the class registered as ``name``, or raise a kind UnknownPluginError.
+
+        ``where`` says where the name came from (``"in /etc/nydusd.json"``, ``"recorded in the image"``).
+        """
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownPluginError(self._manager.unknown_message(self.capability, name, where)) from None
+
+    def create(self, name: str, *args: Any, **kwargs: Any) -> T:
+        """Instantiate the class registered as ``name``."""
+        return self.get(name)(*args, **kwargs)
+
+
+class PluginManager:
+    """Loads plugins from entry points, guarded, and builds one registry per capability."""
+
+    def __init__(
+        self,
+        *,
+        strict: bool | None = None,
+        disabled: Iterable[str] | None = None,
+        entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+    ) -> None:
+        self.strict = _truthy(os.environ.get("NYDUS_STRICT_PLUGINS")) if strict is None else strict
+        if disabled is None:
+            disabled = [d for d in os.environ.get("NYDUS_DISABLE_PLUGINS", "").split(",")]
+        self.disabled = {d.strip() for d in disabled if d.strip()}
+        self._entry_points = entry_points
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.records: dict[str, PluginRecord] = {}
+        self.registries: dict[str, Registry[Any]] = {
+            kind: Registry(cap, self) for kind, cap in CAPABILITIES.items()
+        }
+        self._loaded = False
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def load(self) -> PluginManager:
+        """Load the core's own providers and every entry point, then fill the registries."""
+        if self._loaded:
+            return self
+        self._loaded = True
+        from . import builtins
+
+        self.records[CORE_PLUGIN] = PluginRecord(
+            CORE_PLUGIN, "nydus-core", __version__, builtins.__name__
+        )
+        self.pm.register(builtins, name=CORE_PLUGIN)
+        for ep in self._iter_entry_points():
+            self._load_entry_point(ep)
+        self.check_pending()
+        for cap in CAPABILITIES.values():
+            self._fill(cap)
+        return self
+
+    def _iter_entry_points(self) -> list[importlib.metadata.EntryPoint]:
+        eps = (
+            list(self._entry_points)
+            if self._entry_points is not None
+            else list(importlib.metadata.entry_points(group=GROUP))
+        )
+        seen: dict[str, importlib.metadata.EntryPoint] = {}
+        for ep in eps:
+            seen.setdefault(ep.name, ep)
+        return sorted(seen.values(), key=lambda e: e.name)
+
+    def _load_entry_point(self, ep: importlib.metadata.EntryPoint) -> None:
+        dist = getattr(ep, "dist", None)
+        record = PluginRecord(
+            name=ep.name,
+            distribution=dist.name if dist is not None else None,
+            version=dist.version if dist is not None else None,
+            module=ep.value,
+        )
+        self.records[ep.name] = record
+        if ep.name in self.disabled or ep.name == CORE_PLUGIN:
+            record.disabled = True
+            return
+        try:
+            module = ep.load()
+            self.pm.register(module, name=ep.name)
+        except Exception as exc:  # a broken plugin must not break the others
+            self._fail(record, exc)
+
+    def _fail(self, record: PluginRecord, exc: BaseException) -> None:
+        record.error = _describe(exc)
+        if record.name in self.pm.list_name_plugin() and self.pm.get_plugin(record.name):
+            self.pm.unregister(name=record.name)
+        if self.strict:
+            dist = f" ({record.distribution})" if record.distribution else ""
+            raise PluginLoadError(
+                f"plugin '{record.name}'{dist} failed to load: {record.error} "
+                f"(NYDUS_STRICT_PLUGINS is set)"
+            ) from exc
+
+    def check_pending(self) -> None:
+        """Fail on hook implementations that match no hook spec (a misspelt hook name)."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) or str(exc.plugin)
+            record = self.records.get(name)
+            message = f"plugin '{name}' implements an unknown hook: {exc}"
+            if record is None or self.strict:
+                raise PluginLoadError(message) from exc
+            record.error = message
+            self.pm.unregister(name=name)
+            self.check_pending()
+
+    def _fill(self, cap: Capability) -> None:
+        registry = self.registries[cap.kind]
+        hook = getattr(self.pm.hook, cap.hook)
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            record = self.records[impl.plugin_name]
+            if record.error:
+                continue
+            try:
+                result = impl.function()
+                classes = [] if result is None else result if isinstance(result, list | tuple) else [result]
+                for cls in classes:
+                    if not (isinstance(cls, type) and issubclass(cls, cap.interface)):
+                        raise TypeError(f"{cap.hook} returned {cls!r}, not a {cap.interface.__name__} subclass")
+                    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+                        raise TypeError(f"{cls.__qualname__} has no 'name'")
+            except Exception as exc:
+                self._fail(record, exc)
+                continue
+            for cls in classes:
+                registry._add(cls, impl.plugin_name)
+                record.provides.setdefault(cap.kind, []).append(cls.name)
+
+    def add_commands(self, cli: Any) -> None:
+        """Let every plugin add its click commands to ``cli`` (guarded per plugin)."""
+        for impl in reversed(self.pm.hook.nydus_register_commands.get_hookimpls()):
+            record = self.records[impl.plugin_name]
+            if record.error:
+                continue
+            before = set(getattr(cli, "commands", {}))
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:
+                self._fail(record, exc)
+                continue
+            added = sorted(set(getattr(cli, "commands", {})) - before)
+            if added:
+                record.provides.setdefault("command", []).extend(added)
+
+    # -- lookup --------------------------------------------------------------------------------
+
+    def registry(self, kind: str) -> Registry[Any]:
+        """Return the registry of one capability (``backend``, ``compressor``, ...)."""
+        self.load()
+        return self.registries[kind]
+
+    def unknown_message(self, cap: Capability, name: str, where: str | None) -> str:
+        """Build the message for a name no plugin provides, with the install hint or a suggestion."""
+        registry = self.registries[cap.kind]
+        installed = ", ".join(registry.names()) or "none"
+        subject = f"Unknown {cap.kind} '{name}'" + (f" ({where})" if where else "")
+        dist = FIRST_PARTY.get((cap.kind, name))
+        if dist:
+            for record in self.records.values():
+                if record.distribution and record.distribution.lower() == dist:
+                    if record.disabled:
+                        return f"{subject}: {dist} is installed but disabled by NYDUS_DISABLE_PLUGINS."
+                    if record.error:
+                        return f"{subject}: {dist} is installed but failed to load: {record.error}"
+            return f"{subject}. Installed {cap.plural}: {installed}. Install it with: pip install {dist}"
+        close = difflib.get_close_matches(name, registry.names(), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        return f"{subject}. Installed {cap.plural}: {installed}.{hint}"
+
+    def failures(self) -> list[PluginRecord]:
+        """Return the plugins that failed to load."""
+        self.load()
+        return [r for r in self.records.values() if r.error]
+
+
+_manager: PluginManager | None = None
+_lock = threading.Lock()
+
+
+def get_manager() -> PluginManager:
+    """Return the process-wide plugin manager, loading plugins on first use."""
+    global _manager
+    with _lock:
+        if _manager is None:
+            _manager = PluginManager()
+        manager = _manager
+    return manager.load()
+
+
+def set_manager(manager: PluginManager | None) -> None:
+    """Replace the process-wide manager (tests use this with a manager of their own)."""
+    global _manager
+    with _lock:
+        _manager = manager
+
+
+def registry(kind: str) -> Registry[Any]:
+    """Return the registry of one capability from the process-wide manager."""
+    return get_manager().registry(kind)
+
+
+def get_compressor(name: str, *, where: str | None = None) -> Compressor:
+    """Return an instance of the compressor registered as ``name``."""
+    return registry("compressor").get(name, where=where)()
+
+
+def get_digester(name: str, *, where: str | None = None) -> Digester:
+    """Return an instance of the digester registered as ``name``."""
+    return registry("digester").get(name, where=where)()
+
+
+def compressor_by_id(algorithm_id: int, *, where: str | None = None) -> Compressor:
+    """Return the compressor whose upstream on-disk id is ``algorithm_id``."""
+    return _by_id("compressor", algorithm_id, where)
+
+
+def digester_by_id(algorithm_id: int, *, where: str | None = None) -> Digester:
+    """Return the digester whose upstream on-disk id is ``algorithm_id``."""
+    return _by_id("digester", algorithm_id, where)
+
+
+# Upstream's names for its on-disk ids, so an image needing a missing plugin gets the install hint.
+UPSTREAM_IDS: dict[str, dict[int, str]] = {
+    "compressor": {0: "none", 1: "lz4_block", 2: "gzip", 3: "zstd"},
+    "digester": {0: "blake3", 1: "sha256"},
+}
+
+
+def _by_id(kind: str, algorithm_id: int, where: str | None) -> Any:
+    reg = registry(kind)
+    for _name, cls in reg.items():
+        if cls.algorithm_id == algorithm_id:
+            return cls()
+    name = UPSTREAM_IDS[kind].get(algorithm_id, f"id {algorithm_id}")
+    return reg.get(name, where=where)()

@@ -1,0 +1,1 @@
+"""nydus_core.testing."""

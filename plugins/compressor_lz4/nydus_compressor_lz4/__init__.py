@@ -1,0 +1,5 @@
+"""lz4_block chunk compression for nydus-py."""
+
+from .compressor import Lz4BlockCompressor
+
+__all__ = ["Lz4BlockCompressor"]
