@@ -1,0 +1,98 @@
+"""Load-time checks and decodings shared by the v5 and v6 readers (rafs-format.md §2, §4.10, §5.14)."""
+
+from __future__ import annotations
+
+from ..errors import UnsupportedFeatureError
+from .constants import (
+    COMPRESSION_FLAG_ORDER,
+    COMPRESSOR_LZ4_BLOCK,
+    DIGEST_FLAG_ORDER,
+    DIGESTER_BLAKE3,
+    MAX_CHUNK_SIZE,
+    UNSUPPORTED_BLOB_FEATURES,
+    ChunkFlags,
+    SuperFlags,
+)
+from .mapped import MappedBootstrap
+from .model import BlobInfo, ChunkInfo
+
+KNOWN_COMPRESSORS = frozenset({0, 1, 2, 3})
+KNOWN_DIGESTERS = frozenset({0, 1})
+KNOWN_CHUNK_FLAGS = int(
+    ChunkFlags.COMPRESSED | ChunkFlags.HOLECHUNK | ChunkFlags.ENCRYPTED | ChunkFlags.BATCH
+    | ChunkFlags.HAS_CRC32
+)
+#: A stored chunk is never larger than this (blob.meta v1 records sizes up to 2^24).
+MAX_STORED_CHUNK = MAX_CHUNK_SIZE
+
+
+def algorithms_from_flags(flags: int) -> tuple[int, int]:
+    """Return ``(compressor id, digester id)`` from RafsSuperFlags, in upstream's decode order (§2.2).
+
+    No compressor bit means lz4_block and no hash bit means blake3, as upstream decodes them.
+    """
+    compressor = next((algo for bit, algo in COMPRESSION_FLAG_ORDER if flags & bit), COMPRESSOR_LZ4_BLOCK)
+    digester = next((algo for bit, algo in DIGEST_FLAG_ORDER if flags & bit), DIGESTER_BLAKE3)
+    return compressor, digester
+
+
+def check_super_flags_supported(m: MappedBootstrap, flags: int) -> None:
+    """Raise UnsupportedFeatureError for tarfs mode or encrypted images."""
+    if flags & SuperFlags.TARFS_MODE:
+        raise UnsupportedFeatureError(f"{m.path}: image uses tarfs mode, which nydus-py does not support")
+    if flags & SuperFlags.ENCRYPTION_ASE_128_XTS:
+        raise UnsupportedFeatureError(f"{m.path}: image uses encryption, which nydus-py does not support")
+
+
+def check_blob_supported(m: MappedBootstrap, blob: BlobInfo) -> None:
+    """Raise UnsupportedFeatureError if ``blob`` uses a feature nydus-py does not read."""
+    for bit, name in UNSUPPORTED_BLOB_FEATURES:
+        if blob.features & bit:
+            raise UnsupportedFeatureError(
+                f"{m.path}: blob {blob.blob_id} uses {name}, which nydus-py does not support"
+            )
+    if blob.cipher_algo:
+        raise UnsupportedFeatureError(
+            f"{m.path}: blob {blob.blob_id} uses encryption, which nydus-py does not support"
+        )
+
+
+def decode_blob_id(m: MappedBootstrap, raw: bytes, where: str) -> str:
+    """Decode a blob id (ASCII, NUL-terminated or not); reject empty or unsafe ids."""
+    raw = raw.split(b"\0", 1)[0]
+    if not raw or len(raw) > 255 or any(c <= 0x20 or c >= 0x7F or c == 0x2F for c in raw) or raw in (
+        b".",
+        b"..",
+    ):
+        raise m.error(f"{where}: invalid blob id {raw[:80]!r}")
+    return raw.decode("ascii")
+
+
+def check_chunk(m: MappedBootstrap, c: ChunkInfo, blobs: list[BlobInfo], chunk_size: int, where: str) -> None:
+    """Check one chunk record against the blob table and chunk size (FormatError on violation)."""
+    if c.blob_index >= len(blobs):
+        raise m.error(f"{where}: blob index {c.blob_index} out of range ({len(blobs)} blobs)")
+    if c.flags & ~KNOWN_CHUNK_FLAGS:
+        raise m.error(f"{where}: unknown chunk flags {c.flags:#x}")
+    if c.flags & (ChunkFlags.ENCRYPTED | ChunkFlags.BATCH):
+        kind = "encryption" if c.flags & ChunkFlags.ENCRYPTED else "batch chunks"
+        raise UnsupportedFeatureError(
+            f"{m.path}: {where}: chunk uses {kind}, which nydus-py does not support"
+        )
+    if not 0 < c.uncompressed_size <= chunk_size:
+        raise m.error(f"{where}: uncompressed size {c.uncompressed_size} is not in 1..{chunk_size}")
+    if not 0 < c.compressed_size <= MAX_STORED_CHUNK:
+        raise m.error(f"{where}: compressed size {c.compressed_size} is not in 1..{MAX_STORED_CHUNK}")
+    blob = blobs[c.blob_index]
+    if blob.compressed_size and c.compressed_offset + c.compressed_size > blob.compressed_size:
+        raise m.error(
+            f"{where}: compressed range {c.compressed_offset}+{c.compressed_size} lies outside blob "
+            f"{blob.blob_id} ({blob.compressed_size} bytes)"
+        )
+    if blob.uncompressed_size and c.uncompressed_offset + c.uncompressed_size > blob.uncompressed_size:
+        raise m.error(
+            f"{where}: uncompressed range {c.uncompressed_offset}+{c.uncompressed_size} lies outside "
+            f"blob {blob.blob_id} ({blob.uncompressed_size} bytes)"
+        )
+    if blob.chunk_count and c.index >= blob.chunk_count:
+        raise m.error(f"{where}: chunk index {c.index} out of range ({blob.chunk_count} chunks in blob)")
