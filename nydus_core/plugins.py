@@ -2,8 +2,9 @@
 
 Plugins are modules named by entry points in the ``nydus`` group. Each loads on its own: a broken
 plugin is recorded (``nydus plugins`` shows it with its cause) and the rest keep working.
-``NYDUS_STRICT_PLUGINS=1`` makes any load failure fatal; ``NYDUS_DISABLE_PLUGINS=a,b`` blocks entry
-points by name. Nothing in the read hot path goes through pluggy: registries are plain dicts.
+``NYDUS_STRICT_PLUGINS=1`` makes any load failure (and any name clash) fatal;
+``NYDUS_DISABLE_PLUGINS=a,b`` blocks entry points by name. Nothing in the read hot path goes through
+pluggy: registries are plain dicts filled once at load time.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import Any, Generic, TypeVar
 import pluggy
 
 from . import __version__, hookspecs
-from .errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
+from .errors import (
+    DuplicatePluginError,
+    PluginError,
+    PluginLoadError,
+    UnknownPluginError,
+    UsageError,
+)
 from .interfaces import (
     Backend,
     CachePolicy,
@@ -32,6 +39,7 @@ from .interfaces import (
 
 GROUP = "nydus"
 CORE_PLUGIN = "core"
+COMMANDS_HOOK = "nydus_register_commands"
 
 T = TypeVar("T")
 
@@ -87,6 +95,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 @dataclass
 class PluginRecord:
     """What ``nydus plugins`` shows about one plugin: where it came from and what it provides."""
@@ -98,6 +110,11 @@ class PluginRecord:
     provides: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
     disabled: bool = False
+
+    @property
+    def label(self) -> str:
+        """The entry-point name, with the distribution when it is known (for messages)."""
+        return f"'{self.name}' ({self.distribution})" if self.distribution else f"'{self.name}'"
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
@@ -113,28 +130,47 @@ class PluginRecord:
 
 
 class Registry(Generic[T]):
-    """The classes of one capability, keyed by name (plus aliases)."""
+    """The classes of one capability, keyed by name (plus aliases).
+
+    A name provided by two plugins is a conflict: it is not usable, and asking for it raises
+    :class:`~nydus_core.errors.DuplicatePluginError` naming both providers.
+    """
 
     def __init__(self, capability: Capability, manager: PluginManager) -> None:
         self.capability = capability
         self._manager = manager
         self._entries: dict[str, type[T]] = {}
         self._providers: dict[str, str] = {}
+        self._conflicts: dict[str, list[str]] = {}
 
     def _add(self, cls: type[T], plugin: str) -> None:
         names = [cls.name, *getattr(cls, "aliases", ())]  # type: ignore[attr-defined]
-        for name in names:
-            if name in self._entries and self._entries[name] is not cls:
-                raise DuplicatePluginError(
-                    f"{self.capability.kind} '{name}' is provided by two plugins: "
-                    f"'{self._providers[name]}' and '{plugin}'; uninstall or disable one "
-                    f"(NYDUS_DISABLE_PLUGINS)"
-                )
-            self._entries[name] = cls
-            self._providers[name] = plugin
+        for name in dict.fromkeys(names):
+            if name in self._conflicts:
+                self._conflicts[name].append(plugin)
+            elif name in self._entries and self._entries[name] is not cls:
+                self._conflicts[name] = [self._providers.pop(name), plugin]
+                del self._entries[name]
+            else:
+                self._entries[name] = cls
+                self._providers[name] = plugin
+
+    def conflict_message(self, name: str) -> str:
+        """Return the message for a name that several plugins provide."""
+        plugins = self._conflicts[name]
+        labels = [self._manager.records[p].label if p in self._manager.records else f"'{p}'" for p in plugins]
+        how_many = "two plugins" if len(plugins) == 2 else f"{len(plugins)} plugins"
+        return (
+            f"{self.capability.kind} '{name}' is provided by {how_many}: {_join(labels)}; "
+            f"uninstall one, or disable it with NYDUS_DISABLE_PLUGINS={plugins[-1]}"
+        )
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """Return the names provided by more than one plugin, with those plugins."""
+        return {k: list(v) for k, v in sorted(self._conflicts.items())}
 
     def names(self) -> list[str]:
-        """Return every registered name, aliases included, sorted."""
+        """Return every usable registered name, aliases included, sorted."""
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
@@ -149,14 +185,19 @@ class Registry(Generic[T]):
         return sorted(self._entries.items())
 
     def get(self, name: str, *, where: str | None = None) -> type[T]:
-        """Return the class registered as ``name``, or raise a kind UnknownPluginError.
+        """Return the class registered as ``name``, or raise a kind :class:`PluginError`.
 
         ``where`` says where the name came from (``"in /etc/nydusd.json"``, ``"recorded in the image"``).
+        An unknown name raises UnknownPluginError (with an install hint or a suggestion); a name two
+        plugins provide raises DuplicatePluginError naming both.
         """
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownPluginError(self._manager.unknown_message(self.capability, name, where)) from None
+            pass
+        if name in self._conflicts:
+            raise DuplicatePluginError(self.conflict_message(name))
+        raise UnknownPluginError(self._manager.unknown_message(self.capability, name, where))
 
     def create(self, name: str, *args: Any, **kwargs: Any) -> T:
         """Instantiate the class registered as ``name``."""
@@ -164,7 +205,11 @@ class Registry(Generic[T]):
 
 
 class PluginManager:
-    """Loads plugins from entry points, guarded, and builds one registry per capability."""
+    """Loads plugins from entry points, guarded, and builds one registry per capability.
+
+    ``strict`` and ``disabled`` default to ``NYDUS_STRICT_PLUGINS`` and ``NYDUS_DISABLE_PLUGINS``;
+    ``entry_points`` defaults to the installed entry points of the ``nydus`` group.
+    """
 
     def __init__(
         self,
@@ -175,7 +220,7 @@ class PluginManager:
     ) -> None:
         self.strict = _truthy(os.environ.get("NYDUS_STRICT_PLUGINS")) if strict is None else strict
         if disabled is None:
-            disabled = [d for d in os.environ.get("NYDUS_DISABLE_PLUGINS", "").split(",")]
+            disabled = os.environ.get("NYDUS_DISABLE_PLUGINS", "").split(",")
         self.disabled = {d.strip() for d in disabled if d.strip()}
         self._entry_points = entry_points
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -185,26 +230,42 @@ class PluginManager:
             kind: Registry(cap, self) for kind, cap in CAPABILITIES.items()
         }
         self._loaded = False
+        self._load_error: PluginError | None = None
+        self._lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------------------------
 
     def load(self) -> PluginManager:
-        """Load the core's own providers and every entry point, then fill the registries."""
-        if self._loaded:
-            return self
-        self._loaded = True
+        """Load the core's own providers and every entry point, then fill the registries.
+
+        Safe to call again (and from several threads): loading happens once. In strict mode the
+        first failure is raised, and raised again on later calls.
+        """
+        with self._lock:
+            if self._load_error is not None:
+                raise self._load_error
+            if self._loaded:
+                return self
+            self._loaded = True
+            try:
+                self._load()
+            except PluginError as exc:
+                self._load_error = exc
+                raise
+        return self
+
+    def _load(self) -> None:
         from . import builtins
 
-        self.records[CORE_PLUGIN] = PluginRecord(
-            CORE_PLUGIN, "nydus-core", __version__, builtins.__name__
-        )
+        self.records[CORE_PLUGIN] = PluginRecord(CORE_PLUGIN, "nydus-core", __version__, builtins.__name__)
         self.pm.register(builtins, name=CORE_PLUGIN)
         for ep in self._iter_entry_points():
             self._load_entry_point(ep)
         self.check_pending()
-        for cap in CAPABILITIES.values():
-            self._fill(cap)
-        return self
+        self._fill()
+        conflicts = self.conflicts()
+        if self.strict and conflicts:
+            raise DuplicatePluginError(conflicts[0] + " (NYDUS_STRICT_PLUGINS is set)")
 
     def _iter_entry_points(self) -> list[importlib.metadata.EntryPoint]:
         eps = (
@@ -225,8 +286,12 @@ class PluginManager:
             version=dist.version if dist is not None else None,
             module=ep.value,
         )
+        if ep.name == CORE_PLUGIN:
+            record.error = "the entry-point name 'core' is reserved for nydus-core"
+            self.records[f"{ep.name} ({record.distribution or ep.value})"] = record
+            return
         self.records[ep.name] = record
-        if ep.name in self.disabled or ep.name == CORE_PLUGIN:
+        if ep.name in self.disabled:
             record.disabled = True
             return
         try:
@@ -235,66 +300,88 @@ class PluginManager:
         except Exception as exc:  # a broken plugin must not break the others
             self._fail(record, exc)
 
-    def _fail(self, record: PluginRecord, exc: BaseException) -> None:
-        record.error = _describe(exc)
-        if record.name in self.pm.list_name_plugin() and self.pm.get_plugin(record.name):
+    def _fail(self, record: PluginRecord, exc: BaseException | str) -> None:
+        record.error = exc if isinstance(exc, str) else _describe(exc)
+        if self.pm.has_plugin(record.name):
             self.pm.unregister(name=record.name)
         if self.strict:
-            dist = f" ({record.distribution})" if record.distribution else ""
             raise PluginLoadError(
-                f"plugin '{record.name}'{dist} failed to load: {record.error} "
-                f"(NYDUS_STRICT_PLUGINS is set)"
-            ) from exc
+                f"plugin {record.label} failed to load: {record.error} (NYDUS_STRICT_PLUGINS is set)"
+            ) from (exc if isinstance(exc, BaseException) else None)
 
     def check_pending(self) -> None:
-        """Fail on hook implementations that match no hook spec (a misspelt hook name)."""
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            name = self.pm.get_name(exc.plugin) or str(exc.plugin)
-            record = self.records.get(name)
-            message = f"plugin '{name}' implements an unknown hook: {exc}"
-            if record is None or self.strict:
-                raise PluginLoadError(message) from exc
-            record.error = message
-            self.pm.unregister(name=name)
-            self.check_pending()
+        """Fail a plugin whose hook implementations match no hook spec (a misspelt hook name).
 
-    def _fill(self, cap: Capability) -> None:
-        registry = self.registries[cap.kind]
-        hook = getattr(self.pm.hook, cap.hook)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
-            record = self.records[impl.plugin_name]
-            if record.error:
-                continue
+        The plugin is reported as failed (fatal in strict mode); the others keep working.
+        """
+        while True:
             try:
-                result = impl.function()
-                classes = [] if result is None else result if isinstance(result, list | tuple) else [result]
-                for cls in classes:
-                    if not (isinstance(cls, type) and issubclass(cls, cap.interface)):
-                        raise TypeError(f"{cap.hook} returned {cls!r}, not a {cap.interface.__name__} subclass")
-                    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
-                        raise TypeError(f"{cls.__qualname__} has no 'name'")
+                self.pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                name = self.pm.get_name(exc.plugin) or str(exc.plugin)
+                record = self.records.get(name)
+                unknown = sorted(
+                    attr for attr in dir(exc.plugin)
+                    if self.pm.parse_hookimpl_opts(exc.plugin, attr) is not None
+                    and not hasattr(hookspecs, attr)
+                )
+                what = ", ".join(unknown) or str(exc)
+                hint = ""
+                if unknown:
+                    close = difflib.get_close_matches(unknown[0], _hook_names(), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                message = f"implements an unknown hook: {what}{hint}"
+                if record is None:
+                    raise PluginLoadError(f"plugin '{name}' {message}") from exc
+                self._fail(record, message)
+            else:
+                return
+
+    def _fill(self) -> None:
+        impls: dict[str, dict[str, Any]] = {}
+        for cap in CAPABILITIES.values():
+            for impl in getattr(self.pm.hook, cap.hook).get_hookimpls():
+                impls.setdefault(impl.plugin_name, {})[cap.kind] = impl
+        for plugin, record in list(self.records.items()):
+            if record.error or record.disabled or plugin not in impls:
+                continue
+            provided: dict[str, list[type]] = {}
+            try:
+                for kind, impl in impls[plugin].items():
+                    provided[kind] = _checked_classes(CAPABILITIES[kind], impl.function())
             except Exception as exc:
                 self._fail(record, exc)
                 continue
-            for cls in classes:
-                registry._add(cls, impl.plugin_name)
-                record.provides.setdefault(cap.kind, []).append(cls.name)
+            for kind, classes in provided.items():
+                for cls in classes:
+                    self.registries[kind]._add(cls, plugin)
+                    record.provides.setdefault(kind, []).append(cls.name)
 
     def add_commands(self, cli: Any) -> None:
-        """Let every plugin add its click commands to ``cli`` (guarded per plugin)."""
-        for impl in reversed(self.pm.hook.nydus_register_commands.get_hookimpls()):
+        """Let every plugin add its click commands to ``cli`` (guarded per plugin).
+
+        A plugin that raises, or that replaces a command someone else added, is reported as failed and
+        its commands are removed.
+        """
+        self.load()
+        for impl in reversed(getattr(self.pm.hook, COMMANDS_HOOK).get_hookimpls()):
             record = self.records[impl.plugin_name]
             if record.error:
                 continue
-            before = set(getattr(cli, "commands", {}))
+            before = dict(getattr(cli, "commands", {}))
             try:
                 impl.function(cli=cli)
+                after = getattr(cli, "commands", {})
+                replaced = sorted(n for n, cmd in before.items() if after.get(n) is not cmd)
+                if replaced:
+                    raise PluginError(f"it replaces the existing command(s) {', '.join(replaced)}")
             except Exception as exc:
+                if hasattr(cli, "commands"):
+                    cli.commands.clear()
+                    cli.commands.update(before)
                 self._fail(record, exc)
                 continue
-            added = sorted(set(getattr(cli, "commands", {})) - before)
+            added = sorted(set(getattr(cli, "commands", {})) - set(before))
             if added:
                 record.provides.setdefault("command", []).extend(added)
 
@@ -303,7 +390,23 @@ class PluginManager:
     def registry(self, kind: str) -> Registry[Any]:
         """Return the registry of one capability (``backend``, ``compressor``, ...)."""
         self.load()
-        return self.registries[kind]
+        try:
+            return self.registries[kind]
+        except KeyError:
+            raise UsageError(
+                f"unknown plugin kind '{kind}' (one of: {', '.join(CAPABILITIES)})"
+            ) from None
+
+    def conflicts(self) -> list[str]:
+        """Return one message per name that several plugins provide."""
+        return [reg.conflict_message(name) for reg in self.registries.values() for name in reg.conflicts()]
+
+    def _record_of_distribution(self, dist: str) -> PluginRecord | None:
+        ep_name = dist.removeprefix("nydus-")
+        for record in self.records.values():
+            if (record.distribution and record.distribution.lower() == dist) or record.name == ep_name:
+                return record
+        return None
 
     def unknown_message(self, cap: Capability, name: str, where: str | None) -> str:
         """Build the message for a name no plugin provides, with the install hint or a suggestion."""
@@ -312,12 +415,16 @@ class PluginManager:
         subject = f"Unknown {cap.kind} '{name}'" + (f" ({where})" if where else "")
         dist = FIRST_PARTY.get((cap.kind, name))
         if dist:
-            for record in self.records.values():
-                if record.distribution and record.distribution.lower() == dist:
-                    if record.disabled:
-                        return f"{subject}: {dist} is installed but disabled by NYDUS_DISABLE_PLUGINS."
-                    if record.error:
-                        return f"{subject}: {dist} is installed but failed to load: {record.error}"
+            record = self._record_of_distribution(dist)
+            if record is not None and record.disabled:
+                return f"{subject}: {dist} is installed but disabled by NYDUS_DISABLE_PLUGINS."
+            if record is not None and record.error:
+                return f"{subject}: {dist} is installed but failed to load: {record.error}"
+            if record is not None:
+                return (
+                    f"{subject}: {dist} {record.version or ''} is installed but does not provide it. "
+                    f"Installed {cap.plural}: {installed}."
+                ).replace("  ", " ")
             return f"{subject}. Installed {cap.plural}: {installed}. Install it with: pip install {dist}"
         close = difflib.get_close_matches(name, registry.names(), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -327,6 +434,31 @@ class PluginManager:
         """Return the plugins that failed to load."""
         self.load()
         return [r for r in self.records.values() if r.error]
+
+
+def _hook_names() -> list[str]:
+    return [n for n in dir(hookspecs) if n.startswith("nydus_") and callable(getattr(hookspecs, n))]
+
+
+def _checked_classes(cap: Capability, result: Any) -> list[type]:
+    """Normalise a register hook's result to a list of classes, or raise TypeError saying what is wrong."""
+    if result is None:
+        return []
+    classes = list(result) if isinstance(result, list | tuple) else [result]
+    for cls in classes:
+        if not isinstance(cls, type):
+            raise TypeError(f"{cap.hook} returned {cls!r}, not a class")
+        if not issubclass(cls, cap.interface):
+            raise TypeError(
+                f"{cap.hook} returned {cls.__qualname__}, not a {cap.interface.__name__} subclass"
+            )
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{cap.hook} returned {cls.__qualname__}, which has no 'name'")
+        aliases = getattr(cls, "aliases", ())
+        if not isinstance(aliases, tuple | list) or not all(isinstance(a, str) and a for a in aliases):
+            raise TypeError(f"{cls.__qualname__}.aliases must be a tuple of names")
+    return classes
 
 
 _manager: PluginManager | None = None

@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..plugins import CAPABILITIES, get_manager
+from ..errors import UsageError
+from ..plugins import CAPABILITIES, PluginManager, get_manager
 from .runner import run_main
 
 
@@ -21,14 +22,30 @@ def cli(debug: bool) -> None:
 
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-def plugins_cmd(as_json: bool) -> None:
-    """List installed plugins, what each provides, and load failures."""
+@click.option(
+    "--check",
+    "checks",
+    metavar="KIND:NAME",
+    multiple=True,
+    help="Exit non-zero, with the reason, unless NAME is available as a KIND (e.g. backend:s3). "
+    "Repeatable; nothing else is printed on success but one line per name.",
+)
+def plugins_cmd(as_json: bool, checks: tuple[str, ...]) -> None:
+    """List installed plugins, what each provides, load failures and name clashes.
+
+    With --check, verify that plugins are available instead (useful in scripts):
+    `nydus plugins --check backend:s3 --check compressor:zstd`.
+    """
     manager = get_manager()
+    if checks:
+        _check(manager, checks)
+        return
     records = sorted(manager.records.values(), key=lambda r: (r.name != "core", r.name))
     if as_json:
         out: dict[str, Any] = {
             "plugins": [r.as_dict() for r in records],
             "capabilities": {kind: manager.registry(kind).names() for kind in CAPABILITIES},
+            "conflicts": manager.conflicts(),
         }
         click.echo(json.dumps(out, indent=2, sort_keys=True))
         return
@@ -40,6 +57,21 @@ def plugins_cmd(as_json: bool) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+    for message in manager.conflicts():
+        click.echo(f"CONFLICT: {message}")
+
+
+def _check(manager: PluginManager, checks: tuple[str, ...]) -> None:
+    """Look each KIND:NAME up in its registry; the first missing one raises the registry's error."""
+    for spec in checks:
+        kind, sep, name = spec.partition(":")
+        if not sep or not kind or not name:
+            raise UsageError(f"--check expects KIND:NAME (e.g. backend:localfs), got '{spec}'")
+        registry = manager.registry(kind)
+        cls = registry.get(name)
+        record = manager.records[registry.provider(name)]
+        dist = f" ({record.distribution} {record.version})" if record.distribution else ""
+        click.echo(f"{kind} {name}: {cls.__module__}.{cls.__qualname__} from plugin '{record.name}'{dist}")
 
 
 _commands_added = False
