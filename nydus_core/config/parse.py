@@ -1,0 +1,122 @@
+"""Entry points: read a config file or text, detect its format and version, build the model."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from ..errors import ConfigError
+from .fields import ParseContext, describe
+from .model import NydusConfig
+from .v1 import read_v1
+from .v2 import read_v2
+
+#: Upstream refuses config files larger than this.
+MAX_CONFIG_SIZE = 0x100000
+
+_TOML_POS = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
+
+
+def load_config(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None, strict: bool = False
+) -> NydusConfig:
+    """Read and validate the nydusd config file at ``path`` (v1 JSON, v2 JSON or v2 TOML).
+
+    ``.json`` files are parsed as JSON, ``.toml`` files as TOML, anything else by content (JSON
+    when it starts with ``{``). ``env`` replaces ``os.environ`` (for ``IMAGE_PULL_AUTH``);
+    ``strict`` makes unknown keys errors instead of warnings.
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_SIZE + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror or exc}", file=name) from None
+    if len(raw) > MAX_CONFIG_SIZE:
+        raise ConfigError(f"config file is larger than {MAX_CONFIG_SIZE} bytes", file=name)
+    ext = os.path.splitext(name)[1].lower()
+    syntax = {".json": "json", ".toml": "toml"}.get(ext)
+    data = decode_text(raw, source=name, syntax=syntax)
+    return _build(data, source=name, env=env, strict=strict)
+
+
+def parse_config(
+    obj: Mapping[str, Any] | str | bytes,
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    strict: bool = False,
+) -> NydusConfig:
+    """Validate a config given as decoded data or as JSON/TOML text; ``source`` names it in errors."""
+    if isinstance(obj, str | bytes):
+        data = decode_text(obj, source=source)
+    elif isinstance(obj, Mapping):
+        data = obj
+    else:
+        raise TypeError(f"parse_config() takes a mapping, str or bytes, not {type(obj).__name__}")
+    return _build(data, source=source, env=env, strict=strict)
+
+
+def decode_text(text: str | bytes, *, source: str, syntax: str | None = None) -> Mapping[str, Any]:
+    """Decode JSON or TOML text into a mapping; errors give the line and column.
+
+    ``syntax`` is ``"json"``, ``"toml"`` or None to decide by content.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"not UTF-8 text (bad byte at offset {exc.start})", file=source) from None
+    text = text.removeprefix("\ufeff")
+    if syntax is None:
+        syntax = "json" if text.lstrip().startswith("{") else "toml"
+    if syntax == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
+                              file=source) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a JSON object at the top level, got {describe(data)}", file=source)
+        return data
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        pos = _TOML_POS.search(message)
+        if pos:
+            line, col = int(pos.group(1)), int(pos.group(2))
+            message = message[: pos.start()]
+        else:
+            lines = text.split("\n")
+            line, col = len(lines), len(lines[-1]) + 1
+            message = _TOML_END.sub("", message)
+        raise ConfigError(f"invalid TOML at line {line}, column {col}: {message}", file=source) from None
+
+
+def _build(
+    data: Mapping[str, Any], *, source: str, env: Mapping[str, str] | None, strict: bool
+) -> NydusConfig:
+    ctx = ParseContext(file=source, strict=strict)
+    version = data.get("version")
+    if version is None or (version == 1 and type(version) is int):
+        config = read_v1(data, ctx, env)
+    elif version == 2 and type(version) is int:
+        config = read_v2(data, ctx, env)
+    else:
+        raise ctx.error(
+            "version",
+            f"unsupported config version {describe(version)} (allowed: 2 for the v2 format; "
+            "leave it out for the v1 format)",
+        )
+    return _with_warnings(config, ctx)
+
+
+def _with_warnings(config: NydusConfig, ctx: ParseContext) -> NydusConfig:
+    return replace(config, warnings=tuple(ctx.warnings))
