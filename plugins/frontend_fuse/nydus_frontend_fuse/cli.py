@@ -1,0 +1,227 @@
+"""The ``nydusd`` command line, with upstream's flags (and its ``fuse`` subcommand form).
+
+``nydusd -C CFG -M MNT -B BOOT`` and ``nydusd fuse -C CFG -M MNT -B BOOT`` are the same; global
+flags (``-A``, ``-C``, ``-l``, ``-L``, ``--id``...) may come before or after ``fuse``. Started
+without ``--bootstrap`` the daemon serves an empty root and mounts images under sub-paths through
+``POST /api/v1/mount``. Errors are one line and a non-zero exit (``--debug`` for a traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import resource
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from nydus_core.cli.runner import run_main
+from nydus_core.errors import UsageError
+
+from . import __version__
+
+_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
+           "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR}
+
+GLOBAL_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("-A", "--apisock", type=click.Path(dir_okay=False), default=None,
+                 help="Unix socket for the HTTP admin API."),
+    click.option("-C", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                 help="Daemon config (JSON v1, JSON v2 or TOML v2)."),
+    click.option("--id", "daemon_id", default=None, help="Service instance id (shown by the API)."),
+    click.option("-l", "--log-level", default=None,
+                 type=click.Choice(["trace", "debug", "info", "warn", "error"], case_sensitive=False),
+                 help="Log level [default: info]."),
+    click.option("-L", "--log-file", default=None, type=click.Path(dir_okay=False),
+                 help="Log file ('.log' is appended when the name has no extension)."),
+    click.option("--log-rotation-size", type=click.IntRange(min=0), default=None,
+                 help="Rotate the log file at this many MB [default: 0, disabled]."),
+    click.option("--rlimit-nofile", type=click.IntRange(min=0), default=None,
+                 help="Open-file limit to set [default: 1000000; 0 leaves it unchanged]."),
+    click.option("--supervisor", default=None, help="Supervisor socket (failover; not supported)."),
+    click.option("--upgrade", is_flag=True, default=None, help="Start in upgrade mode (not supported)."),
+    click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
+]
+
+FUSE_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option("-M", "--mountpoint", default=None, type=click.Path(file_okay=False),
+                 help="FUSE mountpoint (required)."),
+    click.option("-B", "--bootstrap", default=None, type=click.Path(dir_okay=False),
+                 help="RAFS metadata (bootstrap) file to serve at /."),
+    click.option("-D", "--localfs-dir", default=None, type=click.Path(file_okay=False),
+                 help="Serve blobs from this directory (localfs backend); conflicts with --config."),
+    click.option("-s", "--shared-dir", default=None, help="passthroughfs directory (not supported)."),
+    click.option("--prefetch-files", default=None, type=click.Path(dir_okay=False),
+                 help="File listing paths to prefetch, one per line (requires --bootstrap)."),
+    click.option("-m", "--virtual-mountpoint", default=None,
+                 help="Path inside the FUSE filesystem where the bootstrap is mounted [default: /]."),
+    click.option("--failover-policy", default=None, type=click.Choice(["none", "resend", "flush"]),
+                 help="Failover policy (accepted for compatibility; no supervisor support)."),
+    click.option("--fuse-threads", "--thread-num", "threads", type=click.IntRange(1, 1024), default=None,
+                 help="Worker threads for data reads [default: 4]."),
+    click.option("--writable", is_flag=True, default=None, help="Read-write mount (not supported)."),
+    click.option("--dedup-db", default=None, help="Chunk-dedup database (not supported)."),
+    click.option("--readahead-kb", type=click.IntRange(min=0), default=None,
+                 help="Kernel read-ahead of the mount in KiB [default: 1024; 0 keeps the kernel's]. "
+                      "Beyond upstream."),
+]
+
+
+def _apply(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def deco(fn: Any) -> Any:
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+    return deco
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="nydusd")
+@_apply(GLOBAL_OPTIONS)
+@_apply(FUSE_OPTIONS)
+@click.pass_context
+def nydusd(ctx: click.Context, **params: Any) -> None:
+    """nydusd: serve RAFS (Nydus) images through FUSE, lazily.
+
+    \b
+    nydusd -C config.json -M /mnt -B image.boot
+    nydusd fuse -D ./blobs -M /mnt -B image.boot --apisock /run/nydusd.sock
+    nydusd -C config.json -M /mnt -A /run/nydusd.sock   # mount images via the API
+    """
+    ctx.obj = params
+    if ctx.invoked_subcommand is None:
+        _serve(params)
+
+
+@nydusd.command("fuse")
+@_apply(GLOBAL_OPTIONS)
+@_apply(FUSE_OPTIONS)
+@click.pass_context
+def fuse_cmd(ctx: click.Context, **params: Any) -> None:
+    """Run the FUSE server (the default when no subcommand is given)."""
+    merged = dict(ctx.obj or {})
+    merged.update({k: v for k, v in params.items() if v is not None})
+    _serve(merged)
+
+
+for _name, _what in (("virtiofs", "vhost-user-fs"), ("singleton", "fscache/blobcache services"),
+                     ("nbd", "NBD export"), ("uffd", "userfaultfd block device")):
+    def _unsupported(_n: str = _name, _w: str = _what, **_: Any) -> None:
+        raise UsageError(f"'nydusd {_n}' ({_w}) is not supported by nydus-py; use the FUSE server")
+
+    nydusd.command(_name, context_settings={"ignore_unknown_options": True,
+                                            "allow_extra_args": True},
+                   help=f"Not supported by nydus-py ({_what}).")(_unsupported)
+
+
+def setup_logging(level: str | None, log_file: str | None, rotation_mb: int | None) -> None:
+    """Configure logging as upstream's ``-l``/``-L``/``--log-rotation-size`` do."""
+    handler: logging.Handler
+    if log_file:
+        if not os.path.splitext(log_file)[1]:
+            log_file += ".log"
+        try:
+            if rotation_mb:
+                handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=rotation_mb << 20,
+                                                               backupCount=5)
+            else:
+                handler = logging.FileHandler(log_file)
+        except OSError as exc:
+            raise UsageError(f"--log-file {log_file}: {exc.strerror}") from None
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(message)s"))
+    logging.basicConfig(level=_LEVELS[(level or "info").lower()], handlers=[handler], force=True)
+
+
+def _read_prefetch_list(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            lines = [line.strip() for line in fh]
+    except OSError as exc:
+        raise UsageError(f"--prefetch-files {path}: {exc.strerror}") from None
+    paths = [p for p in lines if p and not p.startswith("#")]
+    for p in paths:
+        if not p.startswith("/"):
+            raise UsageError(f"--prefetch-files {path}: '{p}' is not an absolute path in the image")
+    return paths
+
+
+def _set_rlimit(n: int | None) -> None:
+    want = 1_000_000 if n is None else n
+    if want == 0:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if os.geteuid() == 0 else min(want, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, max(hard, target)))
+    except (ValueError, OSError):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+        except (ValueError, OSError):
+            logging.getLogger("nydusd").info("could not raise RLIMIT_NOFILE (kept %d)", soft)
+
+
+def build_settings(params: dict[str, Any]) -> Any:
+    """Turn parsed flags into :class:`~.daemon.DaemonSettings` (config loaded and validated)."""
+    from nydus_core.config import NydusConfig, load_config
+
+    from .daemon import DEFAULT_READAHEAD_KB, DaemonSettings
+
+    for flag, what in (("shared_dir", "-s/--shared-dir (passthroughfs)"), ("writable", "--writable"),
+                       ("dedup_db", "--dedup-db"), ("upgrade", "--upgrade"),
+                       ("supervisor", "--supervisor (failover/upgrade)")):
+        if params.get(flag):
+            raise UsageError(f"{what} is not supported by nydus-py")
+    mountpoint = params.get("mountpoint")
+    if not mountpoint:
+        raise UsageError("-M/--mountpoint is required")
+    config_path, localfs = params.get("config_path"), params.get("localfs_dir")
+    if config_path and localfs:
+        raise UsageError("-D/--localfs-dir conflicts with -C/--config")
+    config: NydusConfig | None = None
+    if config_path:
+        config = load_config(config_path)
+    elif localfs:
+        config = NydusConfig.from_localfs_dir(localfs)
+    prefetch = _read_prefetch_list(params["prefetch_files"]) if params.get("prefetch_files") else []
+    if prefetch and not params.get("bootstrap"):
+        raise UsageError("--prefetch-files requires -B/--bootstrap")
+    ra = params.get("readahead_kb")
+    return DaemonSettings(
+        mountpoint=mountpoint,
+        bootstrap=params.get("bootstrap"),
+        config=config,
+        virtual_mountpoint=params.get("virtual_mountpoint") or "/",
+        apisock=params.get("apisock"),
+        prefetch_files=prefetch,
+        threads=params.get("threads") or 4,
+        daemon_id=params.get("daemon_id") or "",
+        readahead_kb=DEFAULT_READAHEAD_KB if ra is None else ra,
+    )
+
+
+def _serve(params: dict[str, Any]) -> None:
+    setup_logging(params.get("log_level"), params.get("log_file"), params.get("log_rotation_size"))
+    settings = build_settings(params)
+    _set_rlimit(params.get("rlimit_nofile"))
+    run_daemon(settings)
+
+
+def run_daemon(settings: Any) -> None:
+    """Prepare and run a daemon in this process until it stops (raises NydusError on failure)."""
+    import trio
+
+    from .daemon import Daemon
+
+    daemon = Daemon(settings)
+    daemon.prepare()
+    trio.run(daemon.run)
+
+
+def nydusd_main() -> None:
+    """Entry point of the ``nydusd`` command."""
+    raise SystemExit(run_main(nydusd, prog_name="nydusd"))

@@ -1,0 +1,97 @@
+"""``nydus mount BOOTSTRAP MOUNTPOINT --config CFG``: our own spelling of ``nydusd -B -M -C``.
+
+In the foreground it serves until unmounted (``fusermount3 -u MOUNTPOINT``, Ctrl-C or SIGTERM).
+With ``--background`` it starts ``nydusd`` as a separate process, waits until the mount is up (or
+prints the daemon's error) and returns, so scripts can mount, read and unmount.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import click
+
+from nydus_core.errors import NydusError, UsageError
+
+_STARTUP_TIMEOUT = 60.0
+
+
+@click.command("mount")
+@click.argument("bootstrap", type=click.Path(dir_okay=False))
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.option("--config", "-C", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="nydusd config (v1 JSON, v2 JSON/TOML): backend, cache, prefetch.")
+@click.option("--localfs-dir", "-D", default=None, type=click.Path(file_okay=False),
+              help="Read blobs from this directory instead of a config's backend.")
+@click.option("--apisock", "-A", default=None, type=click.Path(dir_okay=False),
+              help="Serve nydusd's HTTP API on this unix socket (for nydusctl).")
+@click.option("--prefetch-files", default=None, type=click.Path(dir_okay=False),
+              help="File listing paths to prefetch, one per line.")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Worker threads for reads.")
+@click.option("--log-level", "-l", default=None,
+              type=click.Choice(["trace", "debug", "info", "warn", "error"], case_sensitive=False))
+@click.option("--log-file", "-L", default=None, type=click.Path(dir_okay=False))
+@click.option("--background", "-d", is_flag=True,
+              help="Start the daemon in the background; return once the mount is up.")
+def mount(bootstrap: str, mountpoint: str, config_path: str | None, localfs_dir: str | None,
+          apisock: str | None, prefetch_files: str | None, threads: int | None, log_level: str | None,
+          log_file: str | None, background: bool) -> None:
+    """Mount a RAFS image (lazily) at MOUNTPOINT with FUSE; unmount with fusermount3 -u."""
+    if not config_path and not localfs_dir:
+        raise UsageError("nydus mount needs --config CFG (or --localfs-dir DIR)")
+    params: dict[str, Any] = {
+        "bootstrap": bootstrap, "mountpoint": mountpoint, "config_path": config_path,
+        "localfs_dir": localfs_dir, "apisock": apisock, "prefetch_files": prefetch_files,
+        "threads": threads, "log_level": log_level, "log_file": log_file,
+    }
+    if background:
+        _start_background(params)
+        return
+    from .cli import _serve
+
+    _serve(params)
+
+
+def _start_background(params: dict[str, Any]) -> None:
+    from .cli import build_settings
+    from .mountpoint import check_mountpoint, mounts_at
+
+    build_settings(params)  # fail here, in this process, on bad flags or configs
+    mp = check_mountpoint(params["mountpoint"])
+    argv = [sys.executable, "-c", "from nydus_frontend_fuse.cli import nydusd_main; nydusd_main()",
+            "-M", mp, "-B", os.path.abspath(params["bootstrap"])]
+    for flag, key in (("-C", "config_path"), ("-D", "localfs_dir"), ("-A", "apisock"),
+                      ("--prefetch-files", "prefetch_files"), ("--thread-num", "threads"),
+                      ("-l", "log_level"), ("-L", "log_file")):
+        if params.get(key) is not None:
+            value = params[key]
+            argv += [flag, os.path.abspath(value) if key.endswith(("path", "dir", "files", "sock")) else
+                     str(value)]
+    log_fd, log_path = tempfile.mkstemp(prefix="nydusd-", suffix=".log")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
+                            start_new_session=True, close_fds=True)
+    os.close(log_fd)
+    deadline = time.monotonic() + _STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if mounts_at(mp):
+            where = params.get("log_file") or log_path
+            click.echo(f"mounted {params['bootstrap']} at {mp} (nydusd pid {proc.pid}, log {where}); "
+                       f"unmount with: fusermount3 -u {mp}")
+            if params.get("log_file"):
+                os.unlink(log_path)
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    else:
+        proc.terminate()
+    with open(log_path, encoding="utf-8", errors="replace") as fh:
+        lines = [line.strip() for line in fh if line.strip()]
+    os.unlink(log_path)
+    last = lines[-1] if lines else f"nydusd exited with status {proc.returncode}"
+    raise NydusError(last.removeprefix("error: "))
