@@ -115,6 +115,7 @@ class PrefetchConfig:
     """The one effective prefetch setting (upstream v1 ``fs_prefetch`` names).
 
     From a v2 config it is merged from ``[rafs.prefetch]`` and ``[cache.prefetch]`` (docs/config.md).
+    When ``enable`` is false the parser gives the defaults, so disabled settings compare equal.
     """
 
     enable: bool = False

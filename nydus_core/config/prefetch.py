@@ -9,6 +9,8 @@ cache-level settings drive the prefetch workers and the RAFS-level ones choose w
   from ``[cache.prefetch]`` when it is enabled, else from ``[rafs.prefetch]``;
 - ``prefetch_all``, ``stream_prefetch``: from ``[cache.prefetch]`` when only it is enabled, else
   from ``[rafs.prefetch]``.
+
+A disabled prefetch is always the canonical ``PrefetchConfig()``, whatever else its table says.
 """
 
 from __future__ import annotations
