@@ -106,8 +106,10 @@ def _build(
     ctx = ParseContext(file=source, strict=strict)
     version = data.get("version")
     if version is None or (version == 1 and type(version) is int):
+        _check_layout(data, ctx, version=1)
         config = read_v1(data, ctx, env)
     elif version == 2 and type(version) is int:
+        _check_layout(data, ctx, version=2)
         config = read_v2(data, ctx, env)
     else:
         raise ctx.error(
@@ -116,6 +118,29 @@ def _build(
             "leave it out for the v1 format)",
         )
     return _with_warnings(config, ctx)
+
+
+#: Top-level sections that exist only in the v2 layout.
+_V2_SECTIONS = ("backend", "cache", "rafs", "overlay")
+
+
+def _check_layout(data: Mapping[str, Any], ctx: ParseContext, *, version: int) -> None:
+    """Refuse a config whose sections belong to the other layout (a forgotten or wrong ``version``),
+    instead of ignoring them all and running without a backend."""
+    v2_sections = [name for name in _V2_SECTIONS if name in data]
+    if version == 1 and v2_sections and "device" not in data:
+        listed = ", ".join(f"'{name}'" for name in v2_sections)
+        raise ctx.error(
+            "version",
+            f"missing: the config has v2 sections ({listed}) but no 'version = 2'; add it, "
+            "or use the v1 layout ('device', 'fs_prefetch', ...)",
+        )
+    if version == 2 and "device" in data and "backend" not in data:
+        raise ctx.error(
+            "device",
+            "this is a v1 section, but the config says version = 2; use [backend], [cache] and [rafs] "
+            "or remove 'version'",
+        )
 
 
 def _with_warnings(config: NydusConfig, ctx: ParseContext) -> NydusConfig:

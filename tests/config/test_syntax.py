@@ -140,3 +140,24 @@ def test_version_detection() -> None:
 def test_parse_config_rejects_other_objects() -> None:
     with pytest.raises(TypeError):
         parse_config(42)  # type: ignore[arg-type]
+
+
+def test_v2_sections_without_version_are_refused() -> None:
+    text = '[backend]\ntype = "localfs"\n[backend.localfs]\ndir = "/b"\n[rafs]\nmode = "direct"\n'
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, source="n.toml")
+    assert str(info.value) == (
+        "n.toml: version: missing: the config has v2 sections ('backend', 'rafs') but no 'version = 2'; "
+        "add it, or use the v1 layout ('device', 'fs_prefetch', ...)"
+    )
+    assert parse_config("version = 2\n" + text).backend is not None
+
+
+def test_v1_device_with_version_2_is_refused() -> None:
+    data = {"version": 2, "device": {"backend": {"type": "localfs", "config": {"dir": "/b"}}}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, source="n.json")
+    assert info.value.key == "device"
+    assert "this is a v1 section, but the config says version = 2" in str(info.value)
+    del data["version"]
+    assert parse_config(data).backend is not None
