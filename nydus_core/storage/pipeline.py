@@ -172,6 +172,10 @@ class ReadPipeline:
             self.blobs.append(BlobState(info, bid, comp, dig, bc))
         self.backend_metrics = BackendMetrics(getattr(backend, "name", type(backend).__name__), id)
         self.cache_metrics = CacheMetrics(id, str(getattr(cache, "work_dir", "")) if cache else "")
+        for b in self.blobs:
+            path = getattr(b.blob_cache, "data_path", None)
+            if isinstance(path, str):
+                self.cache_metrics.underlying_files.add(path)
         self.read_metrics = ReadMetrics()
         if isinstance(access_pattern, AccessPattern):
             self.access_pattern: AccessPattern | None = access_pattern
@@ -179,6 +183,7 @@ class ReadPipeline:
             self.access_pattern = AccessPattern() if access_pattern else None
         self.pool = FetchPool(workers)
         self._lock = threading.Lock()
+        self._quiet = threading.Condition(self._lock)
         self._inflight: dict[tuple[int, int], tuple[Future[bytes], _Group]] = {}
         self._files: OrderedDict[int, _File] = OrderedDict()
         self._files_lock = threading.Lock()
@@ -381,6 +386,8 @@ class ReadPipeline:
                 entry = self._inflight.get(key)
                 if entry is not None and entry[0] is fut:
                     del self._inflight[key]
+            if not self._inflight:
+                self._quiet.notify_all()
 
     def _run_group(self, group: _Group) -> int:
         """Fetch, decode, verify, hand out and cache one group (runs on a pool worker)."""
@@ -472,6 +479,11 @@ class ReadPipeline:
                 self._submit(group)
                 futures.append(group.pool_future)  # type: ignore[arg-type]
         return futures, queued
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no fetch is in flight (their cache writes done); False on timeout."""
+        with self._lock:
+            return self._quiet.wait_for(lambda: not self._inflight, timeout)
 
     # -- metrics and lifetime ---------------------------------------------------------------------
 

@@ -1,0 +1,14 @@
+"""Entry point module: registers the ``blobcache`` cache policy (alias ``filecache``)."""
+
+from __future__ import annotations
+
+from nydus_core import hookimpl
+from nydus_core.interfaces import CachePolicy
+
+
+@hookimpl
+def nydus_register_caches() -> list[type[CachePolicy]]:
+    """Register ``blobcache``."""
+    from .policy import BlobCachePolicy
+
+    return [BlobCachePolicy]
