@@ -27,15 +27,15 @@ _LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
            "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR}
 
 GLOBAL_OPTIONS: list[Callable[[Any], Any]] = [
-    click.option("-A", "--apisock", type=click.Path(dir_okay=False), default=None,
+    click.option("-A", "--apisock", default=None,
                  help="Unix socket for the HTTP admin API."),
-    click.option("-C", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
+    click.option("-C", "--config", "config_path", default=None,
                  help="Daemon config (JSON v1, JSON v2 or TOML v2)."),
     click.option("--id", "daemon_id", default=None, help="Service instance id (shown by the API)."),
     click.option("-l", "--log-level", default=None,
                  type=click.Choice(["trace", "debug", "info", "warn", "error"], case_sensitive=False),
                  help="Log level [default: info]."),
-    click.option("-L", "--log-file", default=None, type=click.Path(dir_okay=False),
+    click.option("-L", "--log-file", default=None,
                  help="Log file ('.log' is appended when the name has no extension)."),
     click.option("--log-rotation-size", type=click.IntRange(min=0), default=None,
                  help="Rotate the log file at this many MB [default: 0, disabled]."),
@@ -47,14 +47,14 @@ GLOBAL_OPTIONS: list[Callable[[Any], Any]] = [
 ]
 
 FUSE_OPTIONS: list[Callable[[Any], Any]] = [
-    click.option("-M", "--mountpoint", default=None, type=click.Path(file_okay=False),
+    click.option("-M", "--mountpoint", default=None,
                  help="FUSE mountpoint (required)."),
-    click.option("-B", "--bootstrap", default=None, type=click.Path(dir_okay=False),
+    click.option("-B", "--bootstrap", default=None,
                  help="RAFS metadata (bootstrap) file to serve at /."),
-    click.option("-D", "--localfs-dir", default=None, type=click.Path(file_okay=False),
+    click.option("-D", "--localfs-dir", default=None,
                  help="Serve blobs from this directory (localfs backend); conflicts with --config."),
     click.option("-s", "--shared-dir", default=None, help="passthroughfs directory (not supported)."),
-    click.option("--prefetch-files", default=None, type=click.Path(dir_okay=False),
+    click.option("--prefetch-files", default=None,
                  help="File listing paths to prefetch, one per line (requires --bootstrap)."),
     click.option("-m", "--virtual-mountpoint", default=None,
                  help="Path inside the FUSE filesystem where the bootstrap is mounted [default: /]."),

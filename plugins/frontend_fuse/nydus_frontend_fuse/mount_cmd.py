@@ -22,20 +22,20 @@ _STARTUP_TIMEOUT = 60.0
 
 
 @click.command("mount")
-@click.argument("bootstrap", type=click.Path(dir_okay=False))
-@click.argument("mountpoint", type=click.Path(file_okay=False))
-@click.option("--config", "-C", "config_path", type=click.Path(dir_okay=False), default=None,
+@click.argument("bootstrap")
+@click.argument("mountpoint")
+@click.option("--config", "-C", "config_path", default=None,
               help="nydusd config (v1 JSON, v2 JSON/TOML): backend, cache, prefetch.")
-@click.option("--localfs-dir", "-D", default=None, type=click.Path(file_okay=False),
+@click.option("--localfs-dir", "-D", default=None,
               help="Read blobs from this directory instead of a config's backend.")
-@click.option("--apisock", "-A", default=None, type=click.Path(dir_okay=False),
+@click.option("--apisock", "-A", default=None,
               help="Serve nydusd's HTTP API on this unix socket (for nydusctl).")
-@click.option("--prefetch-files", default=None, type=click.Path(dir_okay=False),
+@click.option("--prefetch-files", default=None,
               help="File listing paths to prefetch, one per line.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Worker threads for reads.")
 @click.option("--log-level", "-l", default=None,
               type=click.Choice(["trace", "debug", "info", "warn", "error"], case_sensitive=False))
-@click.option("--log-file", "-L", default=None, type=click.Path(dir_okay=False))
+@click.option("--log-file", "-L", default=None)
 @click.option("--background", "-d", is_flag=True,
               help="Start the daemon in the background; return once the mount is up.")
 def mount(bootstrap: str, mountpoint: str, config_path: str | None, localfs_dir: str | None,

@@ -1,0 +1,14 @@
+"""Fixtures for the FUSE daemon tests: skip only when FUSE itself is unavailable."""
+
+from __future__ import annotations
+
+import pytest
+from nydus_frontend_fuse.testing import fuse_unavailable
+
+
+@pytest.fixture
+def need_fuse() -> None:
+    """Skip the test when /dev/fuse (or root) is missing."""
+    reason = fuse_unavailable()
+    if reason:
+        pytest.skip(reason)
