@@ -54,7 +54,8 @@ def run_main(
     except Exception as exc:  # a bug: still one line unless --debug
         if debug:
             traceback.print_exc()
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with --debug for details)", err=True)
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+                   err=True)
         return INTERNAL_ERROR_EXIT
     return rv if isinstance(rv, int) else 0
 

@@ -1,0 +1,31 @@
+"""Progress bars for long work, drawn on stderr only when it is a terminal (tqdm)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def progress_bar(desc: str, total: int | None = None, *, unit: str = "B",
+                 enabled: bool | None = None) -> Iterator[Callable[[int, int | None], None]]:
+    """Yield ``update(done, total)`` that moves a bar to ``done``; a no-op when not on a terminal."""
+    on = sys.stderr.isatty() if enabled is None else enabled
+    if not on:
+        yield lambda done, total=None: None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", unit_divisor=1024,
+               leave=False, file=sys.stderr, dynamic_ncols=True)
+
+    def update(done: int, total: int | None = None) -> None:
+        if total is not None and bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        bar.close()
