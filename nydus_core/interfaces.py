@@ -40,14 +40,19 @@ class Compressor(abc.ABC):
 
     @abc.abstractmethod
     def compress(self, data: bytes) -> bytes:
-        """Return ``data`` compressed in the on-disk format upstream writes."""
+        """Return ``data`` compressed in the on-disk format upstream writes.
+
+        ``data`` may be any bytes-like object (``bytes``, ``bytearray``, ``memoryview``); the result
+        is ``bytes``. Must be thread-safe.
+        """
 
     @abc.abstractmethod
     def decompress(self, data: bytes, uncompressed_size: int) -> bytes:
         """Return the original bytes; ``uncompressed_size`` is known from the chunk record.
 
         Raises :class:`~nydus_core.errors.IntegrityError` when ``data`` is not valid input or
-        does not decompress to exactly ``uncompressed_size`` bytes.
+        does not decompress to exactly ``uncompressed_size`` bytes. ``data`` may be any bytes-like
+        object; the result is ``bytes``.
         """
 
 
@@ -106,7 +111,11 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def read(self, blob_id: str, offset: int, length: int) -> bytes:
-        """Return ``length`` bytes of the blob starting at ``offset`` (fewer only at its end)."""
+        """Return ``length`` bytes of the blob starting at ``offset``.
+
+        Fewer only at the blob's end; ``b""`` when ``offset`` is at or past the end. A missing blob
+        raises :class:`~nydus_core.errors.BlobNotFoundError` naming ``blob_id``.
+        """
 
     def readv(self, blob_id: str, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
         """Read several ``(offset, length)`` ranges of one blob; backends may merge requests."""
@@ -123,7 +132,11 @@ class Backend(abc.ABC):
         return True
 
     def write(self, blob_id: str, stream: BinaryIO, size: int | None = None) -> None:
-        """Store a blob read from ``stream`` under ``blob_id`` (used when pushing images)."""
+        """Store a blob read from ``stream`` under ``blob_id`` (used when pushing images).
+
+        All or nothing: when ``size`` is given and the stream holds a different number of bytes, or
+        anything fails, no blob is left under ``blob_id``. Replacing an existing blob is allowed.
+        """
         raise UnsupportedOperationError(f"backend '{self.name}' cannot store blobs")
 
     def close(self) -> None:  # noqa: B027 - optional hook
