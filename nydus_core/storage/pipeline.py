@@ -408,7 +408,10 @@ class ReadPipeline:
             self.backend_metrics.record(0, time.perf_counter() - t0, error=True, prefetch=prefetch)
             self._finish(group, [(fut, exc) for fut in group.futures])
             return 0
-        self.backend_metrics.record(len(raw), time.perf_counter() - t0, prefetch=prefetch)
+        elapsed = time.perf_counter() - t0
+        self.backend_metrics.record(len(raw), elapsed, prefetch=prefetch)
+        if prefetch:
+            self.cache_metrics.record_prefetch(len(raw), len(group.chunks), elapsed)
         good: list[tuple[ChunkInfo, bytes]] = []
         whole = len(group.chunks) == 1
         mv = memoryview(raw)
