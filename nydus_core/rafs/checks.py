@@ -22,6 +22,7 @@ KNOWN_CHUNK_FLAGS = int(
     ChunkFlags.COMPRESSED | ChunkFlags.HOLECHUNK | ChunkFlags.ENCRYPTED | ChunkFlags.BATCH
     | ChunkFlags.HAS_CRC32
 )
+_BAD_CHUNK_FLAGS = ~KNOWN_CHUNK_FLAGS | int(ChunkFlags.ENCRYPTED | ChunkFlags.BATCH)
 #: A stored chunk is never larger than this (blob.meta v1 records sizes up to 2^24).
 MAX_STORED_CHUNK = MAX_CHUNK_SIZE
 
@@ -68,8 +69,28 @@ def decode_blob_id(m: MappedBootstrap, raw: bytes, where: str) -> str:
     return raw.decode("ascii")
 
 
-def check_chunk(m: MappedBootstrap, c: ChunkInfo, blobs: list[BlobInfo], chunk_size: int, where: str) -> None:
-    """Check one chunk record against the blob table and chunk size (FormatError on violation)."""
+def check_chunk(
+    m: MappedBootstrap, c: ChunkInfo, blobs: list[BlobInfo], chunk_size: int, where: str, *args: object
+) -> None:
+    """Check one chunk record against the blob table and chunk size (FormatError on violation).
+
+    ``where`` names the record; with ``args`` it is a ``str.format`` template, formatted only on failure.
+    """
+    if c.blob_index < len(blobs) and not c.flags & _BAD_CHUNK_FLAGS:
+        blob = blobs[c.blob_index]
+        if (0 < c.uncompressed_size <= chunk_size and 0 < c.compressed_size <= MAX_STORED_CHUNK
+                and (not blob.compressed_size
+                     or c.compressed_offset + c.compressed_size <= blob.compressed_size)
+                and (not blob.uncompressed_size
+                     or c.uncompressed_offset + c.uncompressed_size <= blob.uncompressed_size)
+                and (not blob.chunk_count or c.index < blob.chunk_count)):
+            return
+    _chunk_error(m, c, blobs, chunk_size, where.format(*args) if args else where)
+
+
+def _chunk_error(
+    m: MappedBootstrap, c: ChunkInfo, blobs: list[BlobInfo], chunk_size: int, where: str
+) -> None:
     if c.blob_index >= len(blobs):
         raise m.error(f"{where}: blob index {c.blob_index} out of range ({len(blobs)} blobs)")
     if c.flags & ~KNOWN_CHUNK_FLAGS:
@@ -94,5 +115,4 @@ def check_chunk(m: MappedBootstrap, c: ChunkInfo, blobs: list[BlobInfo], chunk_s
             f"{where}: uncompressed range {c.uncompressed_offset}+{c.uncompressed_size} lies outside "
             f"blob {blob.blob_id} ({blob.uncompressed_size} bytes)"
         )
-    if blob.chunk_count and c.index >= blob.chunk_count:
-        raise m.error(f"{where}: chunk index {c.index} out of range ({blob.chunk_count} chunks in blob)")
+    raise m.error(f"{where}: chunk index {c.index} out of range ({blob.chunk_count} chunks in blob)")

@@ -132,6 +132,8 @@ class BlobDirReader:
             raise IntegrityError(
                 f"{_where(blob.blob_id, chunk)}: read failed: {exc.strerror or exc}"
             ) from None
+        except (OverflowError, ValueError):
+            raise IntegrityError(f"{_where(blob.blob_id, chunk)}: offset out of range") from None
         return decode_chunk(raw, chunk, compressor, digester, validate=True, blob_id=blob.blob_id)
 
     def read(self, image: RafsImage, ino: int, offset: int = 0, size: int | None = None) -> bytes:

@@ -45,11 +45,16 @@ class MappedBootstrap:
         """Return a FormatError ``"PATH: message"`` (the caller raises it)."""
         return FormatError(f"{self.path}: {message}")
 
-    def check(self, offset: int, length: int, what: str) -> None:
-        """Raise FormatError unless ``[offset, offset + length)`` lies inside the file."""
+    def check(self, offset: int, length: int, what: str, *args: object) -> None:
+        """Raise FormatError unless ``[offset, offset + length)`` lies inside the file.
+
+        ``what`` names the region; with ``args`` it is a ``str.format`` template, formatted only on
+        failure (this runs on every inode access).
+        """
         if offset < 0 or length < 0 or offset + length > self.size:
+            name = what.format(*args) if args else what
             raise self.error(
-                f"{what} at offset {offset} (length {length}) lies outside the file ({self.size} bytes)"
+                f"{name} at offset {offset} (length {length}) lies outside the file ({self.size} bytes)"
             )
 
     def close(self) -> None:

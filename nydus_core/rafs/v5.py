@@ -18,6 +18,7 @@ import struct
 from bisect import bisect_right
 from collections.abc import Iterator
 
+from ..errors import FormatError
 from .checks import (
     algorithms_from_flags,
     check_blob_supported,
@@ -39,7 +40,8 @@ from .mapped import MappedBootstrap, align8, check_disjoint, check_name
 from .model import BlobInfo, ChunkInfo, InodeAttrs
 
 _SB = struct.Struct("<IIIIQQQQQIIIIQ")
-_INODE = struct.Struct("<32sQQIIIIQQQIIIHHIIQQ")
+# RafsV5Inode without i_digest and i_reserved.
+_INODE = struct.Struct("<32xQQIIIIQQQIIIHHIIQ8x")
 assert _INODE.size == 128
 _EXT_BLOB = struct.Struct("<IIQQ")
 _U32 = struct.Struct("<I")
@@ -55,8 +57,9 @@ _FILE_TYPES = frozenset(
     {stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK}
 )
 # Indexes into the decoded inode tuple.
-_PARENT, _INO, _UID, _GID, _MODE, _SIZE, _FLAGS, _NLINK = 1, 2, 3, 4, 6, 7, 9, 10
-_CHILD_INDEX, _CHILD_COUNT, _NAME_SIZE, _SYMLINK_SIZE, _RDEV, _MTIME_NSEC, _MTIME = 11, 12, 13, 14, 15, 16, 17
+_PARENT, _INO, _UID, _GID, _MODE, _SIZE, _FLAGS, _NLINK = 0, 1, 2, 3, 5, 6, 8, 9
+_CHILD_INDEX, _CHILD_COUNT, _NAME_SIZE, _SYMLINK_SIZE, _RDEV, _MTIME_NSEC, _MTIME = 10, 11, 12, 13, 14, 15, 16
+_S_IFMT, _S_IFREG, _S_IFDIR, _S_IFLNK = 0o170000, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK
 
 
 class V5Image(RafsImage):
@@ -67,6 +70,7 @@ class V5Image(RafsImage):
     def __init__(self, mapped: MappedBootstrap) -> None:
         self._m = mapped
         self._buf = mapped.buf
+        self._size = mapped.size
         self.path = mapped.path
         self._load()
 
@@ -148,38 +152,52 @@ class V5Image(RafsImage):
 
     def _record(self, index: int) -> tuple[int, tuple]:
         """Return ``(offset, fields)`` of the inode record at inode index ``index`` (checked)."""
-        m = self._m
-        if not 1 <= index <= self._entries:
-            raise m.error(f"inode index {index} out of range (1..{self._entries})")
-        entry = _U32.unpack_from(self._buf, self._it_off + 4 * (index - 1))[0]
+        entries = self._entries
+        if not 1 <= index <= entries:
+            raise self._m.error(f"inode index {index} out of range (1..{entries})")
+        buf = self._buf
+        entry = _U32.unpack_from(buf, self._it_off + 4 * (index - 1))[0]
         if not 1024 < entry < 1 << 29:
-            raise m.error(f"inode table entry {index} is invalid ({entry})")
+            raise self._m.error(f"inode table entry {index} is invalid ({entry})")
         off = entry << 3
-        m.check(off, _INODE_SIZE, f"inode record {index}")
-        r = _INODE.unpack_from(self._buf, off)
-        ino, mode, nlink = r[_INO], r[_MODE], r[_NLINK]
+        if off + _INODE_SIZE > self._size:
+            self._m.check(off, _INODE_SIZE, "inode record {}", index)
+        r = _INODE.unpack_from(buf, off)
+        (parent, ino, _uid, _gid, _projid, mode, _size, _blocks, _flags, nlink, child_index, child_count,
+         name_size, symlink_size, _rdev, _mtime_nsec, _mtime) = r
+        fmt = mode & _S_IFMT
+        if (ino == 0 or ino > entries or fmt not in _FILE_TYPES or nlink == 0
+                or not 1 <= name_size <= _MAX_NAME
+                or (index != 1 and (parent == 0 or (parent >= ino and not (fmt == _S_IFREG and nlink > 1))))
+                or (fmt == _S_IFDIR and child_count
+                    and (child_index <= ino or child_index + child_count - 1 > entries))
+                or (fmt == _S_IFLNK and symlink_size == 0)):
+            raise self._record_error(index, r)
+        if off + _INODE_SIZE + ((name_size + 7) & ~7) + ((symlink_size + 7) & ~7) > self._size:
+            raise self._m.error(f"inode record {index}: name or symlink target lies outside the file")
+        return off, r
+
+    def _record_error(self, index: int, r: tuple) -> FormatError:
+        """Describe the first §4.10 check that record ``r`` fails."""
+        (parent, ino, _uid, _gid, _projid, mode, _size, _blocks, _flags, nlink, child_index, child_count,
+         name_size, symlink_size, *_rest) = r
         where = f"inode record {index}"
         if ino == 0 or ino > self._entries:
-            raise m.error(f"{where}: inode number {ino} out of range")
+            return self._m.error(f"{where}: inode number {ino} out of range")
         if stat.S_IFMT(mode) not in _FILE_TYPES:
-            raise m.error(f"{where}: invalid file mode {mode:#o}")
+            return self._m.error(f"{where}: invalid file mode {mode:#o}")
         if nlink == 0:
-            raise m.error(f"{where}: link count is 0")
-        if not 1 <= r[_NAME_SIZE] <= _MAX_NAME:
-            raise m.error(f"{where}: name size {r[_NAME_SIZE]}")
-        if index != 1:
-            if r[_PARENT] == 0:
-                raise m.error(f"{where}: no parent")
-            if not (stat.S_ISREG(mode) and nlink > 1) and r[_PARENT] >= ino:
-                raise m.error(f"{where}: parent {r[_PARENT]} is not below inode {ino}")
-        if stat.S_ISDIR(mode) and r[_CHILD_COUNT]:
-            first = r[_CHILD_INDEX]
-            if first <= ino or first + r[_CHILD_COUNT] - 1 > self._entries:
-                raise m.error(f"{where}: children {first}+{r[_CHILD_COUNT]} out of range")
-        if stat.S_ISLNK(mode) and r[_SYMLINK_SIZE] == 0:
-            raise m.error(f"{where}: symlink without target")
-        m.check(off, _INODE_SIZE + align8(r[_NAME_SIZE]) + align8(r[_SYMLINK_SIZE]), where)
-        return off, r
+            return self._m.error(f"{where}: link count is 0")
+        if not 1 <= name_size <= _MAX_NAME:
+            return self._m.error(f"{where}: name size {name_size}")
+        if index != 1 and parent == 0:
+            return self._m.error(f"{where}: no parent")
+        last_child = child_index + child_count - 1
+        if stat.S_ISDIR(mode) and child_count and (child_index <= ino or last_child > self._entries):
+            return self._m.error(f"{where}: children {child_index}+{child_count} out of range")
+        if stat.S_ISLNK(mode) and symlink_size == 0:
+            return self._m.error(f"{where}: symlink without target")
+        return self._m.error(f"{where}: parent {parent} is not below inode {ino}")
 
     def _inode(self, ino: int) -> tuple[int, tuple]:
         """Return the record of inode number ``ino`` (its first link)."""
@@ -260,9 +278,9 @@ class V5Image(RafsImage):
         p = off + _INODE_SIZE + align8(r[_NAME_SIZE]) + align8(r[_SYMLINK_SIZE])
         if not r[_FLAGS] & V5InodeFlags.XATTR:
             return p, 0
-        self._m.check(p, 8, f"xattr table of inode {ino}")
+        self._m.check(p, 8, "xattr table of inode {}", ino)
         size = _U64.unpack_from(self._buf, p)[0]
-        self._m.check(p + 8, size, f"xattr table of inode {ino}")
+        self._m.check(p + 8, size, "xattr table of inode {}", ino)
         return p + 8, size
 
     def xattrs(self, ino: int) -> dict[bytes, bytes]:
@@ -297,21 +315,23 @@ class V5Image(RafsImage):
         expected = -(-r[_SIZE] // self.chunk_size)
         if count > expected or (count != expected and not r[_FLAGS] & V5InodeFlags.HAS_HOLE):
             raise m.error(f"inode {ino}: {count} chunks for a file of {r[_SIZE]} bytes")
-        m.check(base, count * CHUNK_INFO_SIZE, f"chunk records of inode {ino}")
+        m.check(base, count * CHUNK_INFO_SIZE, "chunk records of inode {}", ino)
         return r, base, count
 
     def _chunk(self, ino: int, r: tuple, base: int, k: int) -> ChunkInfo:
         c = ChunkInfo.unpack_from(self._buf, base + k * CHUNK_INFO_SIZE)
         cs, size = self.chunk_size, r[_SIZE]
-        where = f"inode {ino} chunk {k}"
         if r[_FLAGS] & V5InodeFlags.HAS_HOLE:
             if c.file_offset % cs or c.file_offset + c.uncompressed_size > size:
-                raise self._m.error(f"{where}: file offset {c.file_offset} does not fit the file")
+                raise self._m.error(
+                    f"inode {ino} chunk {k}: file offset {c.file_offset} does not fit the file"
+                )
         elif c.file_offset != k * cs or c.uncompressed_size != min(cs, size - k * cs):
             raise self._m.error(
-                f"{where}: covers {c.file_offset}+{c.uncompressed_size}, expected chunk {k} of {size} bytes"
+                f"inode {ino} chunk {k}: covers {c.file_offset}+{c.uncompressed_size}, expected chunk {k} "
+                f"of {size} bytes"
             )
-        check_chunk(self._m, c, self.blobs, cs, where)
+        check_chunk(self._m, c, self.blobs, cs, "inode {} chunk {}", ino, k)
         return c
 
     def chunks(self, ino: int) -> list[ChunkInfo]:

@@ -263,7 +263,7 @@ class V6Image(RafsImage):
         n = _Inode()
         n.nid, n.off, n.layout = nid, off, layout
         if fmt & 1:
-            m.check(off, EROFS_INODE_EXTENDED_SIZE, f"inode nid {nid}")
+            m.check(off, EROFS_INODE_EXTENDED_SIZE, "inode nid {}", nid)
             (_f, icount, n.mode, _r, n.size, n.i_u, _ino, n.uid, n.gid, n.mtime, n.mtime_nsec,
              n.nlink) = _EXTENDED.unpack_from(buf, off)
             n.isize = EROFS_INODE_EXTENDED_SIZE
@@ -278,7 +278,7 @@ class V6Image(RafsImage):
             raise m.error(f"inode nid {nid}: link count is 0")
         n.xattr_size = _XATTR_IBODY_HEADER + 4 * (icount - 1) if icount else 0
         if icount:
-            m.check(off + n.isize, n.xattr_size, f"xattrs of inode nid {nid}")
+            m.check(off + n.isize, n.xattr_size, "xattrs of inode nid {}", nid)
         return n
 
     def inode_count(self) -> int:
@@ -304,16 +304,16 @@ class V6Image(RafsImage):
         base = n.i_u * bs
         nblocks = (size + bs - 1) >> self._bits
         if n.layout == EROFS_INODE_FLAT_PLAIN:
-            m.check(base, size, f"{what} data of inode nid {n.nid}")
+            m.check(base, size, "{} data of inode nid {}", what, n.nid)
             return nblocks, base, -1
         if n.layout != EROFS_INODE_FLAT_INLINE:
             raise m.error(f"{what} inode nid {n.nid} has data layout {n.layout}")
         full, tail = size >> self._bits, size & (bs - 1)
         if full:
-            m.check(base, full * bs, f"{what} data of inode nid {n.nid}")
+            m.check(base, full * bs, "{} data of inode nid {}", what, n.nid)
         tail_off = n.off + n.isize + n.xattr_size
         if tail:
-            m.check(tail_off, tail, f"inline {what} data of inode nid {n.nid}")
+            m.check(tail_off, tail, "inline {} data of inode nid {}", what, n.nid)
             if (tail_off & (bs - 1)) + tail > bs:
                 raise m.error(f"inline {what} data of inode nid {n.nid} crosses a block boundary")
         return nblocks, base, tail_off
@@ -511,7 +511,7 @@ class V6Image(RafsImage):
             )
         count = -(-n.size // self.chunk_size)
         base = n.off + align8(n.isize + n.xattr_size)
-        m.check(base, 8 * count, f"chunk index array of inode nid {ino}")
+        m.check(base, 8 * count, "chunk index array of inode nid {}", ino)
         return n, base, count
 
     def _resolve(self, n: _Inode, base: int, k: int) -> ChunkInfo:
@@ -529,12 +529,12 @@ class V6Image(RafsImage):
         c = ChunkInfo.unpack_from(self._buf, self._ct_off + pos * CHUNK_INFO_SIZE)
         cs = self.chunk_size
         c.file_offset = k * cs
-        where = f"inode nid {n.nid} chunk {k}"
         if c.uncompressed_size != min(cs, n.size - k * cs):
             raise m.error(
-                f"{where}: uncompressed size {c.uncompressed_size} does not fit the file size {n.size}"
+                f"inode nid {n.nid} chunk {k}: uncompressed size {c.uncompressed_size} does not fit the "
+                f"file size {n.size}"
             )
-        check_chunk(m, c, self.blobs, cs, where)
+        check_chunk(m, c, self.blobs, cs, "inode nid {} chunk {}", n.nid, k)
         return c
 
     def chunks(self, ino: int) -> list[ChunkInfo]:
@@ -556,7 +556,7 @@ class V6Image(RafsImage):
         out = []
         for pos in range(self._ct_size // CHUNK_INFO_SIZE):
             c = ChunkInfo.unpack_from(self._buf, self._ct_off + pos * CHUNK_INFO_SIZE)
-            check_chunk(self._m, c, self.blobs, self.chunk_size, f"chunk table record {pos}")
+            check_chunk(self._m, c, self.blobs, self.chunk_size, "chunk table record {}", pos)
             out.append(c)
         return out
 
