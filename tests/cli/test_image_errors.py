@@ -1,0 +1,149 @@
+"""`nydus-image` reports bad input on one line with a non-zero exit and no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nydus_core.testing.samples import random_bytes
+
+BIN = Path(sys.executable).parent / "nydus-image"
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "NYDUS_DEBUG"}
+    return subprocess.run([str(BIN), *args], input=stdin.decode() if stdin else None,
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert proc.returncode != 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture()
+def image(tmp_path: Path) -> tuple[Path, Path, Path]:
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "a.bin").write_bytes(random_bytes(50_000, 1))
+    (src / "b.txt").write_bytes(b"hello world\n" * 1000)
+    boot, blobs = tmp_path / "boot", tmp_path / "blobs"
+    proc = run("create", str(src), "-B", str(boot), "-D", str(blobs), "--chunk-size", "0x4000")
+    assert proc.returncode == 0, proc.stderr
+    return src, boot, blobs
+
+
+def test_bad_chunk_size(tmp_path: Path) -> None:
+    proc = run("create", str(tmp_path), "-B", str(tmp_path / "b"), "-D", str(tmp_path / "d"),
+               "--chunk-size", "0x3000")
+    one_line_error(proc, "chunk size", "0x3000")
+    assert proc.returncode == 2
+    assert not (tmp_path / "b").exists()
+
+
+def test_missing_source(tmp_path: Path) -> None:
+    one_line_error(run("create", str(tmp_path / "nope"), "-B", str(tmp_path / "b"), "-D", str(tmp_path)),
+                   "nope")
+
+
+def test_unknown_compressor_names_alternatives(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    line = one_line_error(run("create", str(tmp_path / "src"), "-B", str(tmp_path / "b"), "-D",
+                              str(tmp_path), "--compressor", "zstdd"), "zstdd")
+    assert "zstd" in line.replace("zstdd", "")
+
+
+def test_v5_output_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    one_line_error(run("create", str(tmp_path / "src"), "-B", str(tmp_path / "b"), "-D", str(tmp_path),
+                       "--fs-version", "5"), "v6")
+
+
+def test_not_a_bootstrap(tmp_path: Path) -> None:
+    f = tmp_path / "junk"
+    f.write_bytes(b"\0" * 9000)
+    proc = run("check", str(f))
+    one_line_error(proc, str(f))
+    assert proc.returncode == 4
+
+
+def test_truncated_bootstrap(image: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _src, boot, _blobs = image
+    cut = tmp_path / "cut"
+    cut.write_bytes(boot.read_bytes()[:5000])
+    one_line_error(run("check", str(cut)), str(cut))
+
+
+def test_flipped_blob_byte_names_blob_and_chunk(image: tuple[Path, Path, Path]) -> None:
+    _src, boot, blobs = image
+    (blob,) = blobs.iterdir()
+    data = bytearray(blob.read_bytes())
+    data[100] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    proc = run("check", str(boot), "-D", str(blobs))
+    line = one_line_error(proc, blob.name, "chunk")
+    assert proc.returncode == 5, line
+
+
+def test_missing_blob_dir(image: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _src, boot, _blobs = image
+    one_line_error(run("check", str(boot), "-D", str(tmp_path / "none")), "none")
+
+
+def test_debug_shows_traceback(tmp_path: Path) -> None:
+    f = tmp_path / "junk"
+    f.write_bytes(b"\0" * 9000)
+    proc = run("--debug", "check", str(f))
+    assert proc.returncode == 4 and "Traceback" in proc.stderr
+
+
+def test_check_json_inspect_and_stat(image: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    src, boot, blobs = image
+    out = tmp_path / "check.json"
+    proc = run("check", str(boot), "-D", str(blobs), "-J", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["files"] == 2 and report["fs_version"] == 6
+    assert report["bytes_verified"] >= 50_000 and report["compressor"] == "zstd"
+
+    proc = run("inspect", str(boot), "-R", "file /d/a.bin")
+    info = json.loads(proc.stdout)
+    assert info["size"] == 50_000
+    assert sum(c["uncompressed_size"] for c in info["chunks"]) == 50_000
+    assert [c["file_offset"] for c in info["chunks"]] == [0, 0x4000, 0x8000, 0xC000]
+    one_line_error(run("inspect", str(boot), "-R", "file /nope"), "/nope")
+
+    # A second image with one file in common dedups against the first.
+    src2 = tmp_path / "src2"
+    src2.mkdir()
+    (src2 / "same.bin").write_bytes((src / "d" / "a.bin").read_bytes())
+    (src2 / "new.bin").write_bytes(random_bytes(10_000, 2))
+    boot2 = tmp_path / "boot2"
+    proc = run("create", str(src2), "-B", str(boot2), "-D", str(blobs), "--chunk-size", "0x4000")
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(run("stat", "-B", str(boot2), "-T", str(boot)).stdout)
+    assert stats["target"]["shared_bytes"] == 50_000
+    assert stats["target"]["new_bytes"] == 10_000
+
+
+def test_prefetch_policy_fs_reads_stdin(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "a" / "x").write_bytes(b"x" * 10)
+    (src / "y").write_bytes(b"y")
+    boot = tmp_path / "boot"
+    proc = run("create", str(src), "-B", str(boot), "-D", str(tmp_path / "blobs"),
+               "--prefetch-policy", "fs", stdin=b"/a/x\n/y\n")
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(run("inspect", str(boot), "-R", "prefetch").stdout)
+    assert [e["path"] for e in table] == ["/a/x", "/y"]
