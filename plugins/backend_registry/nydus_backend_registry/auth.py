@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nydus_core.errors import AuthError, BackendError, PermissionDeniedError
+from nydus_core.errors import AuthError, BackendError, PermissionDeniedError, TransientBackendError
 
 from .config import Credentials
 from .errormap import Redactor
@@ -111,6 +111,8 @@ TokenFetcher = Callable[[str, list[tuple[str, str]], str | None], dict[str, Any]
 class Authenticator:
     """Produces ``Authorization`` headers for registry requests; thread-safe.
 
+    Errors it raises (token requests) carry only the detail; the transport prefixes the request.
+
     ``credentials`` (user/password) and ``static_token`` (upstream ``registry_token``) are optional.
     ``fetch`` performs the token request; the transport provides it so it shares TLS settings.
     ``what`` names the registry in error messages.
@@ -194,7 +196,7 @@ class Authenticator:
             service = self._bearer.get("service", "")
             creds = self._credentials
         if not realm:
-            raise AuthError(f"{self.what}: {AuthError.kind}: bearer challenge without a realm")
+            raise AuthError("the registry's bearer challenge has no realm")
         params: list[tuple[str, str]] = []
         if service:
             params.append(("service", service))
@@ -205,20 +207,17 @@ class Authenticator:
         try:
             body = self._fetch(realm, params, header)
         except TokenFetchError as exc:
-            who = "with the configured credentials" if creds else "anonymously"
-            msg = f"{self.what}: token request to {realm} failed {who}: {exc.detail}"
-            if exc.status in (401,):
-                raise AuthError(self._redact(f"{self.what}: {AuthError.kind}: token server {realm} "
-                                             f"rejected the credentials (HTTP 401)")) from None
+            who = "with the configured credentials" if creds else "anonymously (no credentials configured)"
+            msg = f"token request to {realm} {who} failed: {exc.detail}"
+            if exc.status == 401 and creds is not None:
+                msg = f"token server {realm} rejected the credentials (HTTP 401)"
             if exc.status == 403:
                 raise PermissionDeniedError(self._redact(msg)) from None
-            from nydus_core.errors import TransientBackendError
-
             cls = TransientBackendError if exc.status == 0 or exc.status >= 500 else AuthError
             raise cls(self._redact(msg)) from None
         value = body.get("token") or body.get("access_token")
         if not isinstance(value, str) or not value:
-            raise AuthError(self._redact(f"{self.what}: token server {realm} returned no token"))
+            raise AuthError(self._redact(f"token server {realm} returned no token"))
         self._redact.add(value, transient=True)
         try:
             expires_in = float(body.get("expires_in") or DEFAULT_EXPIRES_IN)

@@ -221,7 +221,11 @@ class RegistryBackend(Backend):
             resp.close()
             with self._lock:
                 self._redirects[digest] = (target, redirect_expiry(target, time.time(), time.monotonic()))
-            data = self._get_range(target, digest, headers, offset, length, what, auth=False)
+            try:
+                data = self._get_range(target, digest, headers, offset, length, what, auth=False)
+            except NydusError:
+                self._drop_redirect(digest)
+                raise
             if data is None:
                 self._drop_redirect(digest)
                 raise BackendError(f"{what}: {BackendError.kind}: redirected URL refused the range request")

@@ -497,7 +497,8 @@ class _FaultHandler(_ForwardingHandler):
             return
         if fp.redirect_blobs and self.command in ("GET", "HEAD") and "/blobs/sha256:" in parts.path:
             expires = int(time.time()) + fp.redirect_expires_in
-            location = f"{fp.server.url}/_storage{parts.path}?Expires={expires}&Signature=s3cr3tsig"
+            base = fp.redirect_base or fp.server.url
+            location = f"{base}/_storage{parts.path}?Expires={expires}&Signature=s3cr3tsig"
             self._send(307, b"", {"Location": location})
             return
         status, headers, data = self._forward(fp.upstream + path, body)
@@ -510,8 +511,9 @@ class _FaultHandler(_ForwardingHandler):
         if fp.storage_denied:
             self._send(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
             return
+        extra = {"Authorization": fp.storage_auth} if fp.storage_auth else None
         status, headers, data = self._forward(fp.upstream + parts.path[len("/_storage"):], body,
-                                              drop=("authorization",))
+                                              drop=("authorization",), extra=extra)
         self._relay(status, headers, data)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
@@ -524,12 +526,16 @@ class FaultProxy:
       any answer), :meth:`truncate_next` (``n`` answers cut in half, then reset);
     - ``redirect_blobs``: blob GET/HEAD answer ``307`` to ``/_storage/...`` here (a fake object
       store serving the same bytes, with an ``Expires`` signature); ``storage_denied`` makes that
-      store answer ``403`` (an expired URL).
+      store answer ``403`` (an expired URL); ``redirect_base`` changes the scheme/host the
+    ``Location`` names (default: this proxy); the store fetches from ``upstream`` with
+    ``storage_auth`` as its ``Authorization`` (the client's own header is never forwarded there).
     ``requests`` lists ``(method, path, action)`` of everything seen.
     """
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, storage_auth: str | None = None) -> None:
         self.upstream = upstream.rstrip("/")
+        self.storage_auth = storage_auth
+        self.redirect_base = ""
         self.redirect_blobs = False
         self.redirect_expires_in = 3600
         self.storage_denied = False
@@ -756,9 +762,9 @@ class RegistryFactory:
         """Start a :class:`TokenIssuer`."""
         return self._track(TokenIssuer(self.tmp / f"issuer-{len(self._started)}", **kwargs).start())
 
-    def fault_proxy(self, upstream: str) -> FaultProxy:
+    def fault_proxy(self, upstream: str, **kwargs: Any) -> FaultProxy:
         """Start a :class:`FaultProxy` in front of ``upstream``."""
-        return self._track(FaultProxy(upstream).start())
+        return self._track(FaultProxy(upstream, **kwargs).start())
 
     def forwarding_proxy(self) -> ForwardingProxy:
         """Start a :class:`ForwardingProxy`."""

@@ -27,7 +27,13 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from nydus_core.errors import ConfigError, NydusError, PermissionDeniedError, TransientBackendError
+from nydus_core.errors import (
+    BackendError,
+    ConfigError,
+    NydusError,
+    PermissionDeniedError,
+    TransientBackendError,
+)
 
 from .auth import Authenticator, TokenFetchError
 from .config import Credentials, ProxyConfig
@@ -225,7 +231,7 @@ class Transport:
         url = self.url(path_or_url)
         scopes = tuple(scopes)
         hdrs = dict(headers or {})
-        sent = self.auth.authorization(scopes) if auth else None
+        sent = self._auth_call(what, self.auth.authorization, scopes) if auth else None
         if sent:
             hdrs["Authorization"] = sent
         resp = self._send(method, url, hdrs, data, stream, allow_redirects, retry, what)
@@ -236,18 +242,25 @@ class Transport:
                 if not (hasattr(data, "seek") and data.seekable()):
                     return resp
                 data.seek(0)
-            fresh = self.auth.on_unauthorized(challenge, scopes, sent)
+            fresh = self._auth_call(what, self.auth.on_unauthorized, challenge, scopes, sent)
             if fresh is not None:
                 hdrs["Authorization"] = fresh
                 resp = self._send(method, self.url(path_or_url), hdrs, data, stream, allow_redirects, retry,
                                   what)
         return resp
 
+    @staticmethod
+    def _auth_call(what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except BackendError as exc:
+            raise type(exc)(f"{what}: {exc.kind}: {exc}") from None
+
     def _send(self, method: str, url: str, headers: dict[str, str], data: Any, stream: bool,
               allow_redirects: bool, retry: bool, what: str) -> requests.Response:
-        if self.proxy_health is not None and method in ("GET", "HEAD") and self.proxy_health.healthy:
-            proxy = self.proxy
-            assert proxy is not None
+        proxy = self.proxy
+        if (proxy is not None and self.proxy_health is not None and method in ("GET", "HEAD")
+                and (self.proxy_health.healthy or not proxy.fallback)):
             purl = "http://" + url[len("https://"):] if proxy.use_http and url.startswith("https://") else url
             started = time.monotonic()
             try:
