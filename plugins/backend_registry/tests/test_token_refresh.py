@@ -54,7 +54,8 @@ def test_token_refreshed_before_expiry(registry_token: RegistryFlavour, blob, sh
         backend.close()
 
 
-def test_token_dying_mid_read_is_refreshed_on_401(registry_token: RegistryFlavour, blob, short_tokens) -> None:
+def test_token_dying_mid_read_is_refreshed_on_401(registry_token: RegistryFlavour, blob,
+                                                  short_tokens) -> None:
     """The issuer claims 300 s but the token dies after 1.5 s: the 401 mid-read fetches a new one."""
     blob_id, data = blob
     short_tokens.lifetime = 1.5
