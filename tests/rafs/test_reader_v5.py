@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 
 import pytest
 
+from nydus_core.errors import FormatError
 from nydus_core.plugins import digester_by_id
 from nydus_core.rafs.chunkdata import BlobDirReader
-from nydus_core.rafs.constants import SuperFlags
+from nydus_core.rafs.constants import SuperFlags, V5InodeFlags
 from nydus_core.rafs.image import open_image
+from nydus_core.rafs.reader import open_bootstrap_bytes
 from nydus_core.testing.fixtures import parse_tree_result, require_upstream
 
 HARD_LINKS = (b"/hardlink-test/foo", b"/hardlink-test/test.sh", b"/normal-file-test/test.sh")
@@ -128,3 +131,39 @@ def test_to_tree_keeps_hard_links(v5):
     a = tree.children[b"hardlink-test"].children[b"foo"]
     b = tree.children[b"normal-file-test"].children[b"test.sh"]
     assert a is b and a.chunks and a.chunks[0].uncompressed_size == a.size
+
+
+def test_sparse_chunk_records_with_has_hole(v5, tmp_path):
+    """HAS_HOLE: a file may list fewer chunk records than its size needs; gaps read as zeros.
+
+    ``head-hole-1`` starts with two identical all-zero chunks; dropping the second record and setting
+    HAS_HOLE must read back the same bytes (its md5 is in the upstream .result file).
+    """
+    image, d = v5
+    _, md5s = parse_tree_result(d / "sha256-nocompress-repeatable.result")
+    path = "/normal-file-test/holefiles/head-hole-1"
+    ino = image.resolve(path)
+    chunks = image.chunks(ino)
+    assert len(chunks) == 3 and chunks[0].block_id == chunks[1].block_id
+    data = bytearray((d / "sha256-nocompress-repeatable").read_bytes())
+    it_off = struct.unpack_from("<Q", data, 32)[0]
+    rec = struct.unpack_from("<I", data, it_off + 4 * (ino - 1))[0] << 3
+    name_size = struct.unpack_from("<H", data, rec + 100)[0]
+    first = rec + 128 + (name_size + 7) // 8 * 8
+    struct.pack_into("<Q", data, rec + 80, V5InodeFlags.HAS_HOLE)
+    struct.pack_into("<I", data, rec + 96, 2)
+    data[first + 80:first + 160] = data[first + 160:first + 240]  # record 1 := record 2
+    sparse = tmp_path / "sparse.boot"
+    sparse.write_bytes(bytes(data))
+    with open_image(sparse) as holey, BlobDirReader(d / "blobs") as reader:
+        assert [c.file_offset for c in holey.chunks(ino)] == [0, 2 * holey.chunk_size]
+        content = reader.read_file(holey, ino)
+        assert hashlib.md5(content).hexdigest() == md5s[path]
+        cs = holey.chunk_size
+        assert holey.chunks_for_range(ino, cs + 5, 10) == []
+        assert [c.file_offset for c in holey.chunks_for_range(ino, cs - 5, cs + 10)] == [0, 2 * cs]
+        assert reader.read(holey, ino, cs - 5, cs + 10) == content[cs - 5:2 * cs + 5]
+        # Without HAS_HOLE the same records are rejected.
+        struct.pack_into("<Q", data, rec + 80, 0)
+        with pytest.raises(FormatError, match="2 chunks for a file"):
+            open_bootstrap_bytes(bytes(data), "dense").chunks(ino)

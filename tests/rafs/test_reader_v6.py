@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import stat
+import struct
 
 import pytest
 
@@ -114,3 +115,29 @@ def test_corrupt_chunk_is_an_integrity_error(v6, tmp_path):
         # The other file's chunk is intact.
         intact = reader.read_file(image, image.resolve("/lib.rs"))
         assert hashlib.md5(intact).hexdigest() == EXPECTED_MD5[b"/lib.rs"]
+
+
+def test_compact_inode_and_prefetch_table(v6, tmp_path):
+    """A compact (32-byte) chunk-based inode and a prefetch table of nids, made by rewriting the fixture."""
+    image, blobs = v6
+    lib, sync = image.resolve("/lib.rs"), image.resolve("/sync_io.rs")
+    data = bytearray((blobs.parent / "rafs-v6-2.2.boot").read_bytes())
+    meta = struct.unpack_from("<I", data, 1024 + 40)[0] * 4096
+    off = meta + lib * 32
+    fmt, _icount, mode, _r, size, i_u, ino, _uid, _gid, _mtime, _nsec, nlink = struct.unpack_from(
+        "<HHHHQIIIIQII", data, off)
+    assert fmt == 0x9  # extended, chunk-based
+    index = data[off + 64:off + 72]
+    compact = struct.pack("<HHHHIIIIHHI", 0x8, 0, mode, nlink, size, 0, i_u, ino, 1000, 1001, 0)
+    data[off:off + 72] = compact + index + bytes(32)
+    blob_table_end = 4096 + 256
+    struct.pack_into("<QI", data, 1152 + 40, blob_table_end, 8)
+    struct.pack_into("<II", data, blob_table_end, lib, sync)
+    path = tmp_path / "compact.boot"
+    path.write_bytes(bytes(data))
+    with open_image(path) as compacted, BlobDirReader(blobs) as reader:
+        attrs = compacted.getattr(lib)
+        assert (attrs.size, attrs.nlink, attrs.uid, attrs.gid) == (size, nlink, 1000, 1001)
+        assert attrs.mtime == 0 and attrs.mtime_nsec == 0  # compact inodes carry no mtime
+        assert hashlib.md5(reader.read_file(compacted, lib)).hexdigest() == EXPECTED_MD5[b"/lib.rs"]
+        assert compacted.prefetch_inodes() == [lib, sync]
