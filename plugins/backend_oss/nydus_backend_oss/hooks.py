@@ -1,0 +1,14 @@
+"""Entry point module: registers the `oss` backend (the SDK is imported only when it is used)."""
+
+from __future__ import annotations
+
+from nydus_core import hookimpl
+from nydus_core.interfaces import Backend
+
+
+@hookimpl
+def nydus_register_backends() -> list[type[Backend]]:
+    """Register ``oss``."""
+    from .backend import OSSBackend
+
+    return [OSSBackend]
