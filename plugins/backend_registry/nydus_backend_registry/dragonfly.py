@@ -89,7 +89,16 @@ class ProxyHealth:
 
     @property
     def healthy(self) -> bool:
-        """Whether requests should go through the proxy now (the first call checks synchronously)."""
+        """The last known health (``False`` before the first check)."""
+        with self._lock:
+            return bool(self._healthy)
+
+    def available(self) -> bool:
+        """Called per request: whether to use the proxy now.
+
+        Notes the activity (un-pausing the checker), and on first use checks synchronously and
+        starts the background checker.
+        """
         now = time.monotonic()
         paused = (self.cfg.check_pause_elapsed and now - self._last_activity > self.cfg.check_pause_elapsed)
         self._last_activity = now

@@ -7,7 +7,8 @@
   ``skip_verify`` turns verification off and, like upstream, allows falling back from HTTPS to
   HTTP when the TLS handshake fails. ``scheme=""`` means "try HTTPS, fall back to HTTP".
 - ``401`` answers go through :class:`~.auth.Authenticator` and the request is retried once.
-- GET/HEAD go through the Dragonfly proxy while it is healthy (see :mod:`.dragonfly`).
+- GET/HEAD go through the Dragonfly proxy while it is healthy (see :mod:`.dragonfly`); with
+  ``fallback`` off they always do, and fail when it is down.
 - The environment's ``HTTP(S)_PROXY``/``NO_PROXY`` apply to direct requests; ``~/.netrc`` never does.
 """
 
@@ -260,7 +261,7 @@ class Transport:
               allow_redirects: bool, retry: bool, what: str) -> requests.Response:
         proxy = self.proxy
         if (proxy is not None and self.proxy_health is not None and method in ("GET", "HEAD")
-                and (self.proxy_health.healthy or not proxy.fallback)):
+                and (self.proxy_health.available() or not proxy.fallback)):
             purl = "http://" + url[len("https://"):] if proxy.use_http and url.startswith("https://") else url
             started = time.monotonic()
             try:
