@@ -1,0 +1,74 @@
+"""Shared helpers for benchmarks: a realistic source tree, timing, and side-by-side tables."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+BIN = Path(sys.executable).parent
+
+
+def tree_size(root: Path) -> tuple[int, int]:
+    """Return (bytes of regular files, number of entries) below ``root``."""
+    total = entries = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        entries += len(dirnames) + len(filenames)
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                total += os.lstat(p).st_size
+    return total, entries
+
+
+def python_tree(min_bytes: int = 200 << 20) -> Path:
+    """A realistic tree: copies of this Python's standard library (no site-packages) until the tree
+    holds at least ``min_bytes`` (the 240 MB / ~8k-entry tree of docs/performance-notes)."""
+    dest = OUT / f"tree-python-{min_bytes >> 20}M"
+    if (dest / ".complete").exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    ignore = shutil.ignore_patterns("site-packages")
+    i = 0
+    while tree_size(dest)[0] < min_bytes:
+        shutil.copytree(stdlib, dest / f"python-{i}", symlinks=True, ignore=ignore)
+        i += 1
+    (dest / ".complete").write_text("")
+    return dest
+
+
+def timed(cmd: Sequence[str], *, before: Callable[[], None] | None = None, repeat: int = 1) -> float:
+    """Run ``cmd`` ``repeat`` times; return the median wall time in seconds."""
+    times = []
+    for _ in range(repeat):
+        if before:
+            before()
+        t = time.perf_counter()
+        subprocess.run(list(cmd), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def warm(root: Path) -> None:
+    """Read a whole tree once so every tool starts from the same (warm) page cache."""
+    subprocess.run(f"tar cf - -C '{root}' . | wc -c", shell=True, check=True, stdout=subprocess.DEVNULL)
+
+
+def table(rows: list[list[str]]) -> str:
+    """Format rows as an aligned text table (first row is the header)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)) for r in rows)
+
+
+def mb(n: float) -> str:
+    """Format bytes as MB with one decimal."""
+    return f"{n / 1e6:.1f}"
