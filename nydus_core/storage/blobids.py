@@ -13,8 +13,8 @@ import re
 from collections.abc import Mapping, Sequence
 
 from ..errors import FormatError
-from ..rafs.constants import BLOB_ID_INLINE_PLACEHOLDER
 from ..rafs.model import BlobInfo
+from ..rafs.toc import is_placeholder_blob_id
 
 __all__ = ["blob_id_from_path", "is_blob_id", "resolve_blob_ids"]
 
@@ -55,7 +55,7 @@ def resolve_blob_ids(
             ids.append(overrides[blob.blob_index].removeprefix("sha256:"))
             continue
         bid = blob.blob_id
-        if bid == BLOB_ID_INLINE_PLACEHOLDER or not bid:
+        if is_placeholder_blob_id(bid) or not bid:
             real = inline_blob_id.removeprefix("sha256:") if inline_blob_id else None
             if real is None and bootstrap_path is not None:
                 real = blob_id_from_path(bootstrap_path)

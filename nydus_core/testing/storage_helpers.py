@@ -20,7 +20,8 @@ from ..errors import BlobNotFoundError
 from ..interfaces import Backend, Digester
 from ..rafs.model import ChunkInfo
 
-__all__ = ["DirBackend", "RecordingBackend", "verify_blob_cache"]
+__all__ = ["DirBackend", "RecordingBackend", "all_chunks", "build_image", "chunks_by_key", "localfs_config",
+           "verify_blob_cache", "write_tree"]
 
 
 class DirBackend(Backend):
@@ -120,3 +121,45 @@ def all_chunks(image: Any) -> list[ChunkInfo]:
         if image.getattr(ino).is_reg:
             out.extend(image.chunks(ino))
     return out
+
+
+def write_tree(root: str | os.PathLike[str], files: Mapping[str, bytes | str | None]) -> None:
+    """Create ``files`` under ``root``: bytes = a regular file, None = a directory, str starting with
+    ``"->"`` = a symlink to the rest of the string."""
+    for path, content in sorted(files.items()):
+        target = os.path.join(os.fspath(root), path.lstrip("/"))
+        if content is None:
+            os.makedirs(target, exist_ok=True)
+            continue
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if isinstance(content, str):
+            os.symlink(content.removeprefix("->"), target)
+        else:
+            with open(target, "wb") as f:
+                f.write(content)
+
+
+def build_image(workdir: str | os.PathLike[str], files: Mapping[str, bytes | str | None], *,
+                name: str = "image", **options: Any) -> tuple[str, str, Any]:
+    """Build a RAFS v6 image of ``files`` with :mod:`nydus_core.builder` (``options`` are
+    :class:`~nydus_core.builder.BuildOptions` fields). Returns ``(bootstrap, blob_dir, result)``."""
+    from ..builder import BuildOptions, build
+
+    base = os.path.join(os.fspath(workdir), name)
+    src, blob_dir, boot = base + ".src", base + ".blobs", base + ".boot"
+    os.makedirs(src, exist_ok=True)
+    write_tree(src, files)
+    result = build(src, bootstrap=boot, blob_dir=blob_dir, options=BuildOptions(**options))
+    return boot, blob_dir, result
+
+
+def localfs_config(blob_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None, *,
+                   cache_config: Mapping[str, Any] | None = None, **top: Any) -> dict[str, Any]:
+    """Return a nydusd v1 config dict: the localfs backend on ``blob_dir``, a blobcache in
+    ``cache_dir`` (if given, plus ``cache_config`` keys), and ``top`` keys (``digest_validate``,
+    ``amplify_io``, ``fs_prefetch``...)."""
+    device: dict[str, Any] = {"backend": {"type": "localfs", "config": {"dir": os.fspath(blob_dir)}}}
+    if cache_dir is not None:
+        device["cache"] = {"type": "blobcache",
+                           "config": {"work_dir": os.fspath(cache_dir), **(cache_config or {})}}
+    return {"device": device, "mode": "direct", **top}
