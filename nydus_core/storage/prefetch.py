@@ -256,6 +256,6 @@ def resolve_hints(image: RafsImage, hints: Iterable[str]) -> list[int]:
         try:
             out.append(image.resolve(path if path.startswith("/") else "/" + path))
         except (OSError, NydusError) as exc:
-            log.warning("prefetch: %s: %s", path, exc.strerror if isinstance(exc, OSError) else exc)
+            log.warning("prefetch: %s: %s", path, (exc.strerror if isinstance(exc, OSError) else None) or exc)
     return out
 
