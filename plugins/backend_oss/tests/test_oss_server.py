@@ -8,6 +8,7 @@ import base64
 import hashlib
 import http.server
 import io
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -247,3 +248,28 @@ def test_reads_through_the_proxy_fall_back_when_it_is_down(moto: MotoServer) -> 
         strict = OSSBackend(config(moto.endpoint, proxy={"url": proxy.url, "fallback": False}))
         with pytest.raises(TransientBackendError, match="proxy"):
             strict.read(blob_id_of(data), 0, 10)
+
+
+def test_secret_never_logged(moto: MotoServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Everything logged at DEBUG (ours, oss2's, urllib3's) while writing, reading and failing."""
+    secret = "Log-OssS3cret-" + "q" * 26
+    caplog.set_level(logging.DEBUG)
+    backend = OSSBackend(config(moto.endpoint, access_key_secret=secret, retry_limit=1))
+    data = random_bytes(9 * MiB, seed=17)  # a multipart upload
+    backend.write(blob_id_of(data), io.BytesIO(data), len(data))
+    assert backend.read(blob_id_of(data), 0, 100) == data[:100]
+    with pytest.raises(BlobNotFoundError):
+        backend.size(blob_id_of(b"absent"))
+    backend.close()
+    assert len(caplog.records) > 5
+    assert secret not in caplog.text
+
+
+def test_use_http_talks_plain_http_through_the_proxy(moto: MotoServer) -> None:
+    data = random_bytes(1000, seed=18)
+    moto.client().put_object(Bucket=BUCKET, Key=f"blobs/{blob_id_of(data)}", Body=data)
+    with ForwardProxy() as proxy:
+        backend = OSSBackend(config(moto.endpoint, scheme="https",
+                                    proxy={"url": proxy.url, "use_http": True, "fallback": False}))
+        assert backend.read(blob_id_of(data), 5, 5) == data[5:10]
+        assert proxy.forwarded == {"GET": 1}

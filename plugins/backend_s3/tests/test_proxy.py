@@ -87,3 +87,14 @@ def test_writes_do_not_use_the_proxy(moto: MotoServer, proxy: ForwardProxy) -> N
     assert proxy.total == 0
     assert backend.read(blob_id_of(b"pushed"), 0, 100) == b"pushed"
     assert proxy.total == 1
+
+
+def test_use_http_talks_plain_http_through_the_proxy(moto: MotoServer, proxy: ForwardProxy) -> None:
+    """scheme https (moto only speaks http): with use_http, reads through the proxy go as http://."""
+    backend = S3Backend({
+        "scheme": "https", "endpoint": moto.endpoint, "bucket_name": BUCKET,
+        "access_key_id": ACCESS_KEY_ID, "access_key_secret": ACCESS_KEY_SECRET,
+        "proxy": {"url": proxy.url, "use_http": True, "fallback": False},
+    })
+    assert backend.read(BLOB, 100, 10) == DATA[100:110]
+    assert proxy.forwarded == {"GET": 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +212,18 @@ def test_readv_and_threads_share_one_client(backend: S3Backend, moto: MotoServer
     ranges = [(0, 10), (MiB, 4096), (2 * MiB - 5, 100)]
     assert backend.readv(blob_id_of(data), ranges) == [data[o:o + n] for o, n in ranges]
     assert len(backend._clients) == 1
+
+
+def test_secret_never_logged(moto: MotoServer, caplog: pytest.LogCaptureFixture) -> None:
+    """Everything logged at DEBUG (ours, boto3's, urllib3's) while writing, reading and failing."""
+    secret = "Log-S3cret-" + "q" * 29
+    caplog.set_level(logging.DEBUG)
+    backend = S3Backend(config(moto.endpoint, access_key_secret=secret, retry_limit=1))
+    data = random_bytes(9 * MiB, seed=8)  # a multipart upload
+    backend.write(blob_id_of(data), io.BytesIO(data), len(data))
+    assert backend.read(blob_id_of(data), 0, 100) == data[:100]
+    with pytest.raises(BlobNotFoundError):
+        backend.size(blob_id_of(b"absent"))
+    backend.close()
+    assert len(caplog.records) > 10
+    assert secret not in caplog.text
