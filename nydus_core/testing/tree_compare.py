@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..rafs.image import RafsImage
 
-__all__ = ["Entry", "diff_snapshots", "snapshot_dir", "snapshot_image"]
+__all__ = ["Entry", "diff_snapshots", "snapshot_bootstrap", "snapshot_dir", "snapshot_image"]
 
 _STORABLE = (b"user.", b"security.", b"trusted.", b"system.posix_acl_access", b"system.posix_acl_default")
 
@@ -157,3 +157,17 @@ def diff_snapshots(
             if a != b:
                 out.append(f"{p!r}: {n} {a!r} != {b!r}")
     return out
+
+
+def snapshot_bootstrap(bootstrap: str | os.PathLike[str], blob_dir: str | os.PathLike[str] | None = None
+                       ) -> dict[bytes, Entry]:
+    """Snapshot a bootstrap with our reader; with ``blob_dir`` file contents are read (and every
+    chunk verified) from the blobs in it."""
+    from ..rafs.chunkdata import BlobDirReader
+    from ..rafs.image import open_image
+
+    with open_image(bootstrap) as image:
+        if blob_dir is None:
+            return snapshot_image(image)
+        with BlobDirReader(blob_dir) as reader:
+            return snapshot_image(image, lambda ino: reader.read_file(image, ino))

@@ -1,0 +1,84 @@
+"""Output files of a build: written to a temporary name beside the target and renamed when complete
+(so a failed build leaves no half-written bootstrap or blob), except pipes and character devices,
+which are written directly."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import BuildError
+
+
+def _is_stream(path: Path) -> bool:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+class OutputFile:
+    """A file being written; :meth:`commit` moves it into place, :meth:`discard` removes it.
+
+    ``path`` may be ``None`` with ``directory`` set: the final name is given to :meth:`commit`
+    (blobs in ``--blob-dir`` are named by their id).
+    """
+
+    def __init__(self, path: Path | None, *, directory: Path | None = None, what: str = "output") -> None:
+        self.what = what
+        self.final: Path | None = path
+        self.stream = path is not None and _is_stream(path)
+        where = path.parent if path is not None else directory
+        assert where is not None
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            if self.stream:
+                assert path is not None
+                self.tmp = path
+                self.file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in commit/discard
+            else:
+                stem = path.name if path is not None else "blob"
+                self.tmp = where / f".{stem}.tmp-{os.getpid()}-{id(self):x}"
+                self.file = open(self.tmp, "wb")  # noqa: SIM115
+        except OSError as exc:
+            raise BuildError(f"{path or directory}: cannot write {what}: {exc.strerror or exc}") from None
+
+    def commit(self, final: Path | None = None) -> Path:
+        """Close and move the file to its final name; return that name."""
+        target = final or self.final
+        assert target is not None
+        try:
+            self.file.close()
+            if not self.stream:
+                os.replace(self.tmp, target)
+        except OSError as exc:
+            raise BuildError(f"{target}: cannot write {self.what}: {exc.strerror or exc}") from None
+        return target
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (a stream is just closed)."""
+        try:
+            self.file.close()
+        finally:
+            if not self.stream:
+                try:
+                    os.unlink(self.tmp)
+                except FileNotFoundError:
+                    pass
+
+
+def write_file(path: Path, data: bytes, what: str) -> Path:
+    """Write ``data`` to ``path`` atomically (or straight into a pipe)."""
+    out = OutputFile(path, what=what)
+    try:
+        out.file.write(data)
+    except OSError as exc:
+        out.discard()
+        raise BuildError(f"{path}: cannot write {what}: {exc.strerror or exc}") from None
+    except BaseException:
+        out.discard()
+        raise
+    return out.commit()

@@ -1,0 +1,160 @@
+"""Turn a local directory into a tree (``dir-rafs`` / ``directory``).
+
+Two passes: a metadata walk (lstat, xattrs, symlink targets, hard links by ``(st_dev, st_ino)``)
+in name order, then file data read in tree order in chunk-size pieces (so the total is known for
+progress and the blob's chunk order is the tree order). Nothing is followed: symlinks are recorded
+as symlinks, the walk never leaves the source directory.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from pathlib import Path
+
+from ..errors import BuildError
+from ..rafs.model import TreeInode
+from .chunker import ChunkPipeline
+from .options import BuildStats
+
+log = logging.getLogger("nydus.builder")
+
+#: xattr name prefixes RAFS can store (rafs-format.md §4.7, §5.9).
+XATTR_PREFIXES = (b"user.", b"security.", b"trusted.", b"system.posix_acl_access",
+                  b"system.posix_acl_default")
+_NO_XATTR_ERRNOS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM, errno.EACCES}
+
+
+def allowed_xattr(name: bytes) -> bool:
+    """Return whether an xattr name has a prefix RAFS can store."""
+    return name.startswith(XATTR_PREFIXES)
+
+
+def read_xattrs(path: bytes) -> dict[bytes, bytes]:
+    """Return the storable xattrs of ``path`` (not following symlinks); {} where unsupported."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in _NO_XATTR_ERRNOS:
+            return {}
+        raise
+    out: dict[bytes, bytes] = {}
+    for name in names:
+        raw = os.fsencode(name)
+        if not allowed_xattr(raw):
+            continue
+        try:
+            out[raw] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in _NO_XATTR_ERRNOS:
+                raise
+    return out
+
+
+def _error(path: bytes, action: str, exc: OSError) -> BuildError:
+    return BuildError(f"{os.fsdecode(path)}: {action}: {exc.strerror or exc}")
+
+
+def _inode_from_stat(st: os.stat_result, *, repeatable: bool) -> TreeInode:
+    return TreeInode(
+        mode=st.st_mode,
+        uid=0 if repeatable else st.st_uid,
+        gid=0 if repeatable else st.st_gid,
+        mtime=st.st_mtime_ns // 1_000_000_000,
+        mtime_nsec=st.st_mtime_ns % 1_000_000_000,
+        rdev=st.st_rdev if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else 0,
+    )
+
+
+class DirectorySource:
+    """A directory walked into a tree; :meth:`load` reads file data through a :class:`ChunkPipeline`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, repeatable: bool = False) -> None:
+        self.path = Path(path)
+        self.repeatable = repeatable
+        self._files: list[tuple[TreeInode, bytes]] = []
+        self.total_bytes = 0
+
+    def scan(self, stats: BuildStats) -> TreeInode:
+        """Walk the metadata; return the tree (regular files still without chunks)."""
+        top = os.fsencode(self.path)
+        try:
+            st = os.lstat(top)
+        except OSError as exc:
+            raise BuildError(f"{self.path}: cannot read source directory: {exc.strerror or exc}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise BuildError(f"{self.path}: source is not a directory")
+        root = _inode_from_stat(st, repeatable=self.repeatable)
+        root.xattrs = self._xattrs(top)
+        stats.dirs += 1
+        links: dict[tuple[int, int], TreeInode] = {}
+        stack: list[tuple[bytes, TreeInode]] = [(top, root)]
+        while stack:
+            dpath, dnode = stack.pop()
+            try:
+                with os.scandir(dpath) as it:
+                    entries = sorted((e.name, e.path) for e in it)
+            except OSError as exc:
+                raise _error(dpath, "cannot list directory", exc) from None
+            subdirs: list[tuple[bytes, TreeInode]] = []
+            for name, path in entries:
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    log.warning("%s vanished during the build; skipped", os.fsdecode(path))
+                    continue
+                except OSError as exc:
+                    raise _error(path, "cannot stat", exc) from None
+                mode = st.st_mode
+                if not stat.S_ISDIR(mode) and st.st_nlink > 1:
+                    key = (st.st_dev, st.st_ino)
+                    existing = links.get(key)
+                    if existing is not None:
+                        dnode.children[name] = existing
+                        stats.hardlinks += 1
+                        continue
+                node = _inode_from_stat(st, repeatable=self.repeatable)
+                node.xattrs = self._xattrs(path)
+                if stat.S_ISDIR(mode):
+                    stats.dirs += 1
+                    subdirs.append((path, node))
+                elif stat.S_ISREG(mode):
+                    stats.files += 1
+                    node.size = st.st_size
+                    self.total_bytes += st.st_size
+                    self._files.append((node, path))
+                elif stat.S_ISLNK(mode):
+                    stats.symlinks += 1
+                    try:
+                        node.symlink = os.readlink(path)
+                    except OSError as exc:
+                        raise _error(path, "cannot read link", exc) from None
+                    node.size = len(node.symlink)
+                else:
+                    stats.others += 1
+                if not stat.S_ISDIR(mode) and st.st_nlink > 1:
+                    links[(st.st_dev, st.st_ino)] = node
+                dnode.children[name] = node
+            stack.extend(reversed(subdirs))
+        return root
+
+    def _xattrs(self, path: bytes) -> dict[bytes, bytes]:
+        try:
+            return read_xattrs(path)
+        except OSError as exc:
+            raise _error(path, "cannot read xattrs", exc) from None
+
+    def load(self, pipeline: ChunkPipeline) -> None:
+        """Read every regular file's data (in tree order) into chunks."""
+        for node, path in self._files:
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    chunks, size = pipeline.add_file(f, node.size)  # type: ignore[arg-type]
+            except OSError as exc:
+                raise _error(path, "cannot read", exc) from None
+            if size != node.size:
+                log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path), node.size, size)
+                node.size = size
+            node.chunks = chunks
