@@ -88,7 +88,7 @@ def lookup(host: str, *, path: Path | None = None, environ: Mapping[str, str] | 
     helpers = cfg.get("credHelpers") or {}
     for key, name in helpers.items():
         if _normalize(key) == want and isinstance(name, str):
-            found = _helper(name, server if key != server else key)
+            found = _helper(name, server)
             if found is not None:
                 return found
     store = cfg.get("credsStore")
