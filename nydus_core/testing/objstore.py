@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from .servers import BackgroundHTTPServer, ServerProcess, free_port
 
-__all__ = ["ACCESS_KEY_ID", "ACCESS_KEY_SECRET", "FlakyFront", "ForwardProxy", "MotoServer"]
+__all__ = ["ACCESS_KEY_ID", "ACCESS_KEY_SECRET", "FlakyFront", "ForwardProxy", "MotoServer", "shared_moto"]
 
 #: Credentials the test servers are used with (moto accepts any).
 ACCESS_KEY_ID = "nydus-test-key-id"
@@ -122,6 +122,22 @@ class MotoServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_shared: MotoServer | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_moto() -> MotoServer:
+    """Return one moto server for the whole test process, started on first use (it stops at exit).
+
+    Test modules share it to save a start-up each; each module uses buckets of its own names.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None or not _shared.running:
+            _shared = MotoServer().start()
+        return _shared
 
 
 class _ProxyHandler(http.server.BaseHTTPRequestHandler):

@@ -13,16 +13,16 @@ import pytest
 from nydus_backend_oss.backend import OSSBackend
 
 from nydus_core.testing import BackendContract
-from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer
+from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer, shared_moto
 
 _prefixes = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with MotoServer(log_dir=tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("contract")
-        yield server
+def moto() -> MotoServer:
+    server = shared_moto()
+    server.create_bucket("oss-contract")
+    return server
 
 
 class TestOSSContract(BackendContract):
@@ -37,8 +37,8 @@ class TestOSSContract(BackendContract):
     @pytest.fixture
     def backend(self, moto: MotoServer, prefix: str) -> Iterator[OSSBackend]:
         backend = OSSBackend({
-            "scheme": "http", "endpoint": moto.endpoint, "bucket_name": "contract", "object_prefix": prefix,
-            "access_key_id": ACCESS_KEY_ID, "access_key_secret": ACCESS_KEY_SECRET,
+            "scheme": "http", "endpoint": moto.endpoint, "bucket_name": "oss-contract",
+            "object_prefix": prefix, "access_key_id": ACCESS_KEY_ID, "access_key_secret": ACCESS_KEY_SECRET,
         })
         yield backend
         backend.close()
@@ -46,4 +46,4 @@ class TestOSSContract(BackendContract):
     @pytest.fixture
     def put_blob(self, moto: MotoServer, prefix: str) -> Callable[[str, bytes], None]:
         client = moto.client()
-        return lambda blob_id, data: client.put_object(Bucket="contract", Key=prefix + blob_id, Body=data)
+        return lambda blob_id, data: client.put_object(Bucket="oss-contract", Key=prefix + blob_id, Body=data)

@@ -23,19 +23,26 @@ from nydus_core.errors import (
     PermissionDeniedError,
     TransientBackendError,
 )
-from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, FlakyFront, ForwardProxy, MotoServer
+from nydus_core.testing.objstore import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
+    FlakyFront,
+    ForwardProxy,
+    MotoServer,
+    shared_moto,
+)
 from nydus_core.testing.samples import blob_id_of, random_bytes
 from nydus_core.testing.servers import BackgroundHTTPServer, BlackholeServer, free_port
 
 MiB = 1024 * 1024
-BUCKET = "images"
+BUCKET = "oss-images"
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with MotoServer(log_dir=tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket(BUCKET)
-        yield server
+def moto() -> MotoServer:
+    server = shared_moto()
+    server.create_bucket(BUCKET)
+    return server
 
 
 def config(endpoint: str, **extra: Any) -> dict[str, Any]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nydus_core.errors import UnknownPluginError
 from nydus_core.testing.cli import clean_env, nydus_plugins_json, plugin_record, run_nydus
-from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer
+from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer, shared_moto
 from nydus_core.testing.samples import payload
 from nydus_core.testing.storage_helpers import build_image
 from nydus_core.testing.venv import Venv, build_wheel, create_venv, repo_root
@@ -30,10 +29,10 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with MotoServer(log_dir=tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("layers")
-        yield server
+def moto() -> MotoServer:
+    server = shared_moto()
+    server.create_bucket("s3-clean")
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +41,10 @@ def image(tmp_path_factory: pytest.TempPathFactory, moto: MotoServer) -> tuple[s
     work = tmp_path_factory.mktemp("image")
     bootstrap, blob_dir, _ = build_image(work, FILES, compressor="none", digester="sha256")
     for blob in Path(blob_dir).iterdir():
-        moto.client().upload_file(str(blob), "layers", f"nydus/{blob.name}")
+        moto.client().upload_file(str(blob), "s3-clean", f"nydus/{blob.name}")
     config = work / "nydusd.json"
     config.write_text(json.dumps({"device": {"backend": {"type": "s3", "config": {
-        "scheme": "http", "endpoint": moto.endpoint, "region": "us-east-1", "bucket_name": "layers",
+        "scheme": "http", "endpoint": moto.endpoint, "region": "us-east-1", "bucket_name": "s3-clean",
         "object_prefix": "nydus/", "access_key_id": ACCESS_KEY_ID, "access_key_secret": ACCESS_KEY_SECRET,
     }}}, "mode": "direct", "digest_validate": True}))
     return bootstrap, config

@@ -9,16 +9,16 @@ import pytest
 from nydus_backend_s3.backend import S3Backend
 
 from nydus_core.testing import BackendContract
-from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer
+from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer, shared_moto
 
 _prefixes = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with MotoServer(log_dir=tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("contract")
-        yield server
+def moto() -> MotoServer:
+    server = shared_moto()
+    server.create_bucket("s3-contract")
+    return server
 
 
 class TestS3Contract(BackendContract):
@@ -34,7 +34,7 @@ class TestS3Contract(BackendContract):
     def backend(self, moto: MotoServer, prefix: str) -> Iterator[S3Backend]:
         backend = S3Backend({
             "scheme": "http", "endpoint": moto.endpoint, "region": "us-east-1",
-            "bucket_name": "contract", "object_prefix": prefix,
+            "bucket_name": "s3-contract", "object_prefix": prefix,
             "access_key_id": ACCESS_KEY_ID, "access_key_secret": ACCESS_KEY_SECRET,
         })
         yield backend
@@ -43,4 +43,4 @@ class TestS3Contract(BackendContract):
     @pytest.fixture
     def put_blob(self, moto: MotoServer, prefix: str) -> Callable[[str, bytes], None]:
         client = moto.client()
-        return lambda blob_id, data: client.put_object(Bucket="contract", Key=prefix + blob_id, Body=data)
+        return lambda blob_id, data: client.put_object(Bucket="s3-contract", Key=prefix + blob_id, Body=data)

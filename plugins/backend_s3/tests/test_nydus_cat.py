@@ -7,13 +7,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nydus_core.testing.cli import clean_env
-from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer
+from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer, shared_moto
 from nydus_core.testing.samples import payload, random_bytes
 from nydus_core.testing.storage_helpers import build_image
 
@@ -31,10 +30,10 @@ FILES: dict[str, bytes | str | None] = {
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with MotoServer(log_dir=tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket("layers")
-        yield server
+def moto() -> MotoServer:
+    server = shared_moto()
+    server.create_bucket("s3-layers")
+    return server
 
 
 def nydus_cat(*args: str) -> subprocess.CompletedProcess[bytes]:
@@ -50,9 +49,9 @@ def test_nydus_cat_reads_every_file_through_s3(tmp_path: Path, moto: MotoServer,
     blobs = sorted(os.listdir(blob_dir))
     assert blobs
     for name in blobs:
-        client.upload_file(os.path.join(blob_dir, name), "layers", f"nydus/{name}")
+        client.upload_file(os.path.join(blob_dir, name), "s3-layers", f"nydus/{name}")
     device: dict = {"backend": {"type": "s3", "config": {
-        "scheme": "http", "endpoint": moto.endpoint, "region": "us-east-1", "bucket_name": "layers",
+        "scheme": "http", "endpoint": moto.endpoint, "region": "us-east-1", "bucket_name": "s3-layers",
         "object_prefix": "nydus/", "access_key_id": ACCESS_KEY_ID, "access_key_secret": ACCESS_KEY_SECRET,
         "retry_limit": 1,
     }}}
@@ -73,11 +72,11 @@ def test_a_missing_blob_is_a_one_line_error(tmp_path: Path, moto: MotoServer) ->
     bootstrap, _, _ = build_image(tmp_path, {"f.txt": b"never uploaded\n"})
     config = tmp_path / "nydusd.json"
     config.write_text(json.dumps({"device": {"backend": {"type": "s3", "config": {
-        "scheme": "http", "endpoint": moto.endpoint, "bucket_name": "layers", "object_prefix": "absent/",
+        "scheme": "http", "endpoint": moto.endpoint, "bucket_name": "s3-layers", "object_prefix": "absent/",
         "access_key_id": ACCESS_KEY_ID, "access_key_secret": ACCESS_KEY_SECRET,
     }}}, "mode": "direct"}))
     proc = nydus_cat(bootstrap, "/f.txt", "--config", str(config))
     err = proc.stderr.decode()
     assert proc.returncode != 0 and proc.stdout == b""
-    assert "not found" in err and "s3://layers/absent/" in err
+    assert "not found" in err and "s3://s3-layers/absent/" in err
     assert "Traceback" not in err and ACCESS_KEY_SECRET not in err

@@ -11,21 +11,27 @@ import pytest
 from nydus_backend_s3.backend import S3Backend
 
 from nydus_core.errors import TransientBackendError
-from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, ForwardProxy, MotoServer
+from nydus_core.testing.objstore import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
+    ForwardProxy,
+    MotoServer,
+    shared_moto,
+)
 from nydus_core.testing.samples import blob_id_of, random_bytes
 from nydus_core.testing.servers import free_port
 
-BUCKET = "proxied"
+BUCKET = "s3-proxied"
 DATA = random_bytes(100_000, seed=7)
 BLOB = blob_id_of(DATA)
 
 
 @pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with MotoServer(log_dir=tmp_path_factory.mktemp("moto")) as server:
-        server.create_bucket(BUCKET)
-        server.client().put_object(Bucket=BUCKET, Key=BLOB, Body=DATA)
-        yield server
+def moto() -> MotoServer:
+    server = shared_moto()
+    server.create_bucket(BUCKET)
+    server.client().put_object(Bucket=BUCKET, Key=BLOB, Body=DATA)
+    return server
 
 
 @pytest.fixture
