@@ -66,11 +66,19 @@ class RafsImage(abc.ABC):
     def prefetch_inodes(self) -> list[int]:
         """Return the inos listed in the bootstrap's prefetch table."""
 
-    def parent(self, ino: int) -> int | None:  # noqa: B027 - optional
+    def chunks_for_range(self, ino: int, offset: int, size: int) -> Sequence[ChunkInfo]:
+        """Return the chunk records of ``ino`` that overlap ``[offset, offset + size)``.
+
+        Readers override this to decode only the records a read needs."""
+        end = offset + size
+        return [c for c in self.chunks(ino)
+                if c.file_offset < end and c.file_offset + c.uncompressed_size > offset]
+
+    def parent(self, ino: int) -> int | None:
         """Return the parent directory's ino when the format records it (else None)."""
         return None
 
-    def close(self) -> None:  # noqa: B027 - optional
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release the mapping."""
 
     def __enter__(self) -> RafsImage:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import stat
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .constants import BlobFeatures, ChunkFlags
 
@@ -129,9 +130,8 @@ class TreeInode:
         return stat.S_ISLNK(self.mode)
 
 
-@dataclass(frozen=True, slots=True)
-class InodeAttrs:
-    """Attributes of one inode as the lazy reader decodes them.
+class InodeAttrs(NamedTuple):
+    """Attributes of one inode as the lazy reader decodes them (a tuple: cheap on the hot path).
 
     ``ino`` is the reader's inode number (v5: ``i_ino``; v6: the nid); hard links share it.
     """
@@ -150,14 +150,14 @@ class InodeAttrs:
     @property
     def is_dir(self) -> bool:
         """Whether this is a directory."""
-        return stat.S_ISDIR(self.mode)
+        return self.mode & 0o170000 == 0o040000
 
     @property
     def is_reg(self) -> bool:
         """Whether this is a regular file."""
-        return stat.S_ISREG(self.mode)
+        return self.mode & 0o170000 == 0o100000
 
     @property
     def is_symlink(self) -> bool:
         """Whether this is a symbolic link."""
-        return stat.S_ISLNK(self.mode)
+        return self.mode & 0o170000 == 0o120000
