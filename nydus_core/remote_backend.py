@@ -8,6 +8,7 @@
   origin when it fails, and return after ``check_interval`` once ``ping_url`` answers.
 - :func:`redact`: removes secrets and ``user:password@`` from text meant for users or logs.
 - :func:`ca_bundle`: one PEM file from several ``ca_cert_files``.
+- :func:`object_key`: the object name of a blob in an object store (``object_prefix + blob_id``).
 - :class:`ExactSizeReader`: a stream wrapper that fails an upload whose stream is shorter or longer
   than the size the caller declared.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import BackendError, ConfigError
+from .errors import BackendError, BlobNotFoundError, ConfigError
 
 __all__ = [
     "ExactSizeReader",
@@ -42,6 +43,7 @@ __all__ = [
     "get_str",
     "get_url",
     "is_ip_or_localhost",
+    "object_key",
     "parse_proxy",
     "ping",
     "redact",
@@ -133,6 +135,18 @@ def is_ip_or_localhost(endpoint: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def object_key(prefix: str, blob_id: str, backend: str) -> str:
+    """Return ``prefix + blob_id`` (a ``sha256:`` prefix dropped), as upstream names blob objects.
+
+    An empty id, one with surrounding blanks, or one starting with ``/`` names no blob:
+    :class:`~nydus_core.errors.BlobNotFoundError`.
+    """
+    bare = blob_id.removeprefix("sha256:")
+    if not bare or bare != bare.strip() or bare.startswith("/"):
+        raise BlobNotFoundError(f"{backend} backend: {blob_id!r} is not a blob id")
+    return prefix + bare
 
 
 # -- redaction ----------------------------------------------------------------------------------

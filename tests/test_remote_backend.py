@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from nydus_core.errors import BackendError, ConfigError
+from nydus_core.errors import BackendError, BlobNotFoundError, ConfigError
 from nydus_core.remote_backend import (
     ExactSizeReader,
     ProxyRoute,
@@ -22,6 +22,7 @@ from nydus_core.remote_backend import (
     get_str,
     get_url,
     is_ip_or_localhost,
+    object_key,
     parse_proxy,
     ping,
     redact,
@@ -187,3 +188,12 @@ def test_route_without_fallback_or_ping() -> None:
     clock.now += 1.5
     assert plain.use_proxy()  # no ping_url: simply try the proxy again
     assert not ProxyRoute(ProxySettings(), clock=clock).use_proxy()
+
+
+def test_object_key() -> None:
+    blob = "ab" * 32
+    assert object_key("nydus/", blob, "s3") == f"nydus/{blob}"
+    assert object_key("", f"sha256:{blob}", "s3") == blob
+    for bad in ("", "sha256:", " x", "/etc/passwd"):
+        with pytest.raises(BlobNotFoundError, match="s3 backend"):
+            object_key("p/", bad, "s3")

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from nydus_core.errors import BackendError, NydusError
 from nydus_core.interfaces import Backend
-from nydus_core.remote_backend import ExactSizeReader, ProxyRoute, ca_bundle, redact
+from nydus_core.remote_backend import ExactSizeReader, ProxyRoute, ca_bundle, object_key, redact
 
 from .errors import map_error
 from .sdk import import_oss2
@@ -31,15 +31,6 @@ log = logging.getLogger("nydus.backend.oss")
 T = TypeVar("T")
 MiB = 1024 * 1024
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
-
-
-def blob_key(prefix: str, blob_id: str) -> str:
-    """Return the object key of ``blob_id`` (a ``sha256:`` prefix is dropped): ``prefix + id``."""
-    if blob_id.startswith("sha256:"):
-        blob_id = blob_id[len("sha256:"):]
-    if not blob_id or blob_id != blob_id.strip() or blob_id.startswith("/"):
-        raise ValueError(f"invalid blob id {blob_id!r}")
-    return prefix + blob_id
 
 
 def content_md5(data: bytes) -> str:
@@ -196,7 +187,7 @@ class OSSBackend(Backend):
             ) from exc
 
     def _key(self, blob_id: str) -> str:
-        return blob_key(self.settings.object_prefix, blob_id)
+        return object_key(self.settings.object_prefix, blob_id, "oss")
 
     # -- Backend API -------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from nydus_core.errors import NydusError, PermissionDeniedError
 from nydus_core.interfaces import Backend
-from nydus_core.remote_backend import ExactSizeReader, ProxyRoute, ca_bundle, redact
+from nydus_core.remote_backend import ExactSizeReader, ProxyRoute, ca_bundle, object_key, redact
 
 from .errors import map_error
 from .settings import S3Settings, parse_settings
@@ -26,15 +26,6 @@ log = logging.getLogger("nydus.backend.s3")
 T = TypeVar("T")
 
 MiB = 1024 * 1024
-
-
-def blob_key(prefix: str, blob_id: str) -> str:
-    """Return the object key of ``blob_id`` (a ``sha256:`` prefix is dropped): ``prefix + id``."""
-    if blob_id.startswith("sha256:"):
-        blob_id = blob_id[len("sha256:"):]
-    if not blob_id or blob_id != blob_id.strip() or blob_id.startswith("/"):
-        raise ValueError(f"invalid blob id {blob_id!r}")
-    return prefix + blob_id
 
 
 def _is_proxy_failure(exc: BaseException) -> bool:
@@ -161,7 +152,7 @@ class S3Backend(Backend):
         return self.settings.endpoint_url or f"AWS S3 ({self.settings.region})"
 
     def _key(self, blob_id: str) -> str:
-        return blob_key(self.settings.object_prefix, blob_id)
+        return object_key(self.settings.object_prefix, blob_id, "s3")
 
     # -- Backend API -------------------------------------------------------------------------
 

@@ -227,3 +227,11 @@ def test_secret_never_logged(moto: MotoServer, caplog: pytest.LogCaptureFixture)
     backend.close()
     assert len(caplog.records) > 10
     assert secret not in caplog.text
+
+
+def test_sha256_prefixed_ids_and_bad_ids(backend: S3Backend, moto: MotoServer) -> None:
+    data = b"prefixed id"
+    moto.client().put_object(Bucket=BUCKET, Key=f"blobs/{blob_id_of(data)}", Body=data)
+    assert backend.read(f"sha256:{blob_id_of(data)}", 0, 100) == data
+    with pytest.raises(BlobNotFoundError):
+        backend.read("/etc/passwd", 0, 1)
