@@ -152,7 +152,8 @@ def build(
         if source_type in ("dir-rafs", "directory"):
             if not isinstance(source, (str, os.PathLike)):
                 raise UsageError("a directory source must be a path")
-            dsrc = DirectorySource(source, repeatable=opts.repeatable)
+            own = out.identity()
+            dsrc = DirectorySource(source, repeatable=opts.repeatable, exclude={own} if own else None)
             tree = dsrc.scan(stats)
             pipeline = ChunkPipeline(bw, digester, cs, known=known, stats=stats, progress=opts.progress,
                                      total=dsrc.total_bytes)

@@ -46,6 +46,14 @@ class OutputFile:
         except OSError as exc:
             raise BuildError(f"{path or directory}: cannot write {what}: {exc.strerror or exc}") from None
 
+    def identity(self) -> tuple[int, int] | None:
+        """``(st_dev, st_ino)`` of the file being written (so a walk can skip it)."""
+        try:
+            st = os.fstat(self.file.fileno())
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
     def commit(self, final: Path | None = None) -> Path:
         """Close and move the file to its final name; return that name."""
         target = final or self.final

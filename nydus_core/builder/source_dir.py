@@ -71,9 +71,14 @@ def _inode_from_stat(st: os.stat_result, *, repeatable: bool) -> TreeInode:
 class DirectorySource:
     """A directory walked into a tree; :meth:`load` reads file data through a :class:`ChunkPipeline`."""
 
-    def __init__(self, path: str | os.PathLike[str], *, repeatable: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, repeatable: bool = False,
+        exclude: set[tuple[int, int]] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.repeatable = repeatable
+        #: ``(st_dev, st_ino)`` of files never to include (the build's own output being written)
+        self.exclude = exclude or set()
         self._files: list[tuple[TreeInode, bytes]] = []
         self.total_bytes = 0
 
@@ -108,6 +113,8 @@ class DirectorySource:
                 except OSError as exc:
                     raise _error(path, "cannot stat", exc) from None
                 mode = st.st_mode
+                if (st.st_dev, st.st_ino) in self.exclude:
+                    continue
                 if not stat.S_ISDIR(mode) and st.st_nlink > 1:
                     key = (st.st_dev, st.st_ino)
                     existing = links.get(key)

@@ -268,3 +268,13 @@ def test_outputs_only(tmp_path):
     build(src, "dir-rafs", bootstrap=out / "boot", blob_dir=out / "blobs")
     assert diff_snapshots(before, snapshot_dir(src)) == []  # the source is untouched
     assert sorted(p.relative_to(out).parts[0] for p in out.rglob("*")) == ["blobs", "blobs", "boot"]
+
+
+def test_outputs_inside_the_source_are_not_included(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data" * 1000)
+    build(src, "dir-rafs", bootstrap=tmp_path / "boot", blob_dir=src / "blobs")
+    with open_image(tmp_path / "boot") as image:
+        names = [p for p, _ in image.walk()]
+    assert names == [b"/", b"/blobs", b"/f"]  # the blob being written is not part of the image
