@@ -172,8 +172,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             return
         target = urlsplit(self.path)
         path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        owner._count(self.command)  # before relaying: a client that has its answer sees the count
         _forward(self, target.hostname or "127.0.0.1", target.port or 80, path)
-        owner._count(self.command)
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _relay
 
