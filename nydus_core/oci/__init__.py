@@ -1,1 +1,1 @@
-"""nydus_core.oci."""
+"""OCI packaging of Nydus images: media types, annotations, manifest/index/config building."""

@@ -1,0 +1,1 @@
+"""nydusify for nydus-py: OCI image -> Nydus image conversion, check and mount (a converter plugin)."""

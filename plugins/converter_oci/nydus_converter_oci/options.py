@@ -1,0 +1,80 @@
+"""What ``nydusify convert`` is asked to do."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nydus_core.errors import UsageError
+from nydus_core.rafs.constants import DEFAULT_CHUNK_SIZE, valid_chunk_size
+
+#: ``--backend-type`` values: blobs into the target registry, or into object storage.
+BACKEND_TYPES = ("registry", "s3", "oss")
+
+
+@dataclass
+class ConvertOptions:
+    """Options of one conversion (upstream nydusify flag names in the comments)."""
+
+    source: str
+    target: str
+    source_insecure: bool = False  # --source-insecure
+    target_insecure: bool = False  # --target-insecure
+    plain_http: bool = False  # --plain-http
+    platform: str = "linux/amd64"  # --platform
+    compressor: str = "zstd"  # --compressor
+    fs_version: int = 6  # --fs-version
+    chunk_size: int = DEFAULT_CHUNK_SIZE  # --chunk-size / --fs-chunk-size
+    chunk_dict: str | None = None  # --chunk-dict bootstrap:registry:REF | bootstrap:local:PATH
+    chunk_dict_insecure: bool = False  # --chunk-dict-insecure
+    prefetch_patterns: Sequence[str] | None = None  # --prefetch-patterns (paths read from stdin)
+    merge_platform: bool = False  # --merge-platform
+    with_referrer: bool = False  # --with-referrer
+    oci: bool = False  # --oci: write OCI media types even for a Docker source
+    backend_type: str = "registry"  # --backend-type
+    backend_config: dict[str, Any] = field(default_factory=dict)  # --backend-config JSON
+    work_dir: Path = Path("./tmp")  # --work-dir
+    output_json: Path | None = None  # --output-json
+    progress: bool | None = None  # None: bars only on a terminal
+
+    def validate(self) -> None:
+        """Raise UsageError for a value upstream would refuse."""
+        if self.fs_version != 6:
+            raise UsageError(f"--fs-version {self.fs_version}: nydus-py converts to RAFS v6 only")
+        if not valid_chunk_size(self.chunk_size):
+            raise UsageError(f"--chunk-size {self.chunk_size:#x}: must be a power of two between 0x1000 "
+                             "and 0x1000000")
+        if self.backend_type not in BACKEND_TYPES:
+            choices = ", ".join(BACKEND_TYPES)
+            raise UsageError(f"--backend-type {self.backend_type!r}: choose one of {choices}")
+        if self.backend_type != "registry" and not self.backend_config:
+            raise UsageError(f"--backend-type {self.backend_type} needs --backend-config")
+        if self.chunk_dict is not None:
+            parse_chunk_dict(self.chunk_dict)
+
+    def layer_options(self, chunk_dict_id: str | None) -> dict[str, Any]:
+        """The options a per-layer conversion result depends on (part of the cache key)."""
+        return {"compressor": self.compressor, "chunk_size": self.chunk_size, "fs_version": self.fs_version,
+                "digester": "blake3", "chunk_dict": chunk_dict_id}
+
+
+def parse_chunk_dict(value: str) -> tuple[str, str]:
+    """Split ``bootstrap:registry:REF`` / ``bootstrap:local:PATH`` into ``(kind, ref)``."""
+    parts = value.split(":", 2)
+    if len(parts) != 3 or parts[0] != "bootstrap" or parts[1] not in ("registry", "local") or not parts[2]:
+        raise UsageError(f"--chunk-dict {value!r}: expected bootstrap:registry:REF or bootstrap:local:PATH")
+    return parts[1], parts[2]
+
+
+def parse_backend_config(text: str) -> dict[str, Any]:
+    """Parse ``--backend-config`` JSON (an object)."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--backend-config: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise UsageError("--backend-config: expected a JSON object")
+    return doc

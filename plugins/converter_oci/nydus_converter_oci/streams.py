@@ -1,0 +1,46 @@
+"""A file-like view of a streamed registry blob, so a layer is built while it downloads."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+
+
+class IterStream(io.RawIOBase):
+    """Read from an iterator of byte chunks; ``on_read(total_bytes)`` reports progress."""
+
+    def __init__(self, chunks: Iterator[bytes], on_read: Callable[[int], None] | None = None) -> None:
+        self._it = chunks
+        self._buf = b""
+        self._pos = 0
+        self.total = 0
+        self._on_read = on_read
+        self._eof = False
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        """Fill ``buffer`` from the next chunk(s); 0 at the end."""
+        while self._pos >= len(self._buf):
+            if self._eof:
+                return 0
+            try:
+                self._buf, self._pos = next(self._it), 0
+            except StopIteration:
+                self._eof = True
+                return 0
+            self.total += len(self._buf)
+            if self._on_read is not None:
+                self._on_read(self.total)
+        n = min(len(buffer), len(self._buf) - self._pos)
+        buffer[:n] = self._buf[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def drain(self) -> int:
+        """Consume the rest of the stream (so the source's digest check runs); return its size."""
+        while self.read(1 << 20):
+            pass
+        return self.total
