@@ -35,6 +35,10 @@ from .storage.prefetch import choose_prefetcher, prefetch_settings
 __all__ = ["RafsFS", "RafsFile", "open_fs", "open_metadata"]
 
 _MAX_SYMLINKS = 40
+#: Entries kept in the lookup caches before they are dropped and refilled.
+_DCACHE_MAX = 1 << 17
+#: Directories with at most this many entries are listed in one pass on their first lookup.
+_BULK_DIR_MAX = 4096
 PathLike = str | bytes | os.PathLike[str]
 
 
@@ -69,7 +73,7 @@ class RafsFile(io.RawIOBase):
         self._pipeline = fs.pipeline
         self.ino = ino
         self.name = os.fsdecode(path)
-        self.size = fs.image.getattr(ino).size
+        self.size = fs.pipeline.file(ino).size
         self._pos = 0
         self._lock = threading.Lock()
 
@@ -95,7 +99,8 @@ class RafsFile(io.RawIOBase):
         """Read up to ``size`` bytes (all that is left when negative or None)."""
         self._check()
         with self._lock:
-            n = self.size - self._pos if size is None or size < 0 else size
+            left = self.size - self._pos
+            n = left if size is None or size < 0 else min(size, left)
             data = self._pipeline.read(self.ino, self._pos, n) if n > 0 else b""
             self._pos += len(data)
             return data
@@ -156,11 +161,68 @@ class RafsFS:
         self.prefetcher = prefetcher
         self._owns = owns
         self._closed = False
+        # Lookup caches (the image is immutable, so entries never go stale): inode modes, and
+        # directory entries, filled a whole small directory at a time. Plain dict operations are
+        # atomic, so threads share them without a lock.
+        self._modes: dict[int, int] = {}
+        self._dentries: dict[tuple[int, bytes], int] = {}
+        self._listed: set[int] = set()
+        self._paths: dict[tuple[Any, bool], tuple[int, bytes]] = {}
 
     # -- paths ------------------------------------------------------------------------------------
 
+    def _mode(self, ino: int) -> int:
+        mode = self._modes.get(ino)
+        if mode is None:
+            mode = self.image.getattr(ino).mode
+            if len(self._modes) >= _DCACHE_MAX:
+                self._modes.clear()
+            self._modes[ino] = mode
+        return mode
+
+    def _child(self, parent: int, name: bytes) -> int | None:
+        """Return the inode of ``name`` in directory ``parent`` (cached), or None."""
+        key = (parent, name)
+        ino = self._dentries.get(key)
+        if ino is not None:
+            return ino
+        if parent not in self._listed:
+            if len(self._dentries) >= _DCACHE_MAX:
+                self._dentries.clear()
+                self._listed.clear()
+            for count, (entry, child) in enumerate(self.image.readdir(parent), 1):
+                self._dentries[(parent, entry)] = child
+                if count >= _BULK_DIR_MAX:
+                    break
+            else:
+                self._listed.add(parent)
+            ino = self._dentries.get(key)
+            if ino is not None:
+                return ino
+        if parent in self._listed:
+            return None
+        ino = self.image.lookup(parent, name)
+        if ino is not None:
+            self._dentries[key] = ino
+        return ino
+
     def _lookup(self, path: PathLike, *, follow: bool) -> tuple[int, bytes]:
         """Return (ino, normalised path) of ``path``, following symlinks (the last one if ``follow``)."""
+        key = (path, follow)
+        try:
+            hit = self._paths.get(key)
+        except TypeError:  # an unhashable path-like
+            hit = key = None  # type: ignore[assignment]
+        if hit is not None:
+            return hit
+        found = self._walk_path(path, follow=follow)
+        if key is not None:
+            if len(self._paths) >= _DCACHE_MAX:
+                self._paths.clear()
+            self._paths[key] = found
+        return found
+
+    def _walk_path(self, path: PathLike, *, follow: bool) -> tuple[int, bytes]:
         image = self.image
         full = _fspath(path)
         todo = [p for p in full.split(b"/") if p not in (b"", b".")]
@@ -176,13 +238,12 @@ class RafsFS:
                     names.pop()
                 continue
             cur = stack[-1]
-            if not image.getattr(cur).is_dir:
+            if not statmod.S_ISDIR(self._mode(cur)):
                 raise _err(errno.ENOTDIR, full)
-            child = image.lookup(cur, part)
+            child = self._child(cur, part)
             if child is None:
                 raise _err(errno.ENOENT, full)
-            attrs = image.getattr(child)
-            if attrs.is_symlink and (todo or follow):
+            if statmod.S_ISLNK(self._mode(child)) and (todo or follow):
                 hops += 1
                 if hops > _MAX_SYMLINKS:
                     raise _err(errno.ELOOP, full)
@@ -309,12 +370,12 @@ class RafsFS:
         if mode not in ("r", "rb", "rt"):
             raise ValueError(f"{os.fsdecode(_fspath(path))}: the image is read-only (mode {mode!r})")
         ino, norm = self._lookup(path, follow=True)
-        attrs = self.image.getattr(ino)
-        if attrs.is_dir:
+        kind = self._mode(ino)
+        if statmod.S_ISDIR(kind):
             raise _err(errno.EISDIR, norm)
         if self.pipeline is None:
             raise UsageError(f"{self.image.path}: opened for metadata only; file data needs a backend")
-        if not attrs.is_reg:
+        if not statmod.S_ISREG(kind):
             raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(norm))
         ap = self.pipeline.access_pattern
         if ap is not None:

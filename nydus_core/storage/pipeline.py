@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 #: Largest single backend request an on-demand read issues when amplify_io is smaller.
 MAX_USER_REQUEST = 4 << 20
-_FILE_CACHE_ENTRIES = 4096
+_FILE_CACHE_ENTRIES = 1 << 15
 
 
 class BlobState:
@@ -182,10 +182,12 @@ class ReadPipeline:
         else:
             self.access_pattern = AccessPattern() if access_pattern else None
         self.pool = FetchPool(workers)
+        self._inline_slots = threading.BoundedSemaphore(max(1, workers))
         self._lock = threading.Lock()
         self._quiet = threading.Condition(self._lock)
         self._inflight: dict[tuple[int, int], tuple[Future[bytes], _Group]] = {}
         self._files: OrderedDict[int, _File] = OrderedDict()
+        self._orders: dict[int, tuple[list[int], list[ChunkInfo]]] | None = None
         self._files_lock = threading.Lock()
         self._closed = False
 
@@ -279,6 +281,7 @@ class ReadPipeline:
         """
         futures: list[Future[bytes] | None] = [None] * len(chunks)
         promote: list[_Group] = []
+        inline: _Group | None = None
         with self._lock:
             mine: list[tuple[ChunkInfo, Future[bytes]]] = []
             seen: dict[tuple[int, int], Future[bytes] | None] = {}
@@ -302,8 +305,17 @@ class ReadPipeline:
                 futures[k] = fut
             if mine:
                 extra = self._read_ahead(mine, follow)
-                for group in self._make_groups(mine + extra, ON_DEMAND, self._user_limit()):
+                groups = self._make_groups(mine + extra, ON_DEMAND, self._user_limit())
+                # the caller runs one request itself (no hand-off to a worker) when a slot is free
+                if self._inline_slots.acquire(blocking=False):
+                    inline = groups.pop(0)
+                for group in groups:
                     self._submit(group)
+        if inline is not None:
+            try:
+                self._run_group(inline)
+            finally:
+                self._inline_slots.release()
         for group in promote:
             if group.pool_future is not None:
                 self.pool.promote(group.pool_future)
@@ -320,6 +332,46 @@ class ReadPipeline:
             return self.fetch([c])[0]
         return data
 
+    def _blob_order(self, blob_index: int) -> tuple[list[int], list[ChunkInfo]] | None:
+        """Return the blob's chunks in blob order (offsets, records) once known, else None.
+
+        Built in the background, once, from the image's chunk table (RAFS v6) when read-ahead can
+        keep what it fetches (a cache is configured); until then read-ahead follows the file.
+        """
+        order = self._orders
+        if order is None:
+            if self.cache is None or not hasattr(self.image, "chunk_table"):
+                self._orders = {}
+                return None
+            self._orders = {}  # building: nothing yet
+            threading.Thread(target=self._build_orders, name="nydus-chunk-order", daemon=True).start()
+            return None
+        return order.get(blob_index)
+
+    def load_blob_order(self) -> bool:
+        """Build the blob-order index now (normally built in the background on the first miss);
+        return whether cross-file read-ahead is available."""
+        if self.cache is None or not hasattr(self.image, "chunk_table"):
+            return False
+        self._orders = {}
+        self._build_orders()
+        return bool(self._orders)
+
+    def _build_orders(self) -> None:
+        try:
+            table = self.image.chunk_table()  # type: ignore[attr-defined]
+        except Exception as exc:  # read-ahead across files is an optimisation only
+            log.debug("no blob-order read-ahead: %s", exc)
+            return
+        per_blob: dict[int, dict[int, ChunkInfo]] = {}
+        for c in table:
+            per_blob.setdefault(c.blob_index, {}).setdefault(c.compressed_offset, c)
+        orders = {}
+        for bi, chunks in per_blob.items():
+            offsets = sorted(chunks)
+            orders[bi] = (offsets, [chunks[o] for o in offsets])
+        self._orders = orders
+
     def _user_limit(self) -> int:
         return max(self.amplify_io, MAX_USER_REQUEST)
 
@@ -334,6 +386,11 @@ class ReadPipeline:
         end = last.compressed_offset + last.compressed_size
         taken = {(c.blob_index, c.compressed_offset) for c, _ in mine}
         extra: list[tuple[ChunkInfo, Future[bytes]]] = []
+        order = self._blob_order(last.blob_index)
+        if order is not None:  # the blob's next chunks, whichever files they belong to
+            offsets, by_offset = order
+            i = bisect.bisect_left(offsets, end)
+            follow = by_offset[i:i + 1024]
         for c in follow:
             if c.blob_index != last.blob_index or c.compressed_offset != end:
                 break
@@ -484,9 +541,16 @@ class ReadPipeline:
         return futures, queued
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no fetch is in flight (their cache writes done); False on timeout."""
+        """Wait until no fetch is in flight and the caches have made what was written durable
+        (when they can tell: a blob cache's optional ``flush``); False on timeout."""
         with self._lock:
-            return self._quiet.wait_for(lambda: not self._inflight, timeout)
+            if not self._quiet.wait_for(lambda: not self._inflight, timeout):
+                return False
+        for b in self.blobs:
+            flush = getattr(b.blob_cache, "flush", None)
+            if callable(flush) and flush(timeout) is False:
+                return False
+        return True
 
     # -- metrics and lifetime ---------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from nydus_core.rafs.model import BlobInfo, ChunkInfo
 
 from .journal import OP_EVICTED, TAG_SIZE, ChunkJournal, encode_record
 
-__all__ = ["BlobFile", "aligned_size", "punch_hole"]
+__all__ = ["BlobFile", "Syncer", "aligned_size", "punch_hole"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,48 @@ def punch_hole(fd: int, offset: int, length: int) -> bool:
     return True
 
 
+class Syncer:
+    """Group commit for many blobs: one thread makes written chunks durable and records them, so
+    readers never wait for ``fdatasync``; chunks written while a sync runs go with the next one."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[int, BlobFile] = {}
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="nydus-blobcache-sync", daemon=True)
+        self._thread.start()
+
+    def schedule(self, bf: BlobFile) -> None:
+        """Ask for ``bf``'s pending chunks to be committed soon."""
+        with self._cond:
+            if self._closed:
+                return
+            self._due[id(bf)] = bf
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._due and not self._closed:
+                    self._cond.wait()
+                if not self._due and self._closed:
+                    return
+                due, self._due = list(self._due.values()), {}
+            for bf in due:
+                try:
+                    bf.commit()
+                except Exception as exc:  # keep syncing the other blobs
+                    log.warning("%s: commit failed: %s", bf.data_path, exc)
+
+    def close(self) -> None:
+        """Commit what is due and stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
 def _same_file(fd: int, path: str) -> bool:
     try:
         a, b = os.fstat(fd), os.stat(path)
@@ -79,7 +121,8 @@ class BlobFile(BlobCache):
 
     def __init__(self, work_dir: str, blob: BlobInfo, *, validate: bool, digester: Digester | None,
                  on_put: Callable[[BlobFile, list[tuple[int, int]]], None] | None = None,
-                 on_hit: Callable[[BlobFile, int], None] | None = None) -> None:
+                 on_hit: Callable[[BlobFile, int], None] | None = None,
+                 syncer: Syncer | None = None) -> None:
         self.blob = blob
         self.blob_id = blob.blob_id
         self.data_path = os.path.join(work_dir, f"{blob.blob_id}.blob.data")
@@ -89,6 +132,9 @@ class BlobFile(BlobCache):
         self._on_put = on_put
         self._on_hit = on_hit
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._commit_lock = threading.Lock()
+        self.syncer: Syncer | None = syncer
         self.generation = 0
         self.refs = 1
         self.punch_supported = True
@@ -109,6 +155,8 @@ class BlobFile(BlobCache):
                 log.warning("%s: chunk map unreadable and in use by another process; "
                             "cache for this blob is not persisted", self.map_path)
             self._ready: dict[int, tuple[int, bytes]] = st.ready
+            # written but not yet durable and recorded (see put_many)
+            self._pending: dict[int, tuple[int, bytes]] = {}
             if blob.uncompressed_size and os.fstat(self.fd).st_size < blob.uncompressed_size:
                 os.ftruncate(self.fd, blob.uncompressed_size)
         except BaseException:
@@ -140,7 +188,7 @@ class BlobFile(BlobCache):
     # -- BlobCache --------------------------------------------------------------------------------
 
     def _entry_ok(self, chunk: ChunkInfo) -> bool:
-        r = self._ready.get(chunk.uncompressed_offset)
+        r = self._ready.get(chunk.uncompressed_offset) or self._pending.get(chunk.uncompressed_offset)
         return r is not None and r[0] == chunk.uncompressed_size and chunk.block_id.startswith(r[1])
 
     def is_ready(self, chunk: ChunkInfo) -> bool:
@@ -186,7 +234,12 @@ class BlobFile(BlobCache):
         self.put_many([(chunk, data)])
 
     def put_many(self, items: Sequence[tuple[ChunkInfo, bytes]]) -> None:
-        """Store verified chunks: write all, one ``fdatasync``, then mark them ready."""
+        """Store verified chunks: write them all, then (after one ``fdatasync``) mark them ready.
+
+        With a :class:`Syncer` the sync and the journal records happen on its thread (group
+        commit) and this returns once the bytes are written; until then the chunks are served from
+        the file (the bytes are there) but not yet recorded as ready on disk.
+        """
         todo = [(c, d) for c, d in items if not self._entry_ok(c)]
         if not todo:
             return
@@ -196,27 +249,66 @@ class BlobFile(BlobCache):
                     raise CacheError(f"{self.data_path}: chunk {c.index}: got {len(data)} bytes, "
                                      f"expected {c.uncompressed_size}")
                 os.pwrite(self.fd, data, c.uncompressed_offset)
-            os.fdatasync(self.fd)
         except OSError as exc:
             raise CacheError(f"{self.data_path}: write failed: {exc.strerror or exc}") from None
-        added: list[tuple[int, int]] = []
         with self._lock:
-            records = []
             for c, _ in todo:
-                off = c.uncompressed_offset
-                if self._entry_ok(c):
-                    continue
-                tag = c.block_id[:TAG_SIZE]
-                self._ready[off] = (c.uncompressed_size, tag)
-                records.append(encode_record(off, c.uncompressed_size, tag))
-                added.append((off, c.uncompressed_size))
-            if self.journal is not None and records:
-                try:
-                    self.journal.append(records)
-                except OSError as exc:
-                    log.warning("%s: cannot record ready chunks: %s", self.map_path, exc)
-        if added and self._on_put is not None:
-            self._on_put(self, added)
+                if c.uncompressed_offset not in self._ready:
+                    self._pending[c.uncompressed_offset] = (c.uncompressed_size, c.block_id[:TAG_SIZE])
+        if self.syncer is not None:
+            self.syncer.schedule(self)
+        else:
+            self.commit()
+
+    def commit(self) -> None:
+        """Make pending chunks durable (``fdatasync``) and record them ready in the journal."""
+        with self._commit_lock:
+            with self._lock:
+                batch = dict(self._pending)
+            if not batch:
+                return
+            try:
+                if self.fd >= 0:
+                    os.fdatasync(self.fd)
+            except OSError as exc:
+                log.warning("%s: sync failed, chunks not recorded: %s", self.data_path, exc)
+                with self._lock:
+                    for off in batch:
+                        self._pending.pop(off, None)
+                    self._idle.notify_all()
+                return
+            added: list[tuple[int, int]] = []
+            with self._lock:
+                records = []
+                for off, entry in batch.items():
+                    if self._pending.get(off) != entry:
+                        continue  # forgotten meanwhile
+                    del self._pending[off]
+                    self._ready[off] = entry
+                    records.append(encode_record(off, entry[0], entry[1]))
+                    added.append((off, entry[0]))
+                if self.journal is not None and records:
+                    try:
+                        self.journal.append(records)
+                    except OSError as exc:
+                        log.warning("%s: cannot record ready chunks: %s", self.map_path, exc)
+            if added and self._on_put is not None:
+                self._on_put(self, added)  # may evict: still under the commit lock, see flush()
+            with self._lock:
+                if not self._pending:
+                    self._idle.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every written chunk is durable and recorded; False on timeout."""
+        if self.syncer is None:
+            self.commit()
+            return True
+        self.syncer.schedule(self)
+        with self._lock:
+            if not self._idle.wait_for(lambda: not self._pending, timeout):
+                return False
+        with self._commit_lock:  # the last commit's follow-up (eviction) is done too
+            return True
 
     # -- eviction ---------------------------------------------------------------------------------
 
@@ -225,6 +317,7 @@ class BlobFile(BlobCache):
         with self._lock:
             records = []
             for c in chunks:
+                self._pending.pop(c.uncompressed_offset, None)
                 if self._ready.pop(c.uncompressed_offset, None) is not None:
                     records.append(encode_record(c.uncompressed_offset, c.uncompressed_size, b"",
                                                  OP_EVICTED))
@@ -276,8 +369,8 @@ class BlobFile(BlobCache):
             return [(off, r[0]) for off, r in self._ready.items()]
 
     def ready_count(self) -> int:
-        """Return the number of ready chunks."""
-        return len(self._ready)
+        """Return the number of ready chunks (including written ones not yet recorded)."""
+        return len(self._ready) + len(self._pending)
 
     def used_bytes(self) -> int:
         """Return the 4 KiB-aligned bytes the ready chunks occupy."""
@@ -292,7 +385,9 @@ class BlobFile(BlobCache):
             self.shutdown()
 
     def shutdown(self) -> None:
-        """Close the files now."""
+        """Record what is pending, then close the files."""
+        if self.fd >= 0:
+            self.commit()
         if self.journal is not None:
             self.journal.close()
             self.journal = None

@@ -23,7 +23,7 @@ from nydus_core.errors import CacheError, ConfigError
 from nydus_core.interfaces import CachePolicy
 from nydus_core.rafs.model import BlobInfo
 
-from .blobfile import BlobFile, aligned_size
+from .blobfile import BlobFile, Syncer, aligned_size
 from .manage import list_entries, remove_blob, run_gc
 
 __all__ = ["BlobCachePolicy", "parse_size"]
@@ -101,6 +101,7 @@ class BlobCachePolicy(CachePolicy):
         self._foreign: dict[str, int] = {}
         self.evicted_bytes = 0
         self.evictions = 0
+        self._syncer: Syncer | None = None
         if self.max_size:
             for entry in sorted(list_entries(self.work_dir), key=lambda e: e["last_used"]):
                 self._foreign[entry["blob_id"]] = entry["disk_usage"]
@@ -120,9 +121,11 @@ class BlobCachePolicy(CachePolicy):
                 from nydus_core.plugins import digester_by_id
 
                 digester = digester_by_id(blob.digester, where=f"recorded for blob {blob.blob_id}")
+            if self._syncer is None:
+                self._syncer = Syncer()
             bf = BlobFile(self.work_dir, blob, validate=self.validate, digester=digester,
                           on_put=self._on_put if self.max_size else None,
-                          on_hit=self._on_hit if self.max_size else None)
+                          on_hit=self._on_hit if self.max_size else None, syncer=self._syncer)
             bf.release = self._release
             self._blobs[blob.blob_id] = bf
             if self.max_size:
@@ -238,13 +241,22 @@ class BlobCachePolicy(CachePolicy):
             "evicted_bytes": self.evicted_bytes,
         }
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every chunk written so far is durable and recorded."""
+        with self._lock:
+            blobs = list(self._blobs.values())
+        return all(bf.flush(timeout) for bf in blobs)
+
     def close(self) -> None:
-        """Close every blob still open."""
+        """Close every blob still open (recording what is pending) and stop the sync thread."""
         with self._lock:
             blobs = list(self._blobs.values())
             self._blobs.clear()
+            syncer, self._syncer = self._syncer, None
         for bf in blobs:
             bf.shutdown()
+        if syncer is not None:
+            syncer.close()
 
     # -- management (``nydus cache``) -----------------------------------------------------------
 

@@ -64,6 +64,7 @@ def test_one_blob_larger_than_the_cap_is_trimmed_chunk_by_chunk(tmp_path: Path) 
     with ReadPipeline(image, DirBackend({"dir": str(blobs)}), policy, amplify_io=0) as pipe:
         for path, data in files.items():
             assert pipe.read(image.resolve(path), 0, FILE) == data
+        assert pipe.wait_idle(10)
         blob_cache = pipe.blobs[0].blob_cache
         assert blob_cache is not None
         ready = blob_cache.ready_count()  # type: ignore[attr-defined]
