@@ -1,0 +1,105 @@
+"""``nydusify mount``: fetch a Nydus image's bootstrap from its registry and serve it with nydusd.
+
+The bootstrap layer is fetched by digest (checked against the manifest), unpacked into
+``--work-dir``; a nydusd config names the registry backend (credentials from the Docker config)
+and a blob cache in the work dir. ``nydusd`` (from ``nydus-frontend-fuse``) runs in the foreground
+until it exits or this process is interrupted (SIGINT/SIGTERM are passed on, so it unmounts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nydus_core.errors import UsageError
+
+from . import remote
+
+log = logging.getLogger("nydusify")
+
+
+@dataclass
+class MountOptions:
+    """What to mount and where."""
+
+    target: str
+    mount_path: Path = Path("./image-fs")
+    insecure: bool = False
+    plain_http: bool = False
+    platform: str = "linux/amd64"
+    backend_type: str = "registry"
+    backend_config: dict[str, Any] = field(default_factory=dict)
+    prefetch: bool = False
+    work_dir: Path = Path("./tmp")
+    log_level: str = "info"
+
+
+def nydusd_binary() -> str:
+    """The ``nydusd`` next to this Python, else on ``PATH``; UsageError naming the package if absent."""
+    here = Path(sys.executable).with_name("nydusd")
+    if here.exists():
+        return str(here)
+    found = shutil.which("nydusd")
+    if found is None:
+        raise UsageError("nydusd is not installed. Install it with: pip install nydus-frontend-fuse")
+    return found
+
+
+def prepare(opts: MountOptions) -> tuple[Path, Path]:
+    """Fetch the bootstrap and write the nydusd config; return their paths."""
+    client, ref = remote.open_registry(opts.target, insecure=opts.insecure, plain_http=opts.plain_http)
+    work = Path(opts.work_dir).resolve()
+    with client:
+        image = remote.resolve(client, ref, opts.platform, nydus=True)
+        name = image.manifest.digest.replace(":", "-")
+        bootstrap = image.fetch_bootstrap(work / "bootstraps" / name)
+        if opts.backend_type == "registry":
+            backend = {"type": "registry", "config": remote.registry_backend_config(
+                client, ref, insecure=opts.insecure, plain_http=opts.plain_http)}
+        else:
+            backend = {"type": opts.backend_type, "config": dict(opts.backend_config)}
+    cache_dir = work / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    config = {"device": {"backend": backend,
+                         "cache": {"type": "blobcache", "config": {"work_dir": str(cache_dir)}}},
+              "mode": "direct", "digest_validate": False,
+              "fs_prefetch": {"enable": bool(opts.prefetch), "threads_count": 4}}
+    cfg_path = work / "nydusd-config.json"
+    fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold credentials
+    with os.fdopen(fd, "w") as fh:
+        json.dump(config, fh, indent=1)
+    return bootstrap, cfg_path
+
+
+def mount(opts: MountOptions) -> int:
+    """Mount and serve in the foreground; return nydusd's exit status."""
+    bootstrap, cfg_path = prepare(opts)
+    mp = Path(opts.mount_path)
+    mp.mkdir(parents=True, exist_ok=True)
+    argv = [nydusd_binary(), "-M", str(mp.resolve()), "-B", str(bootstrap), "-C", str(cfg_path),
+            "-l", opts.log_level]
+    log.info("mounting %s at %s", opts.target, mp)
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+
+    def forward(signum: int, _frame: object) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                forward(signal.SIGINT, None)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
