@@ -67,6 +67,9 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--readahead-kb", type=click.IntRange(min=0), default=None,
                  help="Kernel read-ahead of the mount in KiB [default: 1024; 0 keeps the kernel's]. "
                       "Beyond upstream."),
+    click.option("--store-on-open-kb", type=click.IntRange(min=0), default=None,
+                 help="Push files up to this size (KiB) into the page cache when opened, if their data "
+                      "is in the local cache [default: 1024; 0 disables]. Beyond upstream."),
 ]
 
 
@@ -169,7 +172,8 @@ def build_settings(params: dict[str, Any]) -> Any:
     """Turn parsed flags into :class:`~.daemon.DaemonSettings` (config loaded and validated)."""
     from nydus_core.config import NydusConfig, load_config
 
-    from .daemon import DEFAULT_READAHEAD_KB, DaemonSettings
+    from .daemon import DEFAULT_READAHEAD_KB, DEFAULT_STORE_ON_OPEN_KB, DaemonSettings
+    from .ops import CachePolicy
 
     for flag, what in (("shared_dir", "-s/--shared-dir (passthroughfs)"), ("writable", "--writable"),
                        ("dedup_db", "--dedup-db"), ("upgrade", "--upgrade"),
@@ -191,6 +195,7 @@ def build_settings(params: dict[str, Any]) -> Any:
     if prefetch and not params.get("bootstrap"):
         raise UsageError("--prefetch-files requires -B/--bootstrap")
     ra = params.get("readahead_kb")
+    store = params.get("store_on_open_kb")
     return DaemonSettings(
         mountpoint=mountpoint,
         bootstrap=params.get("bootstrap"),
@@ -201,6 +206,7 @@ def build_settings(params: dict[str, Any]) -> Any:
         threads=params.get("threads") or 4,
         daemon_id=params.get("daemon_id") or "",
         readahead_kb=DEFAULT_READAHEAD_KB if ra is None else ra,
+        cache=CachePolicy(store_on_open=(DEFAULT_STORE_ON_OPEN_KB if store is None else store) << 10),
     )
 
 

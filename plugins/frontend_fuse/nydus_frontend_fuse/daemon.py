@@ -38,6 +38,8 @@ log = logging.getLogger("nydusd")
 
 #: Kernel read-ahead for the mount (KiB); 128 is the kernel default. See the README's measurements.
 DEFAULT_READAHEAD_KB = 1024
+#: Files up to this size (KiB) are pushed into the page cache at open. See the README's measurements.
+DEFAULT_STORE_ON_OPEN_KB = 1024
 #: FUSE requests served concurrently (pyfuse3 worker tasks).
 MAX_FUSE_TASKS = 64
 

@@ -58,6 +58,8 @@ class RafsInstance:
         self.retired = False
         self.refs = 0  # kernel lookup count over all inodes of this instance
         self.open_handles = 0
+        self.opened: dict[int, int] = {}  # image inode -> open file handles
+        self.stored: set[int] = set()  # inodes pushed whole into the kernel page cache
         self.mounted_time = time.time()
         self.metrics = FsMetrics("", files=config.iostats_files, access_pattern=config.access_pattern,
                                  latest_read_files=config.latest_read_files)

@@ -45,6 +45,10 @@ class CachePolicy:
     attr_timeout: float = 86400.0
     negative_timeout: float = 86400.0
     keep_cache: bool = True
+    #: Push a whole file of up to this many bytes into the page cache when it is opened and its
+    #: chunks are all in the local cache (FUSE_NOTIFY_STORE): its reads then need no request.
+    #: Done once per inode until the kernel asks to read it again (its pages were evicted).
+    store_on_open: int = 1 << 20
 
 
 class _DirHandle:
@@ -89,6 +93,7 @@ class NydusOperations(pyfuse3.Operations):
         self._inflight: dict[int, tuple[int, float]] = {}
         self._next_req = 0
         self.started_ns = time.time_ns()
+        self._store_max = self.cache.store_on_open
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -438,14 +443,48 @@ class NydusOperations(pyfuse3.Operations):
         if stat.S_ISDIR(mode):
             inst.metrics.record(Fop.OPEN, local, False)
             raise FUSEError(errno.EISDIR)
+        opened = inst.opened
+        n = opened.get(local, 0)
+        opened[local] = n + 1
         inst.open_handles += 1
         inst.metrics.record(Fop.OPEN, local, True)
+        if n == 0 and self._store_max and stat.S_ISREG(mode) and local not in inst.stored:
+            self._store(inst, local, inode)
         return FileInfo(fh=inode, keep_cache=self.cache.keep_cache)
+
+    def _store(self, inst: RafsInstance, local: int, inode: int) -> None:
+        """Put the whole (small, locally cached) file into the kernel's page cache.
+
+        Only done when no other handle of the inode is open: then no read of it can be in flight
+        holding page locks, so the synchronous store cannot wait on a request we have yet to serve."""
+        try:
+            size = inst.image.getattr(local).size
+            if not 0 < size <= self._store_max:
+                return
+            data = inst.read_cached(local, 0, size)
+            if data is None or len(data) != size:
+                return
+            pyfuse3.notify_store(inode, 0, data)
+            inst.stored.add(local)
+        except OSError as exc:
+            if exc.errno == errno.ENOSYS:
+                self._store_max = 0  # the kernel cannot do it: stop trying
+            log.debug("notify_store of inode %d: %s", inode, exc)
+            return
+        except Exception as exc:  # the read path will report it properly
+            log.debug("store of inode %d skipped: %s", inode, exc)
+            return
+        m = inst.metrics
+        m.record(Fop.READ, local, True, size)
+        if m.access_pattern_enabled:
+            m.record_read_access(local, inst.path_of)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         """Read file data: cache hits inline, everything else on a worker thread."""
         inst, local = self.vfs.resolve(fh)
         started = time.monotonic_ns()
+        if local in inst.stored:
+            inst.stored.discard(local)  # the kernel lost the pages we pushed: push again next open
         try:
             data = inst.read_cached(local, off, size) if self.inline_hits else None
             if data is None:
@@ -472,18 +511,20 @@ class NydusOperations(pyfuse3.Operations):
         if inst is None:
             return
         inst.open_handles -= 1
+        try:
+            _, local = self.vfs.resolve(fh)
+            opened = inst.opened
+            n = opened.pop(local, 1) - 1
+            if n > 0:
+                opened[local] = n
+        except FUSEError:
+            pass
         inst.metrics.record(Fop.RELEASE, 0, True)
         if inst.retired:
             self._reap()
 
-    async def flush(self, fh: int) -> None:
-        """Nothing to flush on a read-only filesystem."""
-
-    async def fsync(self, fh: int, datasync: bool) -> None:
-        """Nothing to sync on a read-only filesystem."""
-
-    async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        """Nothing to sync on a read-only filesystem."""
+    # flush, fsync and fsyncdir are left to pyfuse3's ENOSYS: the kernel then stops sending them
+    # (one FUSE_FLUSH per close() would otherwise double the requests of a tree walk).
 
     def _reap(self) -> None:
         for inst in self.vfs.reap():
