@@ -1,0 +1,70 @@
+"""containerd's API as Python modules (generated stubs), generating them on first use if needed.
+
+``from nydus_snapshotter_containerd.api import snapshots_pb2, snapshots_grpc`` and so on. The stubs
+are made from containerd's own protos by :mod:`.gen` (at build time by the hatch hook; here as a
+fallback when the package was installed from source without it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from pathlib import Path
+from types import ModuleType
+
+from nydus_core.errors import NydusError
+
+from . import gen
+
+_lock = threading.Lock()
+_BASE = f"{gen.PACKAGE}.{gen.GEN}.containerd"
+
+
+class ProtoUnavailableError(NydusError):
+    """containerd's API stubs are not generated and cannot be (protos or grpcio-tools missing)."""
+
+
+def ensure_generated() -> None:
+    """Generate the stubs into the package if they are not there yet."""
+    here = Path(__file__).resolve().parent
+    marker = here / gen.GEN / "containerd" / "services" / "snapshots" / "v1" / "snapshots_pb2_grpc.py"
+    if marker.is_file():
+        return
+    with _lock:
+        if marker.is_file():
+            return
+        try:
+            gen.generate(here.parent)
+        except (gen.ProtoGenError, ImportError, OSError) as exc:
+            raise ProtoUnavailableError(f"containerd API stubs: {exc}") from None
+        importlib.invalidate_caches()
+
+
+def _load(rel: str) -> ModuleType:
+    ensure_generated()
+    return importlib.import_module(f"{_BASE}.{rel}")
+
+
+def __getattr__(name: str) -> ModuleType:
+    table = {
+        "mount_pb2": "types.mount_pb2",
+        "descriptor_pb2": "types.descriptor_pb2",
+        "platform_pb2": "types.platform_pb2",
+        "snapshots_pb2": "services.snapshots.v1.snapshots_pb2",
+        "snapshots_grpc": "services.snapshots.v1.snapshots_pb2_grpc",
+        "content_pb2": "services.content.v1.content_pb2",
+        "content_grpc": "services.content.v1.content_pb2_grpc",
+        "images_pb2": "services.images.v1.images_pb2",
+        "images_grpc": "services.images.v1.images_pb2_grpc",
+        "leases_pb2": "services.leases.v1.leases_pb2",
+        "leases_grpc": "services.leases.v1.leases_pb2_grpc",
+        "version_pb2": "services.version.v1.version_pb2",
+        "version_grpc": "services.version.v1.version_pb2_grpc",
+        "diff_pb2": "services.diff.v1.diff_pb2",
+        "diff_grpc": "services.diff.v1.diff_pb2_grpc",
+    }
+    if name not in table:
+        raise AttributeError(name)
+    mod = _load(table[name])
+    globals()[name] = mod
+    return mod

@@ -1,0 +1,115 @@
+"""The snapshotter's config file (TOML), named with ``containerd-nydus-grpc --config FILE``.
+
+```toml
+address = "/run/containerd-nydus/containerd-nydus-grpc.sock"   # the gRPC socket containerd dials
+root = "/var/lib/containerd-nydus"                              # metadata, snapshots, cache, mounts
+nydusd = ""                 # nydusd command ("" = the nydusd next to this Python)
+docker_config = ""          # Docker config.json for registry credentials ("" = ~/.docker/config.json)
+plain_http = ["127.0.0.1:5000"]   # registries spoken to over plain HTTP
+log_level = "info"
+
+[daemon]                    # nydusd config template (upstream JSON v1 keys); the registry backend
+                            # (scheme, host, repo, auth) is filled in per image
+config = { device = { cache = { type = "blobcache" } }, digest_validate = false }
+```
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nydus_core.errors import ConfigError
+
+DEFAULT_ROOT = "/var/lib/containerd-nydus"
+DEFAULT_ADDRESS = "/run/containerd-nydus/containerd-nydus-grpc.sock"
+_KEYS = {"address", "root", "nydusd", "docker_config", "plain_http", "log_level", "daemon"}
+_LEVELS = {"trace", "debug", "info", "warn", "error"}
+
+
+def default_daemon_template() -> dict[str, Any]:
+    """The nydusd config used when the file gives none: blob cache on, no validation."""
+    return {"device": {"backend": {"type": "registry", "config": {}},
+                       "cache": {"type": "blobcache", "config": {}}},
+            "mode": "direct", "digest_validate": False}
+
+
+@dataclass
+class SnapshotterConfig:
+    """Validated settings of one snapshotter process."""
+
+    address: str = DEFAULT_ADDRESS
+    root: str = DEFAULT_ROOT
+    nydusd: str = ""
+    docker_config: str = ""
+    plain_http: list[str] = field(default_factory=list)
+    log_level: str = "info"
+    daemon_template: dict[str, Any] = field(default_factory=default_daemon_template)
+
+    @property
+    def root_path(self) -> Path:
+        """``root`` as a path."""
+        return Path(self.root)
+
+    def daemon_config(self, *, scheme: str, host: str, repo: str, auth: str | None,
+                      work_dir: str) -> dict[str, Any]:
+        """The nydusd (JSON v1) config of one image: the template with its registry backend and cache dir."""
+        cfg = copy.deepcopy(self.daemon_template)
+        device = cfg.setdefault("device", {})
+        backend = device.setdefault("backend", {})
+        backend["type"] = "registry"
+        bcfg = backend.setdefault("config", {})
+        bcfg.update({"scheme": scheme, "host": host, "repo": repo})
+        if auth:
+            bcfg["auth"] = auth
+        cache = device.setdefault("cache", {"type": "blobcache"})
+        if cache.get("type") in ("blobcache", "filecache"):
+            cache.setdefault("config", {})["work_dir"] = work_dir
+        cfg.setdefault("mode", "direct")
+        return cfg
+
+
+def load_config(path: str | os.PathLike[str] | None) -> SnapshotterConfig:
+    """Read and check the TOML file (None gives the defaults); ConfigError names the file and key."""
+    if path is None:
+        return SnapshotterConfig()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ConfigError(f"{p}: unknown key '{unknown[0]}' (known: {', '.join(sorted(_KEYS))})")
+    cfg = SnapshotterConfig()
+    for key in ("address", "root", "nydusd", "docker_config", "log_level"):
+        if key in data:
+            if not isinstance(data[key], str):
+                raise ConfigError(f"{p}: '{key}' must be a string")
+            setattr(cfg, key, data[key])
+    if cfg.log_level not in _LEVELS:
+        raise ConfigError(f"{p}: 'log_level' must be one of {', '.join(sorted(_LEVELS))}")
+    if not cfg.address or not cfg.root:
+        raise ConfigError(f"{p}: 'address' and 'root' must not be empty")
+    if "plain_http" in data:
+        ph = data["plain_http"]
+        if not isinstance(ph, list) or not all(isinstance(h, str) for h in ph):
+            raise ConfigError(f"{p}: 'plain_http' must be a list of host[:port] strings")
+        cfg.plain_http = list(ph)
+    if "daemon" in data:
+        daemon = data["daemon"]
+        if not isinstance(daemon, dict) or set(daemon) - {"config"}:
+            raise ConfigError(f"{p}: '[daemon]' takes one key, 'config' (a nydusd JSON v1 config table)")
+        tmpl = daemon.get("config", {})
+        if not isinstance(tmpl, dict):
+            raise ConfigError(f"{p}: 'daemon.config' must be a table")
+        cfg.daemon_template = tmpl
+    return cfg

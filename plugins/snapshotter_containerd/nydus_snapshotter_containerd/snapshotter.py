@@ -1,0 +1,380 @@
+"""The snapshotter's logic, free of gRPC: overlay snapshots, plus Nydus images mounted lazily.
+
+Layout under ``root``: ``metadata.db`` (:mod:`.metadata`), ``snapshots/<id>/fs`` and ``work``
+(overlay upper and work dirs), ``snapshots/<id>/image.boot`` (a Nydus bootstrap snapshot),
+``cache/`` (the blob cache shared by all images), ``mnt/`` (the shared nydusd, :mod:`.nydusd`).
+
+- An ordinary layer is an overlay snapshot as containerd's own overlay snapshotter makes them.
+- A layer labelled ``nydus-blob`` with a ``snapshot.ref`` target is committed empty under the target
+  at once, and Prepare answers AlreadyExists: nothing is downloaded.
+- A layer labelled ``nydus-bootstrap`` is fetched from the registry (``cri.image-ref`` +
+  ``cri.layer-digest``, digest checked), its bootstrap kept, and committed the same way.
+- An active or view snapshot whose nearest ancestor chain holds a bootstrap snapshot gets an overlay
+  mount whose lowest lowerdir is that image's RAFS mount in the shared nydusd.
+- When the last active/view snapshot of an image goes, its RAFS instance is unmounted; when its
+  bootstrap snapshot is removed, the blobs only it used leave the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nydus_core.errors import NydusError
+
+from . import labels as L
+from .config import SnapshotterConfig
+from .filters import matcher
+from .metadata import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    Kind,
+    MetaStore,
+    Snapshot,
+)
+
+log = logging.getLogger("containerd-nydus")
+
+
+@dataclass
+class Mount:
+    """One mount as containerd's ``types.Mount``."""
+
+    type: str
+    source: str
+    options: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Usage:
+    """Disk usage of one snapshot."""
+
+    size: int = 0
+    inodes: int = 0
+
+
+def _du(path: Path) -> Usage:
+    u = Usage()
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [*dirnames, *filenames]:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            u.inodes += 1
+            u.size += st.st_blocks * 512
+    return u
+
+
+class Snapshotter:
+    """containerd's snapshotter operations over a root directory."""
+
+    def __init__(self, config: SnapshotterConfig, *,
+                 fetch: Callable[[str, str, Path], int] | None = None) -> None:
+        from .nydusd import NydusdManager
+
+        self.config = config
+        self.root = config.root_path
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "snapshots").mkdir(exist_ok=True)
+        self.cache_dir = self.root / "cache"
+        self.cache_dir.mkdir(exist_ok=True)
+        self.meta = MetaStore(self.root / "metadata.db")
+        self.nydusd = NydusdManager(self.root, config.nydusd)
+        self._fetch = fetch or self._fetch_from_registry
+        self._mount_lock = threading.RLock()
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    def snapshot_dir(self, sid: int) -> Path:
+        """``snapshots/<id>``."""
+        return self.root / "snapshots" / str(sid)
+
+    def fs_dir(self, sid: int) -> Path:
+        """``snapshots/<id>/fs``: the layer's content (or the container's upper dir)."""
+        return self.snapshot_dir(sid) / "fs"
+
+    def bootstrap_path(self, sid: int) -> Path:
+        """Where a bootstrap snapshot keeps the image's bootstrap."""
+        return self.snapshot_dir(sid) / "image.boot"
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Reconnect to (or start) nydusd and remount every image an active/view snapshot uses."""
+        needed = {self._nydus_base(s) for s in self.meta.all() if s.kind != Kind.COMMITTED}
+        needed.discard(None)
+        if not needed:
+            if self.nydusd.alive():
+                log.info("reconnected to nydusd at %s", self.nydusd.apisock)
+            return
+        started = self.nydusd.ensure_running()
+        log.info("%s nydusd; remounting %d image(s)", "started" if started else "reconnected to", len(needed))
+        for boot in needed:
+            assert boot is not None
+            self._mount_image(boot)
+
+    def close(self) -> None:
+        """Close the metadata store (nydusd keeps running for the containers)."""
+        self.meta.close()
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def prepare(self, key: str, parent: str, labels: dict[str, str]) -> list[Mount]:
+        """Create an active snapshot; remote layers answer AlreadyExistsError after committing."""
+        return self._create(Kind.ACTIVE, key, parent, labels)
+
+    def view(self, key: str, parent: str, labels: dict[str, str]) -> list[Mount]:
+        """Create a read-only view of ``parent``."""
+        return self._create(Kind.VIEW, key, parent, labels)
+
+    def _create(self, kind: Kind, key: str, parent: str, labels: dict[str, str]) -> list[Mount]:
+        if not key:
+            raise InvalidArgumentError("snapshot key must not be empty")
+        target = labels.get(L.TARGET_REF, "")
+        remote = kind == Kind.ACTIVE and target and (
+            labels.get(L.NYDUS_BLOB) == "true" or labels.get(L.NYDUS_BOOTSTRAP) == "true")
+        if remote:
+            return self._prepare_remote(key, parent, target, labels)
+        with self.meta.transaction():
+            snap = self.meta.create(key, parent, kind, labels)
+            d = self.snapshot_dir(snap.id)
+            if d.exists():
+                shutil.rmtree(d)
+            self.fs_dir(snap.id).mkdir(parents=True)
+            if kind == Kind.ACTIVE:
+                (d / "work").mkdir()
+        try:
+            return self._mounts(snap)
+        except BaseException:
+            self._remove_quietly(key)
+            raise
+
+    def _prepare_remote(self, key: str, parent: str, target: str, labels: dict[str, str]) -> list[Mount]:
+        existing = self.meta.find(target)
+        if existing is not None:
+            raise AlreadyExistsError(f"target snapshot {target} already exists")
+        snap = self.meta.create(key, parent, Kind.ACTIVE, labels)
+        try:
+            self.fs_dir(snap.id).mkdir(parents=True, exist_ok=True)
+            extra = {L.REMOTE: "remote snapshot"}
+            if labels.get(L.NYDUS_BOOTSTRAP) == "true":
+                ref, digest = labels.get(L.IMAGE_REF, ""), labels.get(L.LAYER_DIGEST, "")
+                if not ref or not digest:
+                    raise InvalidArgumentError(f"nydus bootstrap layer {target}: labels {L.IMAGE_REF} "
+                                               f"and {L.LAYER_DIGEST} are needed")
+                size = self._fetch(ref, digest, self.bootstrap_path(snap.id))
+                log.info("fetched bootstrap of %s (%s, %d bytes)", ref, digest, size)
+                extra[L.NYDUS_IMAGE] = ref
+            self.meta.commit(key, target, extra)
+        except BaseException:
+            self._remove_quietly(key)
+            raise
+        raise AlreadyExistsError(f"target snapshot {target} already exists")
+
+    def _fetch_from_registry(self, ref: str, digest: str, dest: Path) -> int:
+        from .remote import fetch_bootstrap, image_source
+
+        return fetch_bootstrap(image_source(ref, self.config), digest, dest)
+
+    def mounts(self, key: str) -> list[Mount]:
+        """The mounts of an active or view snapshot."""
+        snap = self.meta.get(key)
+        if snap.kind == Kind.COMMITTED:
+            raise FailedPreconditionError(f"snapshot {key} is committed: it has no mounts")
+        return self._mounts(snap)
+
+    def commit(self, name: str, key: str, labels: dict[str, str]) -> None:
+        """Commit the active ``key`` as ``name``."""
+        if not name:
+            raise InvalidArgumentError("commit name must not be empty")
+        snap = self.meta.get(key)
+        base = self._nydus_base(snap)
+        self.meta.commit(key, name, labels)
+        shutil.rmtree(self.snapshot_dir(snap.id) / "work", ignore_errors=True)
+        if base is not None:
+            self._release_if_unused(base)
+
+    def remove(self, key: str) -> None:
+        """Remove a snapshot (FailedPrecondition while it has children)."""
+        snap = self.meta.get(key)
+        base = self._nydus_base(snap) if snap.kind != Kind.COMMITTED else None
+        self.meta.delete(key)
+        if snap.labels.get(L.NYDUS_BOOTSTRAP) == "true" and snap.kind == Kind.COMMITTED:
+            self._forget_image(snap)
+        shutil.rmtree(self.snapshot_dir(snap.id), ignore_errors=True)
+        if base is not None:
+            self._release_if_unused(base)
+
+    def _remove_quietly(self, key: str) -> None:
+        try:
+            snap = self.meta.delete(key)
+        except NydusError:
+            return
+        shutil.rmtree(self.snapshot_dir(snap.id), ignore_errors=True)
+
+    def stat(self, key: str) -> Snapshot:
+        """The snapshot's info."""
+        return self.meta.get(key)
+
+    def update(self, name: str, labels: dict[str, str], paths: Sequence[str]) -> Snapshot:
+        """Update labels: all of them without ``paths``, else ``labels`` / ``labels.KEY`` paths."""
+        snap = self.meta.get(name)
+        if not paths:
+            new = dict(labels)
+        else:
+            new = dict(snap.labels)
+            for p in paths:
+                if p == "labels":
+                    new = dict(labels)
+                elif p.startswith("labels."):
+                    k = p[len("labels."):]
+                    if k in labels:
+                        new[k] = labels[k]
+                    else:
+                        new.pop(k, None)
+                else:
+                    raise InvalidArgumentError(f"cannot update field {p!r} of snapshot {name}")
+        return self.meta.set_labels(name, new)
+
+    def usage(self, key: str) -> Usage:
+        """Disk usage: the layer's (or upper dir's) files; a bootstrap snapshot counts its bootstrap."""
+        snap = self.meta.get(key)
+        u = _du(self.fs_dir(snap.id))
+        boot = self.bootstrap_path(snap.id)
+        if boot.exists():
+            u.size += boot.stat().st_blocks * 512
+            u.inodes += 1
+        return u
+
+    def walk(self, filters: Sequence[str]) -> list[Snapshot]:
+        """Every snapshot matching any of ``filters``."""
+        pred = matcher(filters)
+        return [s for s in self.meta.all() if pred(s)]
+
+    def cleanup(self) -> int:
+        """Remove snapshot directories no snapshot owns; return how many."""
+        ids = self.meta.ids()
+        n = 0
+        for d in (self.root / "snapshots").iterdir():
+            if d.name.isdigit() and int(d.name) not in ids:
+                shutil.rmtree(d, ignore_errors=True)
+                n += 1
+        return n
+
+    # -- mounts ---------------------------------------------------------------------------------
+
+    def _nydus_base(self, snap: Snapshot) -> Snapshot | None:
+        """The bootstrap snapshot below ``snap`` (nearest), if it stands on a Nydus image."""
+        cur = snap.parent
+        while cur:
+            s = self.meta.find(cur)
+            if s is None:
+                return None
+            if s.labels.get(L.NYDUS_BOOTSTRAP) == "true" and self.bootstrap_path(s.id).exists():
+                return s
+            cur = s.parent
+        return None
+
+    def _mounts(self, snap: Snapshot) -> list[Mount]:
+        lowers: list[str] = []
+        cur = snap.parent
+        while cur:
+            s = self.meta.get(cur)
+            if s.labels.get(L.NYDUS_BOOTSTRAP) == "true" and self.bootstrap_path(s.id).exists():
+                lowers.append(str(self._mount_image(s)))
+                break
+            lowers.append(str(self.fs_dir(s.id)))
+            cur = s.parent
+        fs = str(self.fs_dir(snap.id))
+        if snap.kind == Kind.ACTIVE:
+            if not lowers:
+                return [Mount("bind", fs, ["rw", "rbind"])]
+            work = str(self.snapshot_dir(snap.id) / "work")
+            return [Mount("overlay", "overlay",
+                          [f"workdir={work}", f"upperdir={fs}", f"lowerdir={':'.join(lowers)}"])]
+        if not lowers:
+            return [Mount("bind", fs, ["ro", "rbind"])]
+        if len(lowers) == 1:
+            return [Mount("bind", lowers[0], ["ro", "rbind"])]
+        return [Mount("overlay", "overlay", [f"lowerdir={':'.join(lowers)}"])]
+
+    def image_name(self, boot: Snapshot) -> str:
+        """The sub-path name of an image in the shared nydusd."""
+        return str(boot.id)
+
+    def _mount_image(self, boot: Snapshot) -> Path:
+        from .remote import image_source
+
+        ref = boot.labels.get(L.NYDUS_IMAGE) or boot.labels.get(L.IMAGE_REF, "")
+        src = image_source(ref, self.config)
+        cfg = self.config.daemon_config(scheme=src.scheme, host=src.host, repo=src.repo, auth=src.auth,
+                                        work_dir=str(self.cache_dir))
+        with self._mount_lock:
+            return self.nydusd.mount(self.image_name(boot), self.bootstrap_path(boot.id), cfg)
+
+    def _release_if_unused(self, boot: Snapshot) -> None:
+        """Unmount the image when no active or view snapshot stands on it any more."""
+        for s in self.meta.all():
+            if s.kind != Kind.COMMITTED:
+                b = self._nydus_base(s)
+                if b is not None and b.id == boot.id:
+                    return
+        with self._mount_lock:
+            try:
+                if self.nydusd.umount(self.image_name(boot)):
+                    log.info("unmounted image %s", boot.labels.get(L.NYDUS_IMAGE, boot.name))
+            except NydusError as exc:
+                log.warning("unmounting image %s: %s", boot.name, exc)
+
+    def _forget_image(self, boot: Snapshot) -> None:
+        """The bootstrap snapshot is gone: unmount and drop the cached blobs no other image uses."""
+        with self._mount_lock:
+            try:
+                self.nydusd.umount(self.image_name(boot))
+            except NydusError as exc:
+                log.warning("unmounting image %s: %s", boot.name, exc)
+        mine = self._blob_ids(self.bootstrap_path(boot.id))
+        others: set[str] = set()
+        for s in self.meta.all():
+            if s.labels.get(L.NYDUS_BOOTSTRAP) == "true" and s.id != boot.id:
+                others |= self._blob_ids(self.bootstrap_path(s.id))
+        freed = 0
+        for blob_id in mine - others:
+            for f in self.cache_dir.glob(f"{blob_id}*"):
+                try:
+                    freed += f.stat().st_size
+                    f.unlink()
+                except OSError:
+                    pass
+        if freed:
+            log.info("freed %d bytes of blob cache of %s", freed, boot.labels.get(L.NYDUS_IMAGE, boot.name))
+
+    @staticmethod
+    def _blob_ids(bootstrap: Path) -> set[str]:
+        from nydus_core.rafs.image import open_image
+
+        if not bootstrap.exists():
+            return set()
+        try:
+            img = open_image(str(bootstrap))
+        except (NydusError, OSError) as exc:
+            log.warning("%s: %s", bootstrap, exc)
+            return set()
+        try:
+            return {b.blob_id for b in img.blobs}
+        finally:
+            close = getattr(img, "close", None)
+            if close:
+                close()
+

@@ -1,0 +1,44 @@
+"""A private containerd with our snapshotter as proxy plugin: listed ok, and plain OCI images run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nydus_snapshotter_containerd.testing import ContainerdEnv, push_oci_image
+
+
+def test_plugin_is_listed_ok(containerd_env: ContainerdEnv) -> None:
+    out = containerd_env.ctr("plugins", "ls").stdout
+    rows = [line.split() for line in out.splitlines()]
+    nydus = [r for r in rows if len(r) >= 4 and r[0] == "io.containerd.snapshotter.v1" and r[1] == "nydus"]
+    assert nydus and nydus[0][-1] == "ok", out
+
+
+def test_plain_oci_image_pulls_and_runs(containerd_env: ContainerdEnv, registry_open, rootfs: Path,
+                                        tmp_path: Path) -> None:
+    env = containerd_env
+    top = tmp_path / "top"
+    (top / "data").mkdir(parents=True)
+    (top / "data" / "hello.txt").write_text("hello from the top layer\n")
+    (top / "bin").mkdir()
+    with registry_open.client() as client:
+        img = push_oci_image(client, registry_open.server.host, "snap/plain", "v1", [rootfs, top])
+    env.ctr("images", "pull", "--plain-http", "--snapshotter", "nydus", img.ref)
+    snaps = env.ctr("snapshots", "--snapshotter", "nydus", "ls").stdout
+    committed = [line for line in snaps.splitlines() if line.rstrip().endswith("Committed")]
+    assert len(committed) >= 2, snaps
+
+    res = env.ctr("run", "--rm", "--snapshotter", "nydus", img.ref, "plain-1", "/bin/sh", "-c",
+                  "cat /data/hello.txt && echo written > /data/new && cat /data/new && ls /bin/cat",
+                  check=False)
+    assert res.returncode == 0, res.stderr + env.logs()
+    assert res.stdout.splitlines() == ["hello from the top layer", "written", "/bin/cat"]
+
+    # The container's write did not reach the image: a second container sees no /data/new.
+    res = env.ctr("run", "--rm", "--snapshotter", "nydus", img.ref, "plain-2", "/bin/sh", "-c",
+                  "ls /data", check=False)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["hello.txt"]
+    # Containers are gone with --rm: only committed layers remain.
+    after = env.ctr("snapshots", "--snapshotter", "nydus", "ls").stdout
+    assert "Active" not in after, after
