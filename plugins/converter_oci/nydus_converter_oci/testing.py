@@ -121,3 +121,44 @@ def push_image(client: Any, repo: str, tag: str, layers: Sequence[bytes], *, doc
     body = oci.dumps(manifest)
     digest = client.put_manifest(repo, tag, body, mt.manifest_media_type(docker))
     return digest, diff_ids
+
+
+def sample_layers(shared: bytes, big: bytes) -> list[bytes]:
+    """Three tar.gz layers exercising what a converter must get right.
+
+    Layer 1: directories with and without xattrs, an empty file, a file larger than a 1 MiB chunk
+    (``big``), a hard-link pair, relative and absolute symlinks, character and block devices, a
+    fifo, a file owned by 1000:1001 with mode 0640, and ``shared`` at ``/data/shared-a``.
+    Layer 2 (parent directories listed, as image builders write them): deletes a file and a
+    directory tree, makes ``/opq`` opaque, turns the file ``/replace`` into a directory, stores
+    ``shared`` again at ``/data/shared-b`` (same content in two layers), adds a hard-link pair.
+    Layer 3: replaces ``/etc/hosts`` (new content, mode, xattr), re-creates ``/del/gone`` and
+    replaces one name of the layer-1 hard-link pair (the other keeps the old data).
+    """
+    l1 = (LayerWriter()
+          .dir("etc", xattrs={"user.dir": b"d"}).file("etc/hosts", b"127.0.0.1 localhost\n",
+                                                        xattrs={"user.k": b"v1", "user.bin": b"\x00\x01\xff"})
+          .file("etc/empty", b"").symlink("etc/alt", "/etc/hosts")
+          .dir("usr").dir("usr/bin").file("usr/bin/tool", big, mode=0o755)
+          .hardlink("usr/bin/tool2", "usr/bin/tool").symlink("bin", "usr/bin")
+          .dir("dev").device("dev/null", "c", 1, 3).device("dev/loop9", "b", 7, 9).fifo("dev/initctl")
+          .dir("opq").file("opq/old", b"old").dir("opq/sub").file("opq/sub/old2", b"old2")
+          .dir("del").file("del/gone", b"gone").dir("del/dir").dir("del/dir/sub").file("del/dir/sub/f", b"f")
+          .file("replace", b"A" * 100).dir("data").file("data/shared-a", shared)
+          .dir("home", mode=0o700, uid=1000, gid=1001)
+          .file("home/owned", b"o", mode=0o640, uid=1000, gid=1001)
+          ).tar_gz()
+    l2 = (LayerWriter()
+          .dir("del").whiteout("del/gone").whiteout("del/dir")
+          .dir("opq").opaque("opq").file("opq/new", b"new")
+          .dir("replace").file("replace/me", b"B" * 50)
+          .dir("data").file("data/shared-b", shared)
+          .file("data/l2-a", b"hard link in layer 2\n").hardlink("data/l2-b", "data/l2-a")
+          ).tar_gz()
+    l3 = (LayerWriter()
+          .dir("etc", xattrs={"user.dir": b"d"}).file("etc/hosts", b"10.0.0.1 changed\n", mode=0o600,
+                                                        xattrs={"user.k": b"v3"})
+          .dir("del").file("del/gone", b"back again\n")
+          .dir("usr").dir("usr/bin").file("usr/bin/tool2", b"replaced\n", mode=0o755)
+          ).tar_gz()
+    return [l1, l2, l3]
