@@ -72,10 +72,11 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._next = time.monotonic()
 
-    def acquire(self, n: int) -> bool:
-        """Wait for ``n`` bytes' worth of time; False if stopped meanwhile."""
+    def acquire(self, n: int, stop: threading.Event | None = None) -> bool:
+        """Wait for ``n`` bytes' worth of time; False if stopped (``stop`` or the bucket's own)."""
+        stop = stop or self._stop
         if self.rate <= 0 or n <= 0:
-            return not self._stop.is_set()
+            return not stop.is_set()
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next)
@@ -83,8 +84,8 @@ class TokenBucket:
             until = self._next
         delay = until - time.monotonic()
         if delay > 0:
-            return not self._stop.wait(delay)
-        return not self._stop.is_set()
+            return not stop.wait(delay)
+        return not stop.is_set()
 
     def refund(self, n: int) -> None:
         """Give back time paid for ``n`` bytes that were not transferred after all."""
@@ -92,6 +93,22 @@ class TokenBucket:
             return
         with self._lock:
             self._next = max(time.monotonic(), self._next - n / self.rate)
+
+
+_buckets_lock = threading.Lock()
+
+
+def shared_bucket(pipeline: Any, rate: int) -> TokenBucket:
+    """Return the token bucket of ``pipeline`` (created with ``rate`` by the first prefetcher)."""
+    with _buckets_lock:
+        bucket = getattr(pipeline, "_prefetch_bucket", None)
+        if bucket is None:
+            bucket = TokenBucket(rate)
+            try:
+                pipeline._prefetch_bucket = bucket
+            except AttributeError:  # a pipeline-like object that takes no attributes
+                pass
+        return bucket
 
 
 class PrefetchRunner:
@@ -108,7 +125,8 @@ class PrefetchRunner:
         rate = bandwidth_rate
         if 0 < rate < image.chunk_size:
             rate = image.chunk_size  # upstream raises a too-small rate to one chunk per second
-        self.bucket = TokenBucket(rate, stop=self.stop)
+        # one budget per pipeline: prefetchers running side by side share bandwidth_rate
+        self.bucket = shared_bucket(pipeline, rate)
         self._seen_inodes: set[int] = set()
         self._seen_chunks: set[tuple[int, int]] = set()
         self._window: deque[Future[Any]] = deque()
@@ -168,7 +186,7 @@ class PrefetchRunner:
             self._wait_one()
 
     def _issue(self, batch: list[ChunkInfo], size: int) -> bool:
-        if not self.bucket.acquire(size):
+        if not self.bucket.acquire(size, self.stop):
             return False
         futures, queued = self.pipeline.fetch_async(batch, priority=PREFETCH, max_request=self.merging_size)
         self.bucket.refund(size - queued)
@@ -191,7 +209,9 @@ class BasePrefetcher(Prefetcher):
     """A prefetcher plugin: subclasses implement :meth:`targets`; this class runs them in a thread.
 
     ``config`` holds ``fs_prefetch`` keys (``threads_count``, ``merging_size``, ``bandwidth_rate``,
-    ``prefetch_all``). After :meth:`targets`, the whole image follows when ``prefetch_all`` is set.
+    ``prefetch_all``). After :meth:`targets`, the whole image follows when ``prefetch_all`` is set,
+    so a host starts one prefetcher per image (:func:`choose_prefetcher`). Prefetchers started on
+    the same pipeline share one ``bandwidth_rate`` budget and never fetch a chunk twice.
     """
 
     name = "base"

@@ -154,3 +154,22 @@ def test_access_pattern_feeds_prefetch_policy_fs(image: tuple, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     new = open_image(tmp_path / "new.boot")
     assert new.prefetch_inodes() == [new.resolve(p) for p in pattern]
+
+
+def test_prefetchers_on_one_pipeline_share_the_rate(tmp_path: Path) -> None:
+    from nydus_core.plugins import registry
+
+    files = _files(8, 8 * CHUNK, 44)  # 4 MiB
+    boot, blobs, _ = build_image(tmp_path, files, chunk_size=CHUNK, compressor="none")
+    rate = 2 << 20
+    settings = {"threads_count": 2, "merging_size": 4 * CHUNK, "bandwidth_rate": rate, "prefetch_all": True}
+    with open_fs(boot, localfs_config(blobs, tmp_path / "c")) as fs:
+        t0 = time.monotonic()
+        both = [registry("prefetcher").get(name)(settings) for name in ("files", "all")]
+        both[0].start(fs.image, fs.pipeline, sorted(files)[4:])
+        both[1].start(fs.image, fs.pipeline)
+        assert all(p.wait(30) for p in both)
+        elapsed = time.monotonic() - t0
+        fetched = fs.metrics()["backend"]["prefetch_amount_total"]
+    assert fetched == 4 << 20  # each chunk once, although both walked everything
+    assert fetched / elapsed <= 1.1 * rate
