@@ -70,7 +70,7 @@ def prepare(opts: MountOptions) -> tuple[Path, Path]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     config = {"device": {"backend": backend,
                          "cache": {"type": "blobcache", "config": {"work_dir": str(cache_dir)}}},
-              "mode": "direct", "digest_validate": False,
+              "mode": "direct", "digest_validate": False, "enable_xattr": True,
               "fs_prefetch": {"enable": bool(opts.prefetch), "threads_count": 4}}
     cfg_path = work / "nydusd-config.json"
     fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold credentials

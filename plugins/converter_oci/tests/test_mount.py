@@ -1,0 +1,82 @@
+"""nydusify mount: the mounted Nydus image equals the OCI rootfs (umoci unpack) byte for byte."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from nydus_backend_registry.testing import RegistryFlavour
+from nydus_converter_oci.testing import push_image, sample_layers
+
+from nydus_core.testing.samples import random_bytes
+
+NYDUSIFY = str(Path(sys.executable).with_name("nydusify"))
+
+
+def _fuse_reason() -> str | None:
+    try:
+        from nydus_frontend_fuse.testing import fuse_unavailable
+    except ImportError:
+        return "nydus-frontend-fuse is not installed"
+    return fuse_unavailable()
+
+
+def _mounted(path: Path) -> bool:
+    with open("/proc/self/mountinfo") as fh:
+        return any(line.split()[4] == str(path) for line in fh)
+
+
+def umoci_rootfs(ref: str, tmp: Path) -> Path:
+    """The OCI image unpacked by skopeo + umoci (the reference rootfs)."""
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{tmp}/layout:src"],
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run(["umoci", "unpack", "--image", f"{tmp}/layout:src", str(tmp / "bundle")], check=True,
+                   capture_output=True, timeout=120)
+    return tmp / "bundle" / "rootfs"
+
+
+@pytest.mark.root
+def test_mount_equals_oci_rootfs(registry_open: RegistryFlavour, tmp_path: Path) -> None:
+    reason = _fuse_reason()
+    if reason:
+        pytest.skip(reason)
+    from nydus_frontend_fuse.testing import force_unmount, snapshot_tree, tar_bytes
+
+    host = registry_open.server.host
+    client = registry_open.client()
+    layers = sample_layers(random_bytes(1_200_000, 5), random_bytes(2_300_000, 6))
+    push_image(client, "src/mount", "v1", layers)
+    source, target = f"{host}/src/mount:v1", f"{host}/nydus/mount:v1"
+    conv = subprocess.run([NYDUSIFY, "convert", "--source", source, "--target", target, "--plain-http",
+                           "--work-dir", str(tmp_path / "work")], capture_output=True, text=True, timeout=240)
+    assert conv.returncode == 0, conv.stderr
+    rootfs = umoci_rootfs(source, tmp_path)
+
+    mp = tmp_path / "mnt"
+    proc = subprocess.Popen([NYDUSIFY, "mount", "--target", target, "--plain-http", "--mount-path", str(mp),
+                             "--work-dir", str(tmp_path / "mwork")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _mounted(mp.resolve()):
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "nydusify mount did not mount in 60 s"
+            time.sleep(0.05)
+        want = snapshot_tree(rootfs)
+        got = snapshot_tree(mp)
+        assert sorted(got) == sorted(want)
+        for path in want:
+            assert got[path] == want[path], path
+        assert tar_bytes(mp) == tar_bytes(rootfs)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert not _mounted(mp.resolve())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        force_unmount(mp)
