@@ -2,24 +2,26 @@
 
 For each chunk a read touches, the blob cache is asked first (a hit is a ``pread`` of the
 uncompressed cache file, no decompression). Missing chunks of one blob that are adjacent in the
-blob become one ranged backend request, extended with the file's next chunks up to ``amplify_io``
-bytes (upstream's user-IO amplification; 0 turns it off). A chunk being fetched is registered
+blob become one ranged backend request, extended with the blob's next chunks (other files' too,
+once the blob-order index of a v6 image is built; else the file's own) up to ``amplify_io`` bytes
+(upstream's user-IO amplification; 0 turns it off). A chunk being fetched is registered
 in-flight, so concurrent readers of it wait for that one fetch. Fetched bytes are decompressed by
 the image's compressor plugin, verified by its digester plugin when ``digest_validate`` is set
 (a mismatch is an :class:`~nydus_core.errors.IntegrityError` for the readers of that chunk only;
 bad bytes are neither cached nor returned), handed to the waiting readers, then written to the
 cache, which marks them ready only after the data is durable.
 
-Fetches run on a bounded :class:`~nydus_core.storage.pool.FetchPool` where on-demand requests go
-ahead of prefetch; a reader that needs a chunk a queued prefetch request holds promotes that request.
+A reader runs one of its requests itself (no hand-off); the rest, and all prefetch requests, run on
+a bounded :class:`~nydus_core.storage.pool.FetchPool` where on-demand requests go ahead of
+prefetch; a reader that needs a chunk a queued prefetch request holds promotes that request.
 Everything here is synchronous and thread-safe. The hot path has no pluggy and no logging.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -602,11 +604,4 @@ class ReadPipeline:
 
 
 def _with_id(info: BlobInfo, blob_id: str) -> BlobInfo:
-    import dataclasses
-
     return dataclasses.replace(info, blob_id=blob_id)
-
-
-def default_workers() -> int:
-    """Return the default size of the fetch pool."""
-    return max(4, min(16, (os.cpu_count() or 2) * 2))
