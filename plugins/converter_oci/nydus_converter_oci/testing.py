@@ -162,3 +162,15 @@ def sample_layers(shared: bytes, big: bytes) -> list[bytes]:
           .dir("usr").dir("usr/bin").file("usr/bin/tool2", b"replaced\n", mode=0o755)
           ).tar_gz()
     return [l1, l2, l3]
+
+
+def push_index(client: Any, repo: str, tag: str, platforms: dict[str, Sequence[bytes]]) -> str:
+    """Push one image per ``os/arch`` (layers as for :func:`push_image`) and an OCI index over them."""
+    entries = []
+    for plat, layers in platforms.items():
+        os_name, arch = plat.split("/")[:2]
+        digest, _ = push_image(client, repo, f"{tag}-{arch}", layers, architecture=arch)
+        body = client.get_manifest(repo, digest).content
+        entries.append(oci.descriptor(mt.OCI_MANIFEST, digest, len(body),
+                                      platform={"architecture": arch, "os": os_name}))
+    return client.put_manifest(repo, tag, oci.dumps(oci.merged_index(entries)), mt.OCI_INDEX)
