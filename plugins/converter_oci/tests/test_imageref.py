@@ -1,0 +1,39 @@
+"""Image references where a bootstrap is accepted: resolving a reference gives a bootstrap and a
+config that reads the image through the registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from nydus_backend_registry.testing import RegistryFlavour
+from nydus_converter_oci.convert import convert
+from nydus_converter_oci.imageref import looks_like_reference, resolve_image_reference
+from nydus_converter_oci.options import ConvertOptions
+from nydus_converter_oci.testing import LayerWriter, push_image
+
+from nydus_core.errors import FormatError
+from nydus_core.fs import open_fs
+from nydus_core.testing.samples import random_bytes
+
+
+def test_reference_resolves_to_a_readable_image(registry_open: RegistryFlavour, tmp_path: Path) -> None:
+    host, client = registry_open.server.host, registry_open.client()
+    data = random_bytes(700_000, 61)
+    push_image(client, "src/ref-lookup", "v1", [LayerWriter().dir("d").file("d/f", data).tar_gz()])
+    convert(ConvertOptions(source=f"{host}/src/ref-lookup:v1", target=f"{host}/nydus/ref-lookup:v1",
+                           plain_http=True, work_dir=tmp_path / "w"))
+    ref = f"{host}/nydus/ref-lookup:v1"
+    assert looks_like_reference(ref)
+    # loopback registries are insecure by default: HTTP works without --plain-http
+    resolved = resolve_image_reference(ref, work_dir=tmp_path / "images")
+    assert resolved.bootstrap.is_file() and resolved.bootstrap.parent == tmp_path / "images"
+    assert not looks_like_reference(str(resolved.bootstrap))
+    with open_fs(resolved.bootstrap, resolved.config) as fs:
+        assert fs.read_bytes("/d/f") == data
+    # by digest too
+    by_digest = resolve_image_reference(f"{host}/nydus/ref-lookup@{resolved.manifest_digest}",
+                                        work_dir=tmp_path / "images")
+    assert by_digest.bootstrap == resolved.bootstrap
+    with pytest.raises(FormatError, match="not a Nydus image"):
+        resolve_image_reference(f"{host}/src/ref-lookup:v1", work_dir=tmp_path / "images")
