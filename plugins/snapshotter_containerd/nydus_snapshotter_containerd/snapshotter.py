@@ -112,16 +112,18 @@ class Snapshotter:
 
     def start(self) -> None:
         """Reconnect to (or start) nydusd and remount every image an active/view snapshot uses."""
-        needed = {self._nydus_base(s) for s in self.meta.all() if s.kind != Kind.COMMITTED}
-        needed.discard(None)
+        needed: dict[int, Snapshot] = {}
+        for s in self.meta.all():
+            base = self._nydus_base(s) if s.kind != Kind.COMMITTED else None
+            if base is not None:
+                needed[base.id] = base
         if not needed:
             if self.nydusd.alive():
                 log.info("reconnected to nydusd at %s", self.nydusd.apisock)
             return
         started = self.nydusd.ensure_running()
-        log.info("%s nydusd; remounting %d image(s)", "started" if started else "reconnected to", len(needed))
-        for boot in needed:
-            assert boot is not None
+        log.info("%s nydusd; %d image(s) in use", "started" if started else "reconnected to", len(needed))
+        for boot in needed.values():
             self._mount_image(boot)
 
     def close(self) -> None:

@@ -150,6 +150,9 @@ class ContainerdProcess:
             "[plugins]",
             '  [plugins."io.containerd.grpc.v1.cri"]',
             "    disable = true",
+            # collect right after each deletion, so that removals reach the snapshotter promptly
+            '  [plugins."io.containerd.gc.v1.scheduler"]',
+            "    deletion_threshold = 1",
             "[proxy_plugins]",
             "  [proxy_plugins.nydus]",
             '    type = "snapshot"',
@@ -217,8 +220,12 @@ def _mounts_under(path: Path) -> list[str]:
 # -- images -----------------------------------------------------------------------------------
 
 
-def host_rootfs(dest: Path, binaries: Sequence[str] = ("sh", "cat", "ls", "echo", "sha256sum", "sleep",
-                                                        "stat", "head", "wc", "mkdir", "touch")) -> Path:
+#: Host programs a test image carries (with their shared libraries).
+ROOTFS_BINARIES = ("sh", "cat", "ls", "echo", "sha256sum", "sleep", "stat", "head", "tail", "wc", "mkdir",
+                   "touch")
+
+
+def host_rootfs(dest: Path, binaries: Sequence[str] = ROOTFS_BINARIES) -> Path:
     """Copy host binaries (from ``/bin``) and the shared libraries they need into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     libs: set[str] = set()
@@ -393,3 +400,16 @@ class ContainerdEnv:
         """The tail of both logs, for failure messages."""
         return (f"--- snapshotter ---\n{self.snapshotter.log()[-4000:]}\n"
                 f"--- containerd ---\n{self.containerd.log()[-4000:]}")
+
+
+@dataclass
+class Lab:
+    """A test registry, a counting proxy in front of it, and containerd + snapshotter trusting both."""
+
+    registry: Any  # nydus_backend_registry.testing.RegistryFlavour
+    proxy: Any  # nydus_backend_registry.testing.FaultProxy
+    env: ContainerdEnv
+
+    def ctr(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """``ctr`` against the private containerd."""
+        return self.env.ctr(*args, **kwargs)

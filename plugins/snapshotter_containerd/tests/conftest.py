@@ -1,4 +1,5 @@
-"""Fixtures: the test registry (from the registry plugin's helpers) and a private containerd."""
+"""Fixtures: the test registry (from the registry plugin's helpers), a fault/counting proxy in front of
+it, and a private containerd using our snapshotter."""
 
 from __future__ import annotations
 
@@ -6,33 +7,28 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nydus_backend_registry.testing import registry_open  # noqa: F401
-from nydus_snapshotter_containerd.testing import ContainerdEnv, containerd_unavailable
-
-
-@pytest.fixture
-def need_containerd() -> None:
-    """Skip when containerd/runc/FUSE or root are missing here."""
-    reason = containerd_unavailable()
-    if reason:
-        pytest.skip(reason)
+from nydus_backend_registry.testing import FaultProxy, RegistryFlavour, registry_open  # noqa: F401
+from nydus_snapshotter_containerd.testing import ContainerdEnv, Lab, containerd_unavailable, host_rootfs
 
 
 @pytest.fixture(scope="module")
-def containerd_env(tmp_path_factory: pytest.TempPathFactory, registry_open) -> Iterator[ContainerdEnv]:  # noqa: F811
-    """A snapshotter and a private containerd for the module, trusting the test registry over HTTP."""
+def lab(tmp_path_factory: pytest.TempPathFactory, registry_open: RegistryFlavour) -> Iterator[Lab]:  # noqa: F811
+    """One containerd + snapshotter per test module."""
     reason = containerd_unavailable()
     if reason:
         pytest.skip(reason)
-    env = ContainerdEnv(tmp_path_factory.mktemp("containerd"), plain_http=[registry_open.server.host])
-    env.start()
-    yield env
-    env.stop()
+    proxy = FaultProxy(registry_open.server.url).start()
+    env = ContainerdEnv(tmp_path_factory.mktemp("containerd"),
+                        plain_http=[registry_open.server.host, proxy.host])
+    try:
+        env.start()
+        yield Lab(registry_open, proxy, env)
+    finally:
+        env.stop()
+        proxy.stop()
 
 
 @pytest.fixture(scope="module")
 def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small runnable root filesystem built from this host's binaries."""
-    from nydus_snapshotter_containerd.testing import host_rootfs
-
     return host_rootfs(tmp_path_factory.mktemp("rootfs") / "base")

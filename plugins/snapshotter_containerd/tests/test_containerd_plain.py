@@ -4,25 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nydus_snapshotter_containerd.testing import ContainerdEnv, push_oci_image
+from nydus_snapshotter_containerd.testing import Lab, push_oci_image
 
 
-def test_plugin_is_listed_ok(containerd_env: ContainerdEnv) -> None:
-    out = containerd_env.ctr("plugins", "ls").stdout
+def test_plugin_is_listed_ok(lab: Lab) -> None:
+    out = lab.ctr("plugins", "ls").stdout
     rows = [line.split() for line in out.splitlines()]
     nydus = [r for r in rows if len(r) >= 4 and r[0] == "io.containerd.snapshotter.v1" and r[1] == "nydus"]
     assert nydus and nydus[0][-1] == "ok", out
 
 
-def test_plain_oci_image_pulls_and_runs(containerd_env: ContainerdEnv, registry_open, rootfs: Path,
-                                        tmp_path: Path) -> None:
-    env = containerd_env
+def test_plain_oci_image_pulls_and_runs(lab: Lab, rootfs: Path, tmp_path: Path) -> None:
+    env = lab.env
     top = tmp_path / "top"
     (top / "data").mkdir(parents=True)
     (top / "data" / "hello.txt").write_text("hello from the top layer\n")
     (top / "bin").mkdir()
-    with registry_open.client() as client:
-        img = push_oci_image(client, registry_open.server.host, "snap/plain", "v1", [rootfs, top])
+    with lab.registry.client() as client:
+        img = push_oci_image(client, lab.registry.server.host, "snap/plain", "v1", [rootfs, top])
     env.ctr("images", "pull", "--plain-http", "--snapshotter", "nydus", img.ref)
     snaps = env.ctr("snapshots", "--snapshotter", "nydus", "ls").stdout
     committed = [line for line in snaps.splitlines() if line.rstrip().endswith("Committed")]

@@ -1,0 +1,169 @@
+"""Issue 8's acceptance, end to end with real components on 127.0.0.1.
+
+An OCI image is converted with ``nydusify convert`` into the Debian ``docker-registry``; ``nydus
+containerd pull`` (through a counting proxy) downloads the manifest, config and bootstrap only; a
+container started with ``ctr run --snapshotter nydus`` reads files lazily through the shared nydusd
+and writes into its own upper dir; the snapshotter is restarted while the container runs; removing
+the container and the image removes the snapshots, the RAFS mount and the blob cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from nydus_snapshotter_containerd.testing import Lab, push_oci_image
+
+BIG = 24 << 20  # incompressible, so reading 4 KiB of it must not fetch it whole
+
+
+def _nydus(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(Path(sys.executable).with_name("nydus")), *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def _exec(lab: Lab, container: str, script: str) -> str:
+    exec_id = f"e{time.time_ns()}"
+    res = lab.ctr("tasks", "exec", "--exec-id", exec_id, container, "/bin/sh", "-c", script, check=False)
+    assert res.returncode == 0, f"{script}: {res.stderr}\n{lab.env.logs()}"
+    return res.stdout
+
+
+def _snapshots(lab: Lab) -> list[str]:
+    out = lab.ctr("snapshots", "--snapshotter", "nydus", "ls").stdout
+    return sorted(line.split()[0] + " " + line.split()[-1] for line in out.splitlines()[1:] if line.strip())
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        return [ln.split()[4] for ln in fh if ln.split()[4].startswith(str(path))]
+
+
+def _backend_read(apisock: Path) -> int:
+    from nydus_frontend_fuse.ctl import ApiClient
+
+    api = ApiClient(str(apisock), timeout=10)
+    total = 0
+    for mp in api.call("GET", "/api/v1/daemon").get("backend_collection") or {}:
+        total += int(api.call("GET", "/api/v1/metrics/backend", {"id": mp}).get("read_amount_total", 0))
+    return total
+
+
+@pytest.fixture(scope="module")
+def nydus_image(lab: Lab, rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """An OCI image (host binaries + data layer) converted by nydusify; refs go through the proxy."""
+    tmp = tmp_path_factory.mktemp("src")
+    data = tmp / "data-layer"
+    (data / "data").mkdir(parents=True)
+    big = os.urandom(BIG)
+    (data / "data" / "big.bin").write_bytes(big)
+    (data / "data" / "small.txt").write_text("small file in a lazily pulled image\n")
+    host = lab.registry.server.host
+    with lab.registry.client() as client:
+        src = push_oci_image(client, host, "accept/app", "oci", [rootfs, data], cmd=("/bin/sh",))
+    target = f"{host}/accept/app:nydus"
+    res = subprocess.run([str(Path(sys.executable).with_name("nydusify")), "convert", "--source", src.ref,
+                          "--target", target, "--plain-http", "--work-dir", str(tmp / "work")],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr
+    with lab.registry.client() as client:
+        manifest = client.get_manifest("accept/app", "nydus").json()
+    return {
+        "ref": f"{lab.proxy.host}/accept/app:nydus",
+        "manifest": manifest,
+        "big_head": hashlib.sha256(big[:4096]).hexdigest(),
+        "big_mid": hashlib.sha256(big[BIG // 2:BIG // 2 + 8192]).hexdigest(),
+        "big_size": BIG,
+    }
+
+
+def test_lazy_pull_run_restart_and_remove(lab: Lab, nydus_image: dict[str, object]) -> None:
+    ref = str(nydus_image["ref"])
+    manifest: dict = nydus_image["manifest"]  # type: ignore[assignment]
+    layers = manifest["layers"]
+    bootstrap_digest = layers[-1]["digest"]
+    blob_digests = [la["digest"] for la in layers[:-1]]
+    assert layers[-1]["annotations"]["containerd.io/snapshot/nydus-bootstrap"] == "true"
+    sn_root = lab.env.snapshotter.root
+
+    # -- pull: only manifest, config and bootstrap come over the wire
+    lab.proxy.clear()
+    res = _nydus("containerd", "pull", "--address", str(lab.env.containerd.address), "--plain-http", ref)
+    assert res.returncode == 0, res.stderr + lab.env.logs()
+    blob_gets = [p for m, p, _ in lab.proxy.requests if m == "GET" and "/blobs/" in p]
+    assert any(bootstrap_digest in p for p in blob_gets), blob_gets
+    assert not [p for p in blob_gets for d in blob_digests if d in p], blob_gets
+    assert len(blob_gets) == 2, blob_gets  # the config and the bootstrap layer
+    assert ref in lab.ctr("images", "ls", "-q").stdout.split()
+    pulled = _snapshots(lab)
+    assert len(pulled) == len(layers) and all(s.endswith("Committed") for s in pulled), pulled
+    # Pulling again is a no-op: every chain ID is there.
+    again = _nydus("containerd", "pull", "--address", str(lab.env.containerd.address), "--plain-http",
+                   "--json", ref)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["prepared"] == []
+
+    # -- run: lazy reads and a write into the container's upper dir
+    lab.ctr("run", "-d", "--snapshotter", "nydus", ref, "acc-1", "/bin/sleep", "600")
+    try:
+        out = _exec(lab, "acc-1", "cat /data/small.txt; head -c 4096 /data/big.bin | sha256sum; "
+                                  "echo written-by-container > /data/new.txt; cat /data/new.txt")
+        assert out.split("\n")[0] == "small file in a lazily pulled image"
+        assert nydus_image["big_head"] in out
+        assert "written-by-container" in out
+        read = _backend_read(sn_root / "nydusd.sock")
+        assert 0 < read < int(nydus_image["big_size"]) // 2, read  # lazily: far less than the image
+        uppers = list((sn_root / "snapshots").glob("*/fs/data/new.txt"))
+        assert len(uppers) == 1 and uppers[0].read_text() == "written-by-container\n"
+        rafs = [Path(m) for m in _mounts_under(sn_root / "mnt") if m != str(sn_root / "mnt")]
+        rafs_dirs = [p for p in (sn_root / "mnt").iterdir()]
+        assert len(rafs_dirs) == 1 and not (rafs_dirs[0] / "data" / "new.txt").exists(), rafs
+        assert (rafs_dirs[0] / "data" / "small.txt").exists()
+
+        # -- restart the snapshotter while the container runs
+        before = _snapshots(lab)
+        assert any(s.endswith("Active") for s in before), before
+        lab.env.restart_snapshotter()
+        assert _snapshots(lab) == before
+        out = _exec(lab, "acc-1", f"tail -c +{int(nydus_image['big_size']) // 2 + 1} /data/big.bin "
+                                  "| head -c 8192 | sha256sum; cat /data/new.txt")
+        assert nydus_image["big_mid"] in out and "written-by-container" in out
+    finally:
+        lab.ctr("tasks", "kill", "-s", "SIGKILL", "acc-1", check=False)
+        for _ in range(100):
+            if "acc-1" not in lab.ctr("tasks", "ls", "-q", check=False).stdout.split():
+                break
+            time.sleep(0.1)
+        lab.ctr("tasks", "rm", "-f", "acc-1", check=False)
+        lab.ctr("containers", "rm", "acc-1", check=False)
+
+    # the container's snapshot is gone and the image's RAFS instance is unmounted
+    assert not any(s.endswith("Active") for s in _snapshots(lab))
+    from nydus_frontend_fuse.ctl import ApiClient
+
+    api = ApiClient(str(sn_root / "nydusd.sock"), timeout=10)
+
+    def rafs_mounted() -> bool:
+        return bool(api.call("GET", "/api/v1/daemon").get("backend_collection"))
+
+    deadline = time.monotonic() + 30  # containerd removes backend snapshots in its garbage collection
+    while rafs_mounted() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not rafs_mounted(), lab.env.logs()
+    cache = sn_root / "cache"
+    assert any(cache.iterdir()), "the reads above should have filled the blob cache"
+
+    # -- remove the image: snapshots, bootstrap and cache go
+    lab.ctr("images", "rm", "--sync", ref)
+    deadline = time.monotonic() + 30
+    while _snapshots(lab) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _snapshots(lab) == []
+    assert not list((sn_root / "snapshots").glob("*/image.boot"))
+    assert not [f for f in cache.iterdir() if any(d.split(":")[1] in f.name for d in blob_digests)]
