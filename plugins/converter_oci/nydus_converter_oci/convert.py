@@ -133,10 +133,13 @@ class Converter:
             pull = stack.enter_context(progress_bar(f"pull layer {index + 1}", size,
                                                     enabled=self.opts.progress))
             reader = stack.enter_context(src.client.open_blob(src.repo, desc["digest"]))
+            built = stack.enter_context(progress_bar(f"build layer {index + 1}", size,
+                                                     enabled=self.opts.progress))
             stream = IterStream(iter(reader), on_read=lambda n: pull(n, size))
             bopts = BuildOptions(compressor=self.opts.compressor, chunk_size=self.opts.chunk_size,
                                  fs_version=self.opts.fs_version, inline_meta=True, blob_toc=True,
-                                 chunk_dict=str(dict_bootstrap) if dict_bootstrap else None)
+                                 chunk_dict=str(dict_bootstrap) if dict_bootstrap else None,
+                                 progress=built)
             result = build(stream, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
                            options=bopts)
             stream.drain()  # the rest of the layer (tar padding): completes the digest check
