@@ -4,9 +4,9 @@ Shaped like pyfuse3's examples: :meth:`Daemon.prepare` opens the bootstrap, the 
 compressor, digester and prefetch plugins and the API socket while nothing is mounted yet (any error
 is one line and a non-zero exit); :meth:`Daemon.run` then mounts with ``pyfuse3.init`` inside one
 ``AsyncExitStack`` whose callbacks close the instances and call ``pyfuse3.close(unmount=True)``
-whatever happens, runs the FUSE loop, the API server, the signal watcher and prefetch in one trio
-nursery, and leaves when SIGTERM/SIGINT, ``PUT /api/v1/daemon/exit`` or an external ``umount``
-ends the FUSE loop.
+whatever happens, runs the FUSE loop, the API server and the signal watcher in one trio nursery
+(prefetch runs on the read pipeline's worker threads from the moment an image is opened), and
+leaves when SIGTERM/SIGINT, ``PUT /api/v1/daemon/exit`` or an external ``umount`` ends the FUSE loop.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pyfuse3
 import trio
 
 from nydus_core.config import NydusConfig, parse_config
-from nydus_core.errors import ConfigError, NydusError, UsageError
+from nydus_core.errors import ConfigError, UsageError
 
 from . import __version__
 from .faults import FaultTranslator
@@ -152,8 +152,6 @@ class Daemon:
 
                     listener, self._listener = self._listener, None
                     await nursery.start(build_api(self).serve, listener)
-                for inst in self.vfs.instances():
-                    await self._start_prefetch(inst)
                 self.state = "RUNNING"
                 log.info("nydusd %s serving %s (%s)", __version__, self.mountpoint,
                          ", ".join(f"{i.mountpoint}={i.bootstrap}" for i in self.vfs.instances())
@@ -204,14 +202,6 @@ class Daemon:
             with contextlib.suppress(OSError):
                 os.unlink(path)
 
-    async def _start_prefetch(self, inst: RafsInstance) -> None:
-        try:
-            await trio.to_thread.run_sync(inst.start_prefetch)
-        except NydusError as exc:
-            log.error("%s: prefetch not started: %s", inst.describe(), exc)
-        except Exception as exc:  # a broken prefetch plugin must not take the mount down
-            log.exception("%s: prefetch not started: %s: %s", inst.describe(), type(exc).__name__, exc)
-
     # -- the mount API ---------------------------------------------------------------------------
 
     def _config_for(self, mountpoint: str, config: Any) -> NydusConfig:
@@ -245,7 +235,6 @@ class Daemon:
             inst.attach_id()
             if entry is not None:
                 _invalidate(*entry)
-        await self._start_prefetch(inst)
         log.info("mounted %s at %s", inst.bootstrap, mp)
         return inst
 
@@ -284,7 +273,6 @@ class Daemon:
                 _invalidate(*entry)
             for dead in self.vfs.reap():
                 dead.close()
-        await self._start_prefetch(new)
         log.info("remounted %s at %s", new.bootstrap, mp)
         return new
 

@@ -15,15 +15,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nydus_core.config import NydusConfig
-from nydus_core.errors import NydusError, UsageError
-from nydus_core.rafs.image import RafsImage, open_image
+from nydus_core.errors import UsageError
+from nydus_core.rafs.image import RafsImage
 from nydus_core.storage.pipeline import ReadPipeline
 
 from .metrics import FsMetrics
-from .prefetch import plan_prefetch
 
 if TYPE_CHECKING:
-    from nydus_core.interfaces import Backend, CachePolicy
+    from nydus_core.fs import RafsFS
 
 log = logging.getLogger("nydusd")
 
@@ -31,26 +30,17 @@ log = logging.getLogger("nydusd")
 class RafsInstance:
     """A mounted RAFS image: what the FUSE operations and the HTTP API need of it."""
 
-    def __init__(
-        self,
-        bootstrap: str,
-        config: NydusConfig,
-        image: RafsImage,
-        pipeline: ReadPipeline,
-        backend: Backend,
-        cache: CachePolicy | None,
-        *,
-        prefetch_files: Sequence[str] = (),
-        prefetch_plan: Sequence[tuple[type[Any], list[str]]] = (),
-    ) -> None:
+    def __init__(self, bootstrap: str, config: NydusConfig, fs: RafsFS, *,
+                 prefetch_files: Sequence[str] = ()) -> None:
+        if fs.pipeline is None:
+            raise ValueError("a RAFS instance needs a read pipeline")
         self.bootstrap = bootstrap
         self.config = config
-        self.image = image
-        self.pipeline = pipeline
-        self.backend = backend
-        self.cache = cache
+        self.fs = fs
+        self.image: RafsImage = fs.image
+        self.pipeline: ReadPipeline = fs.pipeline
         self.prefetch_files = list(prefetch_files)
-        self.prefetch_plan = list(prefetch_plan)
+        image = self.image
         self.root_ino = image.root_ino
         self.enable_xattr = bool(config.enable_xattr)
         self.slot = -1
@@ -65,10 +55,9 @@ class RafsInstance:
                                  latest_read_files=config.latest_read_files)
         self.track_names = bool(config.access_pattern)
         self._names: dict[int, tuple[int, bytes]] = {}
-        self._prefetchers: list[Any] = []
         self._closed = False
         self._chunk_size = image.chunk_size
-        self._blobs = pipeline.blobs
+        self._blobs = self.pipeline.blobs
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -167,20 +156,14 @@ class RafsInstance:
 
     # -- prefetch -------------------------------------------------------------------------------
 
-    def start_prefetch(self) -> None:
-        """Start the prefetchers the config asks for (and ``--prefetch-files``)."""
-        from .prefetch import start_prefetchers
-
-        self._prefetchers = start_prefetchers(self)
-
     def stop_prefetch(self) -> None:
-        """Stop background prefetching."""
-        for p in self._prefetchers:
+        """Stop background prefetching (it started with the instance)."""
+        pf = self.fs.prefetcher
+        if pf is not None:
             try:
-                p.stop()
+                pf.stop()
             except Exception as exc:  # stopping must not prevent unmounting
                 log.warning("%s: stopping prefetch: %s", self.describe(), exc)
-        self._prefetchers = []
 
     # -- API views ------------------------------------------------------------------------------
 
@@ -212,19 +195,14 @@ class RafsInstance:
     # -- lifetime -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop prefetch, close the pipeline, backend, cache and image (idempotent)."""
+        """Stop prefetch, close the pipeline, cache, backend and image (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        self.stop_prefetch()
-        for what, fn in (("pipeline", self.pipeline.close), ("cache", getattr(self.cache, "close", None)),
-                         ("backend", self.backend.close), ("image", self.image.close)):
-            if fn is None:
-                continue
-            try:
-                fn()
-            except Exception as exc:
-                log.warning("%s: closing %s: %s", self.describe(), what, exc)
+        try:
+            self.fs.close()
+        except Exception as exc:
+            log.warning("%s: closing: %s", self.describe(), exc)
 
 
 def open_instance(
@@ -234,7 +212,11 @@ def open_instance(
     prefetch_files: Sequence[str] = (),
     workers: int | None = None,
 ) -> RafsInstance:
-    """Open ``bootstrap`` with ``config`` and build its read pipeline; raise NydusError on any problem."""
+    """Open ``bootstrap`` with ``config`` through the library API (:func:`nydus_core.fs.open_fs`:
+    backend, cache, read pipeline and the prefetcher the config or ``prefetch_files`` ask for);
+    raise NydusError on any problem."""
+    from nydus_core.fs import open_fs
+
     path = os.path.abspath(bootstrap)
     try:
         st = os.stat(path)
@@ -245,32 +227,11 @@ def open_instance(
     if not stat.S_ISREG(st.st_mode):
         raise UsageError(f"{bootstrap}: bootstrap is not a regular file")
     try:
-        with open(path, "rb"):
-            pass
+        fs = open_fs(path, config, prefetch_files=list(prefetch_files) or None, workers=workers)
     except OSError as exc:
-        raise UsageError(f"{bootstrap}: cannot read bootstrap: {exc.strerror}") from None
-    plan = plan_prefetch(config, prefetch_files)
-    image = open_image(path)
-    backend = cache = pipeline = None
+        raise UsageError(f"{bootstrap}: {exc.strerror or exc}") from None
     try:
-        backend = config.require_backend().create()
-        cache = config.cache.create() if config.cache is not None else None
-        kwargs: dict[str, Any] = {}
-        if workers is not None:
-            kwargs["workers"] = workers
-        pipeline = ReadPipeline(image, backend, cache, digest_validate=config.digest_validate,
-                                amplify_io=config.amplify_io, **kwargs)
-        return RafsInstance(path, config, image, pipeline, backend, cache, prefetch_files=prefetch_files,
-                            prefetch_plan=plan)
-    except BaseException as exc:
-        for obj in (pipeline, cache, backend, image):
-            if obj is not None:
-                try:
-                    obj.close()
-                except Exception:
-                    pass
-        if isinstance(exc, NydusError | KeyboardInterrupt):
-            raise
-        if isinstance(exc, OSError):
-            raise UsageError(f"{bootstrap}: {exc}") from exc
+        return RafsInstance(path, config, fs, prefetch_files=prefetch_files)
+    except BaseException:
+        fs.close()
         raise
