@@ -1,0 +1,427 @@
+"""Container cold start, OCI vs Nydus, as the image grows (the seed's headline chart).
+
+    sudo .venv/bin/python bench/coldstart.py [--sizes 0.1,0.5,2] [--rate 100mbit] [--work DIR]
+
+Images of about 0.1, 0.5 and 2 GB: a Debian rootfs (``debootstrap --variant=minbase
+--include=python3 bookworm``, cached in the work dir) plus data files the command never touches
+(half random binary blocks, half base64 text). They are pushed to a local docker-registry and
+converted with ``nydusify convert``; then the registry is reached through a rate-limited link: the
+whole run happens in a network namespace whose ``lo`` has MTU 1500 and ``tbf rate RATE burst 256kb
+latency 400ms`` (netem is not in this kernel).
+
+For each image, side by side in one run:
+
+* OCI   = ``skopeo copy`` (pull every layer) + ``umoci unpack`` + the command in the rootfs (chroot);
+* Nydus = ``nydusify mount`` (bootstrap fetched, nydusd on the registry backend, empty blob cache)
+  + the same command in the mount.
+
+The command starts the image's Python and imports a few modules. Printed: times, bytes over the
+link (``lo`` tx counter), and the targets: Nydus start within 1 s of the physical limit (bytes of
+the files the command opens, from strace, / link rate) and flat (±25 %) across sizes; >= 20x faster
+than OCI at 2 GB; bytes fetched <= 1.2 x the opened files' size plus the bootstrap layer. A PNG chart
+of start time vs image size goes to ``bench/out/coldstart.png`` and the numbers to
+``bench/out/coldstart.json``.
+
+Needs root, debootstrap (network access to deb.debian.org the first time), skopeo, umoci,
+docker-registry, strace, iproute2 (ip, tc) and nydus-frontend-fuse (nydusd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent / "out"
+BIN = Path(sys.executable).parent
+NETNS = "nydus-coldstart"
+MODULES = "json, email.parser, http.client, decimal, xml.etree.ElementTree, asyncio, sqlite3, logging"
+COMMAND = ["/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1", "/usr/bin/python3",
+           "-c", f"import {MODULES}; print('started')"]
+DATA_FILE = 64 << 20
+GB = 1e9
+
+
+def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run a command, raising with its stderr on failure."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])}... failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+def log(msg: str) -> None:
+    """Progress line on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- images ---------------------------------------------------------------------------------------
+
+def base_rootfs(work: Path) -> Path:
+    """The debootstrapped Debian rootfs (made once, then reused)."""
+    root = work / "rootfs-base"
+    if (work / "rootfs-base.complete").exists():
+        return root
+    tmp = work / "rootfs-base.tmp"
+    log("debootstrap --variant=minbase --include=python3 bookworm (a few minutes, once)")
+    if not (tmp / "usr" / "bin" / "python3").exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+        run(["debootstrap", "--variant=minbase", "--include=python3", "bookworm", str(tmp),
+             "http://deb.debian.org/debian"])
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    (work / "rootfs-base.complete").write_text("")
+    return root
+
+
+def opened_files(root: Path) -> tuple[int, list[str]]:
+    """Bytes of the regular files the command opens in ``root`` (strace), and their paths."""
+    trace = root.parent / "strace.log"
+    run(["strace", "-f", "-qq", "-e", "trace=openat,open,execve", "-o", str(trace),
+         "chroot", str(root), *COMMAND])
+    paths: set[str] = set()
+    for line in trace.read_text().splitlines():
+        if "= -1" in line or '"' not in line:
+            continue
+        if "execve(" in line or "open" in line:
+            paths.add(line.split('"', 2)[1])
+    total, files = 0, []
+    for p in sorted(paths):
+        full = _resolve_in(root, p)
+        if full is not None and full.is_file():
+            total += full.stat().st_size
+            files.append(p)
+    return total, files
+
+
+def _resolve_in(root: Path, path: str, depth: int = 0) -> Path | None:
+    """``path`` inside ``root`` with symlinks resolved against ``root`` (as chroot sees it)."""
+    if depth > 40 or not path.startswith("/"):
+        return None
+    cur = root
+    parts = [p for p in path.split("/") if p and p != "."]
+    for i, part in enumerate(parts):
+        nxt = cur.parent if part == ".." and cur != root else cur / part
+        if nxt.is_symlink():
+            target = os.readlink(nxt)
+            base = "/" + str(cur.relative_to(root)) if cur != root else ""
+            rest = "/".join(parts[i + 1:])
+            joined = target if target.startswith("/") else f"{base}/{target}"
+            return _resolve_in(root, joined + ("/" + rest if rest else ""), depth + 1)
+        cur = nxt
+    return cur
+
+
+def data_tree(work: Path, nbytes: int, seed: int) -> Path:
+    """``srv/data/*``: ``nbytes`` of files the command never reads (half random, half base64 text)."""
+    d = work / f"data-{seed}-{nbytes >> 20}M"
+    if (d / ".complete").exists():
+        return d
+    shutil.rmtree(d, ignore_errors=True)
+    (d / "srv" / "data").mkdir(parents=True)
+    rng = random.Random(seed)
+    written, i = 0, 0
+    while written < nbytes:
+        size = min(DATA_FILE, nbytes - written)
+        with open(d / "srv" / "data" / f"part-{i:04d}.dat", "wb") as fh:
+            done = 0
+            while done < size:
+                n = min(1 << 20, size - done)
+                if (done >> 20) % 2 == 0:
+                    block = rng.randbytes(n)
+                else:
+                    block = base64.b64encode(rng.randbytes(n * 3 // 4 + 3))[:n]
+                fh.write(block)
+                done += n
+        written += size
+        i += 1
+    (d / ".complete").write_text("")
+    return d
+
+
+def tar_gz(src: Path, dest: Path) -> Path:
+    """``tar.gz`` of a tree (numeric owners, xattrs), made once."""
+    if dest.exists():
+        return dest
+    tmp = dest.with_suffix(".tmp")
+    run(["tar", "--numeric-owner", "--xattrs", "--exclude=./.complete", "-C", str(src), "-I", "gzip -1",
+         "-cf", str(tmp), "."])
+    tmp.rename(dest)
+    return dest
+
+
+def push(client: Any, repo: str, tag: str, layers: list[Path], base_config: dict[str, Any]) -> int:
+    """Push an OCI image of gzip layers; return its total (compressed) size."""
+    import gzip
+    import hashlib
+
+    from nydus_core.oci import image as oci
+    from nydus_core.oci import mediatypes as mt
+
+    descs, diff_ids, total = [], [], 0
+    for path in layers:
+        h = hashlib.sha256()
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 22):
+                h.update(chunk)
+        diff_ids.append("sha256:" + h.hexdigest())
+        digest = client.push_blob(repo, path, chunk_size=32 << 20)
+        size = path.stat().st_size
+        total += size
+        descs.append(oci.descriptor(mt.OCI_LAYER_GZIP, digest, size))
+    config = dict(base_config, rootfs={"type": "layers", "diff_ids": diff_ids},
+                  history=[{"created_by": f"layer {i}"} for i in range(len(layers))])
+    body = oci.dumps(config)
+    cfg = client.push_blob(repo, body)
+    manifest = oci.image_manifest(oci.descriptor(mt.OCI_CONFIG, cfg, len(body)), descs)
+    client.put_manifest(repo, tag, oci.dumps(manifest), mt.OCI_MANIFEST)
+    return total
+
+
+# -- measurements ---------------------------------------------------------------------------------
+
+def lo_tx_bytes() -> int:
+    """Bytes sent on this namespace's ``lo`` (= bytes over the rate-limited link)."""
+    for line in Path("/proc/net/dev").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip() == "lo":
+            return int(rest.split()[8])
+    raise RuntimeError("no lo in /proc/net/dev")
+
+
+def drop_caches() -> None:
+    """Drop the page cache so no run profits from another's reads."""
+    subprocess.run(["sync"], check=False)
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def mounted(path: Path) -> bool:
+    """Whether something is mounted at ``path``."""
+    with open("/proc/self/mountinfo") as fh:
+        return any(line.split()[4] == str(path) for line in fh)
+
+
+def oci_start(ref: str, work: Path) -> dict[str, float]:
+    """Pull + unpack + run; times in seconds and bytes over the link."""
+    layout, bundle = work / "oci-layout", work / "oci-bundle"
+    shutil.rmtree(layout, ignore_errors=True)
+    shutil.rmtree(bundle, ignore_errors=True)
+    drop_caches()
+    b0, t0 = lo_tx_bytes(), time.perf_counter()
+    run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:img"])
+    t1 = time.perf_counter()
+    run(["umoci", "unpack", "--image", f"{layout}:img", str(bundle)])
+    t2 = time.perf_counter()
+    out = run(["chroot", str(bundle / "rootfs"), *COMMAND]).stdout
+    t3 = time.perf_counter()
+    assert out.strip() == "started", out
+    res = {"pull": t1 - t0, "unpack": t2 - t1, "run": t3 - t2, "total": t3 - t0, "bytes": lo_tx_bytes() - b0}
+    shutil.rmtree(layout, ignore_errors=True)
+    shutil.rmtree(bundle, ignore_errors=True)
+    return res
+
+
+def nydus_start(ref: str, work: Path) -> dict[str, float]:
+    """nydusify mount + run; times in seconds and bytes over the link."""
+    mnt, mwork = work / "nydus-mnt", work / "nydus-work"
+    shutil.rmtree(mwork, ignore_errors=True)
+    mnt.mkdir(parents=True, exist_ok=True)
+    drop_caches()
+    b0, t0 = lo_tx_bytes(), time.perf_counter()
+    proc = subprocess.Popen([str(BIN / "nydusify"), "mount", "--target", ref, "--plain-http",
+                             "--mount-path", str(mnt), "--work-dir", str(mwork), "-l", "warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while not mounted(mnt):
+            if proc.poll() is not None:
+                raise SystemExit(f"nydusify mount failed: {proc.stderr.read() if proc.stderr else ''}")
+            time.sleep(0.005)
+        t1 = time.perf_counter()
+        out = run(["chroot", str(mnt), *COMMAND]).stdout
+        t2 = time.perf_counter()
+        assert out.strip() == "started", out
+        sent = lo_tx_bytes() - b0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if mounted(mnt):
+            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+    return {"mount": t1 - t0, "run": t2 - t1, "total": t2 - t0, "bytes": sent}
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+def inside(args: argparse.Namespace) -> int:
+    """Everything after the namespace is set up (this process runs inside it)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from nydus_backend_registry.testing import RegistryServer
+
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    root = base_rootfs(work)
+    opened, files = opened_files(root)
+    log(f"the command opens {len(files)} files, {opened / 1e6:.1f} MB")
+    base_layer = tar_gz(root, work / "layer-base.tar.gz")
+    base_size = base_layer.stat().st_size
+    config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": COMMAND}}
+    registry = RegistryServer(work / "registry").start()
+    results: list[dict[str, Any]] = []
+    try:
+        client = registry.client()
+        images = []
+        for i, gb in enumerate(args.sizes):
+            layers = [base_layer]
+            want = int(gb * GB) - base_size
+            if want > 0:
+                per = 512 << 20
+                for j in range(0, want, per):
+                    seed, n = 1000 * i + j // per, min(per, want - j)
+                    layers.append(tar_gz(data_tree(work, n, seed), work / f"layer-data-{seed}-{n}.tar.gz"))
+            repo, tag = f"bench/img{i}", "v1"
+            size = push(client, repo, tag, layers, config)
+            src, dst = f"{registry.host}/{repo}:{tag}", f"{registry.host}/{repo}:v1-nydus"
+            log(f"image {i}: {size / GB:.2f} GB in {len(layers)} layers; converting")
+            t = time.perf_counter()
+            metrics = work / f"convert-{i}.json"
+            run([str(BIN / "nydusify"), "convert", "--source", src, "--target", dst, "--plain-http",
+                 "--work-dir", str(work / "convert"), "--output-json", str(metrics)])
+            conv = json.loads(metrics.read_text())
+            boot_layer = client.get_manifest(repo, "v1-nydus").json()["layers"][-1]["size"]
+            images.append((gb, size, src, dst, time.perf_counter() - t, conv, boot_layer))
+        log(f"rate-limiting lo: tbf rate {args.rate} burst 256kb latency 400ms")
+        run(["tc", "qdisc", "replace", "dev", "lo", "root", "tbf", "rate", args.rate, "burst", "256kb",
+             "latency", "400ms"])
+        for gb, size, src, dst, conv_time, conv, boot_layer in images:
+            log(f"{size / GB:.2f} GB: OCI pull + unpack + run")
+            o = oci_start(src, work)
+            log(f"{size / GB:.2f} GB: nydusify mount + run")
+            n = nydus_start(dst, work)
+            results.append({"nominal_gb": gb, "image_bytes": size, "oci": o, "nydus": n,
+                            "convert_seconds": conv_time, "nydus_image_bytes": conv["target_image_size"],
+                            "bootstrap_layer_bytes": boot_layer})
+    finally:
+        subprocess.run(["tc", "qdisc", "del", "dev", "lo", "root"], check=False, capture_output=True)
+        registry.stop()
+    report(results, opened, files, args)
+    return 0
+
+
+def rate_bytes(rate: str) -> float:
+    """``100mbit`` -> bytes per second."""
+    units = {"kbit": 1e3 / 8, "mbit": 1e6 / 8, "gbit": 1e9 / 8}
+    for u, f in units.items():
+        if rate.endswith(u):
+            return float(rate[: -len(u)]) * f
+    raise SystemExit(f"--rate {rate}: use kbit, mbit or gbit")
+
+
+def report(results: list[dict[str, Any]], opened: int, files: list[str], args: argparse.Namespace) -> None:
+    """Print the table and the targets, write JSON and the chart."""
+    bps = rate_bytes(args.rate)
+    limit = opened / bps
+    print(f"\nlink {args.rate}; the command opens {len(files)} files = {opened / 1e6:.1f} MB "
+          f"-> physical limit {limit:.2f} s\n")
+    head = ["image GB", "OCI pull", "unpack", "run", "OCI total", "OCI MB", "Nydus mount", "run",
+            "Nydus total", "Nydus MB", "speed-up"]
+    rows = [head]
+    for r in results:
+        o, n = r["oci"], r["nydus"]
+        rows.append([f"{r['image_bytes'] / GB:.2f}", f"{o['pull']:.1f}", f"{o['unpack']:.1f}",
+                     f"{o['run']:.2f}", f"{o['total']:.1f}", f"{o['bytes'] / 1e6:.0f}", f"{n['mount']:.2f}",
+                     f"{n['run']:.2f}",
+                     f"{n['total']:.2f}", f"{n['bytes'] / 1e6:.1f}", f"{o['total'] / n['total']:.0f}x"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    for row in rows:
+        print("  ".join(c.rjust(widths[i]) for i, c in enumerate(row)))
+    totals = [r["nydus"]["total"] for r in results]
+    mean = sum(totals) / len(totals)
+    checks = [
+        (f"Nydus start within 1 s of the physical limit ({limit:.2f} s)",
+         all(t <= limit + 1 for t in totals)),
+        ("Nydus start flat across sizes (each within ±25 % of the mean)",
+         all(abs(t - mean) <= 0.25 * mean for t in totals)),
+        ("Nydus >= 20x faster than OCI at the largest image",
+         results[-1]["oci"]["total"] >= 20 * results[-1]["nydus"]["total"]),
+        ("bytes fetched <= 1.2 x opened files + bootstrap layer",
+         all(r["nydus"]["bytes"] <= 1.2 * opened + r["bootstrap_layer_bytes"] for r in results)),
+    ]
+    print()
+    for text, ok in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    doc = {"rate": args.rate, "opened_bytes": opened, "opened_files": files, "physical_limit_s": limit,
+           "results": results, "targets": {t: ok for t, ok in checks}}
+    (OUT / "coldstart.json").write_text(json.dumps(doc, indent=1))
+    chart(results, limit, args.rate)
+
+
+def chart(results: list[dict[str, Any]], limit: float, rate: str) -> None:
+    """Start time vs image size, OCI and Nydus, with the physical limit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [r["image_bytes"] / GB for r in results]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.plot(sizes, [r["oci"]["total"] for r in results], "o-", label="OCI: pull + unpack + run")
+    ax.plot(sizes, [r["nydus"]["total"] for r in results], "s-", label="Nydus: nydusify mount + run")
+    ax.axhline(limit, color="grey", linestyle=":", label=f"physical limit ({limit:.2f} s)")
+    for x, r in zip(sizes, results):
+        ax.annotate(f"{r['nydus']['total']:.1f}s", (x, r["nydus"]["total"]), textcoords="offset points",
+                    xytext=(0, 8), ha="center", fontsize=8)
+        ax.annotate(f"{r['oci']['total']:.0f}s", (x, r["oci"]["total"]), textcoords="offset points",
+                    xytext=(0, 8), ha="center", fontsize=8)
+    ax.set_xlabel("image size (GB, compressed OCI layers)")
+    ax.set_ylabel("container start time (s)")
+    ax.set_title(f"Cold start over a {rate} link: python3 -c 'import ...'")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(OUT / "coldstart.png")
+    print(f"\nchart: {OUT / 'coldstart.png'}; numbers: {OUT / 'coldstart.json'}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="0.1,0.5,2", help="image sizes in GB (comma list)")
+    ap.add_argument("--rate", default="100mbit", help="link rate (tbf), e.g. 100mbit")
+    ap.add_argument("--work", type=Path, default=Path("/var/tmp/nydus-bench"),
+                    help="work directory (rootfs, layers and registry data are kept here)")
+    args = ap.parse_args()
+    args.sizes = [float(s) for s in args.sizes.split(",")]
+    rate_bytes(args.rate)
+    if os.environ.get("NYDUS_COLDSTART_NETNS") == NETNS:
+        return inside(args)
+    if os.geteuid() != 0:
+        raise SystemExit("coldstart.py needs root (network namespace, tc, FUSE, chroot)")
+    for tool in ("debootstrap", "skopeo", "umoci", "strace", "ip", "tc", "nsenter"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"coldstart.py needs {tool}")
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
+    run(["ip", "netns", "add", NETNS])
+    try:
+        run(["ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "mtu", "1500"])
+        run(["ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up"])
+        # nsenter --net enters only the network namespace: FUSE mounts and chroot stay visible
+        env = dict(os.environ, NYDUS_COLDSTART_NETNS=NETNS)
+        return subprocess.call(["nsenter", f"--net=/run/netns/{NETNS}", sys.executable, *sys.argv], env=env)
+    finally:
+        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
