@@ -80,6 +80,8 @@ def parse_filter(text: str) -> Predicate:
             if toks[i] != ("op", ","):
                 raise InvalidArgumentError(f"invalid filter {text!r}: ',' expected")
             i += 1
+            if i == len(toks):
+                raise InvalidArgumentError(f"invalid filter {text!r}: a selector must follow ','")
         selectors.append(_selector(path, op, value, text))
     return lambda s: all(p(s) for p in selectors)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ class NydusdManager:
         self.apisock = root / "nydusd.sock"
         self.log_path = root / "nydusd.log"
         self.command = command or str(Path(sys.executable).with_name("nydusd"))
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def _api(self) -> Any:
         from nydus_frontend_fuse.ctl import ApiClient
@@ -66,6 +66,8 @@ class NydusdManager:
         """Reconnect to a running daemon or start one; return True when a new one was started."""
         if self.alive():
             return False
+        if self._proc is not None:
+            self._proc.poll()  # reap a daemon of ours that died
         from nydus_frontend_fuse.testing import force_unmount
 
         self.mountpoint.mkdir(parents=True, exist_ok=True)
@@ -83,6 +85,7 @@ class NydusdManager:
         while time.monotonic() < deadline:
             if _mounted(str(self.mountpoint)) and self.alive():
                 (self.root / "nydusd.pid").write_text(str(proc.pid))
+                self._proc = proc
                 return True
             if proc.poll() is not None:
                 raise NydusdError(f"nydusd exited with {proc.returncode}; see {self.log_path}")
@@ -135,10 +138,4 @@ class NydusdManager:
             while _mounted(str(self.mountpoint)) and time.monotonic() < deadline:
                 time.sleep(0.05)
         force_unmount(self.mountpoint)
-        pid_file = self.root / "nydusd.pid"
-        if pid_file.exists():
-            try:
-                os.kill(int(pid_file.read_text()), 0)
-            except (OSError, ValueError):
-                pass
-            pid_file.unlink(missing_ok=True)
+        (self.root / "nydusd.pid").unlink(missing_ok=True)

@@ -76,6 +76,11 @@ class SnapshotterProcess:
         self.log_path = self.workdir / "snapshotter.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @staticmethod
+    def script() -> str:
+        """Path of the installed ``containerd-nydus-grpc``."""
+        return _script("containerd-nydus-grpc")
+
     def start(self, timeout: float = 30.0) -> SnapshotterProcess:
         """Start and wait until the socket accepts connections."""
         import socket
@@ -413,3 +418,70 @@ class Lab:
     def ctr(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         """``ctr`` against the private containerd."""
         return self.env.ctr(*args, **kwargs)
+
+
+class SnapshotsClient:
+    """A direct gRPC client of a snapshotter socket (what containerd's proxy plugin sends)."""
+
+    def __init__(self, address: Path | str) -> None:
+        import grpc
+
+        from .api import snapshots_grpc, snapshots_pb2
+
+        self.pb = snapshots_pb2
+        self.channel = grpc.insecure_channel(f"unix://{address}")
+        self.stub = snapshots_grpc.SnapshotsStub(self.channel)
+
+    def prepare(self, key: str, parent: str = "", labels: dict[str, str] | None = None) -> list[Any]:
+        """Prepare; returns the mounts."""
+        req = self.pb.PrepareSnapshotRequest(key=key, parent=parent, labels=labels or {})
+        return list(self.stub.Prepare(req, timeout=120).mounts)
+
+    def view(self, key: str, parent: str, labels: dict[str, str] | None = None) -> list[Any]:
+        """View; returns the mounts."""
+        return list(self.stub.View(self.pb.ViewSnapshotRequest(key=key, parent=parent, labels=labels or {}),
+                                   timeout=120).mounts)
+
+    def mounts(self, key: str) -> list[Any]:
+        """Mounts of ``key``."""
+        return list(self.stub.Mounts(self.pb.MountsRequest(key=key), timeout=120).mounts)
+
+    def commit(self, name: str, key: str, labels: dict[str, str] | None = None) -> None:
+        """Commit ``key`` as ``name``."""
+        self.stub.Commit(self.pb.CommitSnapshotRequest(name=name, key=key, labels=labels or {}), timeout=60)
+
+    def remove(self, key: str) -> None:
+        """Remove ``key``."""
+        self.stub.Remove(self.pb.RemoveSnapshotRequest(key=key), timeout=60)
+
+    def stat(self, key: str) -> Any:
+        """Info of ``key``."""
+        return self.stub.Stat(self.pb.StatSnapshotRequest(key=key), timeout=60).info
+
+    def update(self, name: str, labels: dict[str, str], paths: Sequence[str] = ()) -> Any:
+        """Update labels (with a field mask when ``paths``)."""
+        from google.protobuf import field_mask_pb2
+
+        req = self.pb.UpdateSnapshotRequest(info=self.pb.Info(name=name, labels=labels))
+        if paths:
+            req.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=list(paths)))
+        return self.stub.Update(req, timeout=60).info
+
+    def list(self, *filters: str) -> list[Any]:
+        """Every info matching any of ``filters``."""
+        out = []
+        for resp in self.stub.List(self.pb.ListSnapshotsRequest(filters=list(filters)), timeout=60):
+            out.extend(resp.info)
+        return out
+
+    def usage(self, key: str) -> Any:
+        """Usage of ``key``."""
+        return self.stub.Usage(self.pb.UsageRequest(key=key), timeout=60)
+
+    def cleanup(self) -> None:
+        """Cleanup."""
+        self.stub.Cleanup(self.pb.CleanupRequest(), timeout=60)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self.channel.close()
