@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nydus_backend_registry.testing import FaultProxy, RegistryFlavour, registry_open  # noqa: F401
+from nydus_backend_registry.testing import FaultProxy, RegistryFlavour, registry_basic, registry_open  # noqa: F401
 from nydus_snapshotter_containerd.testing import ContainerdEnv, Lab, containerd_unavailable, host_rootfs
 
 

@@ -205,7 +205,7 @@ def _image(registry_open, proxy, tmp_path: Path, name: str):  # type: ignore[no-
     (layer / "dir" / "data.bin").write_bytes(os.urandom(3 << 20))
     with registry_open.client() as c:
         img = push_nydus_image(c, registry_open.server.host, name, "v1", [layer])
-    return img, layer, f"{proxy.host}/{name}:v1"
+    return img, layer, f"{proxy.host if proxy else registry_open.server.host}/{name}:v1"
 
 
 def _chain(client: SnapshotsClient, img, ref: str) -> str:  # type: ignore[no-untyped-def]
@@ -306,3 +306,50 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
     assert res.returncode != 0
     assert res.stderr.strip().count("\n") == 0 and "rooot" in res.stderr and str(cfg) in res.stderr
 
+
+
+def test_docker_config_credentials(tmp_path: Path, registry_basic) -> None:  # type: ignore[no-untyped-def]
+    reason = containerd_unavailable()
+    if reason:
+        pytest.skip(reason)
+    import json
+
+    host = registry_basic.server.host
+    docker_cfg = tmp_path / "docker" / "config.json"
+    docker_cfg.parent.mkdir()
+    docker_cfg.write_text(json.dumps({"auths": {host: {"auth": registry_basic.auth}}}))
+    img, _, _ = _image(registry_basic, None, tmp_path, "svc/private")
+    ref = f"{host}/svc/private:v1"
+    # without credentials the bootstrap cannot be fetched: an error, nothing left behind
+    anon = SnapshotterProcess(tmp_path / "anon", config_text=f'plain_http = ["{host}"]\n'
+                              f'docker_config = "{tmp_path / "none.json"}"\n').start()
+    c = SnapshotsClient(anon.address)
+    try:
+        from nydus_snapshotter_containerd.pull import chain_ids
+
+        chains = chain_ids(img.config["rootfs"]["diff_ids"])
+        assert _code(c.prepare, "e0", "", {L.TARGET_REF: chains[0], L.NYDUS_BLOB: "true"}) == \
+            grpc.StatusCode.ALREADY_EXISTS
+        boot = {**img.layers[-1]["annotations"], L.TARGET_REF: chains[1], L.IMAGE_REF: ref,
+                L.LAYER_DIGEST: img.layers[-1]["digest"]}
+        with pytest.raises(grpc.RpcError) as info:
+            c.prepare("e1", chains[0], boot)
+        assert info.value.code() == grpc.StatusCode.UNKNOWN and "\n" not in info.value.details()
+        assert "401" in info.value.details() or "auth" in info.value.details().lower(), info.value.details()
+        assert [i.kind for i in c.list()] == [c.pb.COMMITTED]  # only the data-blob layer
+    finally:
+        c.close()
+        anon.stop()
+    p = SnapshotterProcess(tmp_path / "sn", config_text=f'plain_http = ["{host}"]\n'
+                           f'docker_config = "{docker_cfg}"\n').start()
+    c = SnapshotsClient(p.address)
+    try:
+        top = _chain(c, img, ref)
+        with mounted(c.prepare("ctr", top), tmp_path / "rootfs") as m:
+            assert (m / "dir" / "file.txt").read_text() == "from a nydus image\n"
+            assert len((m / "dir" / "data.bin").read_bytes()) == 3 << 20  # data through the auth'd backend
+        c.remove("ctr")
+    finally:
+        c.close()
+        p.stop()
+        p.stop_nydusd()
