@@ -17,6 +17,7 @@ Layout under ``root``: ``metadata.db`` (:mod:`.metadata`), ``snapshots/<id>/fs``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -265,13 +266,23 @@ class Snapshotter:
         return [s for s in self.meta.all() if pred(s)]
 
     def cleanup(self) -> int:
-        """Remove snapshot directories no snapshot owns; return how many."""
+        """Remove snapshot directories no snapshot owns, and cached blobs no image uses; return how many."""
         ids = self.meta.ids()
         n = 0
         for d in (self.root / "snapshots").iterdir():
             if d.name.isdigit() and int(d.name) not in ids:
                 shutil.rmtree(d, ignore_errors=True)
                 n += 1
+        used: set[str] = set()
+        for s in self.meta.all():
+            if s.labels.get(L.NYDUS_BOOTSTRAP) == "true":
+                used |= self._blob_ids(self.bootstrap_path(s.id))
+        for f in self.cache_dir.iterdir():
+            blob_id = f.name.split(".", 1)[0]
+            if len(blob_id) == 64 and blob_id not in used:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+                    n += 1
         return n
 
     # -- mounts ---------------------------------------------------------------------------------

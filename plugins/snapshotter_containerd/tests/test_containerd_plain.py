@@ -41,3 +41,36 @@ def test_plain_oci_image_pulls_and_runs(lab: Lab, rootfs: Path, tmp_path: Path) 
     # Containers are gone with --rm: only committed layers remain.
     after = env.ctr("snapshots", "--snapshotter", "nydus", "ls").stdout
     assert "Active" not in after, after
+
+
+def test_nydus_pull_refuses_a_plain_image(lab: Lab, rootfs: Path) -> None:
+    import subprocess
+    import sys
+
+    with lab.registry.client() as client:
+        img = push_oci_image(client, lab.registry.server.host, "snap/plain2", "v1", [rootfs])
+    res = subprocess.run([str(Path(sys.executable).with_name("nydus")), "containerd", "pull", "--address",
+                          str(lab.env.containerd.address), "--plain-http", img.ref],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode != 0
+    assert res.stderr.count("\n") == 1 and "not a Nydus image" in res.stderr and img.ref in res.stderr
+    assert img.ref not in lab.ctr("images", "ls", "-q").stdout.split()
+
+
+def test_pull_errors_are_one_line(lab: Lab, rootfs: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from nydus_snapshotter_containerd.testing import push_nydus_image
+
+    nydus = str(Path(sys.executable).with_name("nydus"))
+    with lab.registry.client() as client:
+        img = push_nydus_image(client, lab.registry.server.host, "snap/errs", "v1", [rootfs])
+    res = subprocess.run([nydus, "containerd", "pull", "--address", str(tmp_path / "none.sock"),
+                          "--plain-http", img.ref], capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode != 0 and res.stderr.count("\n") == 1, res.stderr
+    assert "containerd is not reachable" in res.stderr
+    res = subprocess.run([nydus, "containerd", "pull", "--address", str(lab.env.containerd.address),
+                          "--plain-http", f"{lab.registry.server.host}/snap/errs:missing"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode != 0 and res.stderr.count("\n") == 1, res.stderr

@@ -266,6 +266,15 @@ def test_nydus_image_mounts_through_nydusd(nydus_proc, registry_open, tmp_path: 
 
         client.remove("container-1")
         assert not rafs.exists() or not os.listdir(proc.root / "mnt")
+
+        # Cleanup drops cached blobs no image uses and keeps the image's own
+        cache = proc.root / "cache"
+        mine = sorted(f.name for f in cache.iterdir())
+        assert mine and all(f.split(".")[0] in img.layers[0]["digest"] for f in mine), mine
+        orphan = cache / ("ab" * 32 + ".blob.data")
+        orphan.write_bytes(b"x" * 4096)
+        client.cleanup()
+        assert sorted(f.name for f in cache.iterdir()) == mine
     finally:
         client.close()
 

@@ -1,0 +1,57 @@
+"""The snapshotter's config file: defaults, overrides, the per-image nydusd config, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from nydus_snapshotter_containerd.config import DEFAULT_ROOT, load_config
+
+from nydus_core.config import parse_config
+from nydus_core.errors import ConfigError
+
+
+def test_defaults() -> None:
+    cfg = load_config(None)
+    assert cfg.root == DEFAULT_ROOT and cfg.address.endswith(".sock") and cfg.plain_http == []
+
+
+def test_file_and_daemon_template(tmp_path: Path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text('address = "/run/x.sock"\nroot = "/var/x"\nplain_http = ["reg:5000"]\n'
+                 '[daemon]\nconfig = { digest_validate = true, amplify_io = 65536, '
+                 'device = { cache = { type = "blobcache" } } }\n')
+    cfg = load_config(f)
+    assert (cfg.address, cfg.root, cfg.plain_http) == ("/run/x.sock", "/var/x", ["reg:5000"])
+    d = cfg.daemon_config(scheme="http", host="reg:5000", repo="ns/app", auth="dTpw", work_dir="/var/x/cache")
+    assert d["device"]["backend"] == {"type": "registry", "config": {"scheme": "http", "host": "reg:5000",
+                                                                     "repo": "ns/app", "auth": "dTpw"}}
+    assert d["device"]["cache"]["config"]["work_dir"] == "/var/x/cache"
+    assert d["digest_validate"] is True and d["amplify_io"] == 65536
+    # the result is a config nydusd accepts
+    parsed = parse_config(d, source="test")
+    assert parsed is not None
+    # the template is not changed by filling it in
+    assert "backend" not in cfg.daemon_template["device"]
+
+
+@pytest.mark.parametrize("text, word", [
+    ('rooot = "/x"\n', "rooot"),
+    ('address = 5\n', "address"),
+    ('plain_http = "reg"\n', "plain_http"),
+    ('log_level = "loud"\n', "log_level"),
+    ('[daemon]\nnydusd_config = "x"\n', "daemon"),
+    ('address = \n', "TOML"),
+])
+def test_errors_name_file_and_key(tmp_path: Path, text: str, word: str) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(f)
+    msg = str(info.value)
+    assert str(f) in msg and word in msg and "\n" not in msg
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
