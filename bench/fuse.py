@@ -213,10 +213,17 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="runs per measurement (min and median shown)")
     ap.add_argument("--no-rss", action="store_true", help="skip the 100k-file RSS measurement")
     ap.add_argument("--rss-files", type=int, default=100_000, help="files in the RSS image")
+    ap.add_argument("--only-rss", action="store_true", help="only the RSS measurement")
     args = ap.parse_args()
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
         print("bench/fuse.py needs root and /dev/fuse (it mounts and drops caches)", file=sys.stderr)
         return 2
+    if args.only_rss:
+        WORK.mkdir(parents=True, exist_ok=True)
+        rss, hwm, w = rss_check(args.rss_files)
+        print(f"nydusd serving {args.rss_files} files: VmRSS {rss / 1024:.1f} MB, peak {hwm / 1024:.1f} MB "
+              f"after a walk ({w:.2f} s) and a full read (target <= 80 MB)")
+        return 0
     src = args.source or python_tree()
     size, entries = tree_size(src)
     print(f"tree: {src} ({mb(size)} MB of file data, {entries} entries), {os.cpu_count()} CPUs")

@@ -19,6 +19,7 @@ from nydus_core.errors import UsageError
 from nydus_core.rafs.image import RafsImage
 from nydus_core.storage.pipeline import ReadPipeline
 
+from .inodeset import InodeSet
 from .metrics import FsMetrics
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class RafsInstance:
         self.refs = 0  # kernel lookup count over all inodes of this instance
         self.open_handles = 0
         self.opened: dict[int, int] = {}  # image inode -> open file handles
-        self.stored: set[int] = set()  # inodes pushed whole into the kernel page cache
+        self.stored = InodeSet()  # inodes pushed whole into the kernel page cache
         self.mounted_time = time.time()
         self.metrics = FsMetrics("", files=config.iostats_files, access_pattern=config.access_pattern,
                                  latest_read_files=config.latest_read_files)
