@@ -234,12 +234,15 @@ class PluginManager:
         }
         self._loaded = False
         self._load_error: PluginError | None = None
+        self._filled = False
+        self._fill_error: PluginError | None = None
         self._lock = threading.RLock()
 
     # -- loading -------------------------------------------------------------------------------
 
     def load(self) -> PluginManager:
-        """Load the core's own providers and every entry point, then fill the registries.
+        """Load the core's own providers and every entry point (registries fill on first use, or
+        here in strict mode).
 
         Safe to call again (and from several threads): loading happens once. In strict mode the
         first failure is raised, and raised again on later calls.
@@ -255,6 +258,8 @@ class PluginManager:
             except PluginError as exc:
                 self._load_error = exc
                 raise
+        if self.strict:  # strict mode (CI) surfaces every hook failure at start-up
+            self._ensure_filled()
         return self
 
     def _load(self) -> None:
@@ -265,10 +270,6 @@ class PluginManager:
         for ep in self._iter_entry_points():
             self._load_entry_point(ep)
         self.check_pending()
-        self._fill()
-        conflicts = self.conflicts()
-        if self.strict and conflicts:
-            raise DuplicatePluginError(conflicts[0] + " (NYDUS_STRICT_PLUGINS is set)")
 
     def _iter_entry_points(self) -> list[importlib.metadata.EntryPoint]:
         eps = (
@@ -340,6 +341,24 @@ class PluginManager:
             else:
                 return
 
+    def _ensure_filled(self) -> None:
+        """Call the register hooks once, on first need (so ``--help`` imports no implementation)."""
+        self.load()
+        with self._lock:
+            if self._fill_error is not None:
+                raise self._fill_error
+            if self._filled:
+                return
+            self._filled = True
+            try:
+                self._fill()
+                conflicts = self.conflicts()
+                if self.strict and conflicts:
+                    raise DuplicatePluginError(conflicts[0] + " (NYDUS_STRICT_PLUGINS is set)")
+            except PluginError as exc:
+                self._fill_error = exc
+                raise
+
     def _fill(self) -> None:
         impls: dict[str, dict[str, Any]] = {}
         for cap in CAPABILITIES.values():
@@ -392,7 +411,7 @@ class PluginManager:
 
     def registry(self, kind: str) -> Registry[Any]:
         """Return the registry of one capability (``backend``, ``compressor``, ...)."""
-        self.load()
+        self._ensure_filled()
         try:
             return self.registries[kind]
         except KeyError:
@@ -435,7 +454,7 @@ class PluginManager:
 
     def failures(self) -> list[PluginRecord]:
         """Return the plugins that failed to load."""
-        self.load()
+        self._ensure_filled()
         return [r for r in self.records.values() if r.error]
 
 

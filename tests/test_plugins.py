@@ -354,6 +354,7 @@ def test_hook_with_wrong_arguments_fails_that_plugin() -> None:
 )
 def test_bad_hook_results_fail_that_plugin(plugin: str, error: str) -> None:
     m = manager(entry_point("bad", plugin), entry_point("sample-every", "EveryHook")).load()
+    m.failures()  # register hooks run on first need; failures() runs them all
     assert m.records["bad"].error.startswith(error) or error in m.records["bad"].error
     assert m.records["bad"].provides == {}
     assert m.registry("backend").names() == ["sample"]  # nothing of the bad plugin, even its good half
@@ -526,3 +527,15 @@ def test_installed_broken_distribution_end_to_end(broken_venv) -> None:
                          env={"NYDUS_STRICT_PLUGINS": "1", "NYDUS_DISABLE_PLUGINS": "backend-s3"})
     assert disabled.returncode == 0, disabled.stderr
     assert plugin_record(json.loads(disabled.stdout), "backend-s3")["disabled"] is True
+
+
+def test_help_imports_no_heavy_sdk() -> None:
+    """`nydus --help` builds the command group without importing backend or frontend SDKs."""
+    import subprocess
+    import sys
+
+    code = ("from nydus_core.cli.nydus import build_cli; build_cli(); import sys; "
+            "print(sorted(m for m in ('requests', 'boto3', 'oss2', 'pyfuse3', 'grpc') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]"

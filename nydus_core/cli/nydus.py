@@ -40,6 +40,7 @@ def plugins_cmd(as_json: bool, checks: tuple[str, ...]) -> None:
     if checks:
         _check(manager, checks)
         return
+    manager.failures()  # calls every register hook, so each record says what it provides
     records = sorted(manager.records.values(), key=lambda r: (r.name != "core", r.name))
     if as_json:
         out: dict[str, Any] = {
