@@ -5,10 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages: pyfuse3 build (libfuse3-dev, pkg-config), FUSE tools, and the real components the
-# tests and benchmarks talk to (registry, OCI tools, EROFS and squashfs tools, nginx, containerd).
+# tests and benchmarks talk to (registry, OCI tools, EROFS and squashfs tools, nginx, containerd and
+# runc; containerd's API .proto files, from which the snapshotter's gRPC stubs are generated at build
+# time; debootstrap for the cold-start benchmark's images).
 SYSTEM_PACKAGES=(
   build-essential python3-dev pkg-config libfuse3-dev fuse3
   docker-registry skopeo umoci erofs-utils squashfuse squashfs-tools nginx
+  containerd runc golang-github-containerd-containerd-dev debootstrap
   util-linux iproute2 kmod tar
 )
 
