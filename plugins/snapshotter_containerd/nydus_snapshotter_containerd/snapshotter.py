@@ -112,18 +112,22 @@ class Snapshotter:
     # -- start-up -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Reconnect to (or start) nydusd and remount every image an active/view snapshot uses."""
+        """Reconnect to (or start) nydusd and mount every image an active/view snapshot uses."""
         needed: dict[int, Snapshot] = {}
         for s in self.meta.all():
             base = self._nydus_base(s) if s.kind != Kind.COMMITTED else None
             if base is not None:
                 needed[base.id] = base
-        if not needed:
-            if self.nydusd.alive():
-                log.info("reconnected to nydusd at %s", self.nydusd.apisock)
+        try:
+            started = self.nydusd.ensure_running()
+        except NydusError as exc:
+            if needed:
+                raise
+            # Plain OCI images still work; Nydus images will say why when they are mounted.
+            log.warning("nydusd is not running: %s", exc)
             return
-        started = self.nydusd.ensure_running()
-        log.info("%s nydusd; %d image(s) in use", "started" if started else "reconnected to", len(needed))
+        log.info("%s nydusd at %s; %d image(s) in use", "started" if started else "reconnected to",
+                 self.nydusd.apisock, len(needed))
         for boot in needed.values():
             self._mount_image(boot)
 

@@ -141,11 +141,13 @@ def test_lazy_pull_run_restart_and_remove(lab: Lab, nydus_image: dict[str, objec
         # -- restart the snapshotter while the container runs
         before = _snapshots(lab)
         assert any(s.endswith("Active") for s in before), before
+        nydusd_pid = (sn_root / "nydusd.pid").read_text()
         lab.env.restart_snapshotter()
         assert _snapshots_when_reconnected(lab) == before
         out = _exec(lab, "acc-1", f"tail -c +{int(nydus_image['big_size']) // 2 + 1} /data/big.bin "
                                   "| head -c 8192 | sha256sum; cat /data/new.txt")
         assert nydus_image["big_mid"] in out and "written-by-container" in out
+        assert (sn_root / "nydusd.pid").read_text() == nydusd_pid  # reconnected, not restarted
     finally:
         lab.ctr("tasks", "kill", "-s", "SIGKILL", "acc-1", check=False)
         for _ in range(100):

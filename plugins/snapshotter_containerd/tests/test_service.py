@@ -264,6 +264,16 @@ def test_nydus_image_mounts_through_nydusd(nydus_proc, registry_open, tmp_path: 
             assert (m / "dir" / "file.txt").read_text() == "from a nydus image\n"
             assert (m / "dir" / "written").read_text() == "upper\n"
 
+        # nydusd killed while the snapshotter is down: the next start mounts what snapshots need
+        proc.stop()
+        pid = int((proc.root / "nydusd.pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        proc.start()
+        assert int((proc.root / "nydusd.pid").read_text()) != pid
+        assert (rafs / "dir" / "file.txt").read_text() == "from a nydus image\n"
+
         client.remove("container-1")
         assert not rafs.exists() or not os.listdir(proc.root / "mnt")
 
@@ -349,6 +359,7 @@ def test_docker_config_credentials(tmp_path: Path, registry_basic) -> None:  # t
     finally:
         c.close()
         anon.stop()
+        anon.stop_nydusd()
     p = SnapshotterProcess(tmp_path / "sn", config_text=f'plain_http = ["{host}"]\n'
                            f'docker_config = "{docker_cfg}"\n').start()
     c = SnapshotsClient(p.address)
