@@ -234,7 +234,7 @@ class Daemon:
                 raise
             inst.attach_id()
             if entry is not None:
-                _invalidate(*entry)
+                await _invalidate(*entry)
         log.info("mounted %s at %s", inst.bootstrap, mp)
         return inst
 
@@ -245,7 +245,7 @@ class Daemon:
             inst, entry = self.vfs.detach(mountpoint)
             await trio.to_thread.run_sync(inst.stop_prefetch)
             if entry is not None:
-                _invalidate(*entry)
+                await _invalidate(*entry)
             for dead in self.vfs.reap():
                 dead.close()
         log.info("unmounted %s from %s", inst.bootstrap, inst.mountpoint)
@@ -270,7 +270,7 @@ class Daemon:
             new.attach_id()
             await trio.to_thread.run_sync(old.stop_prefetch)
             if entry is not None:
-                _invalidate(*entry)
+                await _invalidate(*entry)
             for dead in self.vfs.reap():
                 dead.close()
         log.info("remounted %s at %s", new.bootstrap, mp)
@@ -316,9 +316,15 @@ class Daemon:
         raise KeyError(f"several images are mounted ({', '.join(self.vfs.mounts)}): pass ?id=MOUNTPOINT")
 
 
-def _invalidate(parent: int, name: bytes) -> None:
-    """Drop the kernel's dentry for a pseudo-directory entry that changed."""
-    try:
-        pyfuse3.invalidate_entry_async(parent, name, ignore_enoent=True)
-    except Exception as exc:  # the kernel may not know the entry at all
-        log.debug("invalidate_entry(%d, %r): %s", parent, name, exc)
+async def _invalidate(parent: int, name: bytes) -> None:
+    """Drop the kernel's dentry for a pseudo-directory entry that changed, before answering the API
+    call (so the caller's next lookup sees the change). Done on a worker thread: the kernel may
+    need this loop to answer a pending request on that entry first."""
+
+    def invalidate() -> None:
+        try:
+            pyfuse3.invalidate_entry(parent, name)
+        except OSError as exc:  # ENOENT: the kernel did not know the entry
+            log.debug("invalidate_entry(%d, %r): %s", parent, name, exc)
+
+    await trio.to_thread.run_sync(invalidate)
