@@ -11,12 +11,15 @@ log_level = "info"
 [daemon]                    # nydusd config template (upstream JSON v1 keys); the registry backend
                             # (scheme, host, repo, auth) is filled in per image
 config = { device = { cache = { type = "blobcache" } }, digest_validate = false }
+# or, as upstream nydus-snapshotter: nydusd_config = "/etc/nydus/nydusd-config.fusedev.json"
+# nydusd_path = "/usr/bin/nydusd"; daemon_mode = "shared"; fs_driver = "fusedev"
 ```
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ DEFAULT_ROOT = "/var/lib/containerd-nydus"
 DEFAULT_ADDRESS = "/run/containerd-nydus/containerd-nydus-grpc.sock"
 _KEYS = {"address", "root", "nydusd", "docker_config", "plain_http", "log_level", "daemon"}
 _LEVELS = {"trace", "debug", "info", "warn", "error"}
+_DAEMON_KEYS = {"config", "nydusd_config", "nydusd_path", "daemon_mode", "fs_driver"}
 
 
 def default_daemon_template() -> dict[str, Any]:
@@ -105,11 +109,44 @@ def load_config(path: str | os.PathLike[str] | None) -> SnapshotterConfig:
             raise ConfigError(f"{p}: 'plain_http' must be a list of host[:port] strings")
         cfg.plain_http = list(ph)
     if "daemon" in data:
-        daemon = data["daemon"]
-        if not isinstance(daemon, dict) or set(daemon) - {"config"}:
-            raise ConfigError(f"{p}: '[daemon]' takes one key, 'config' (a nydusd JSON v1 config table)")
-        tmpl = daemon.get("config", {})
-        if not isinstance(tmpl, dict):
-            raise ConfigError(f"{p}: 'daemon.config' must be a table")
-        cfg.daemon_template = tmpl
+        _daemon_section(cfg, data["daemon"], p)
     return cfg
+
+
+def _daemon_section(cfg: SnapshotterConfig, daemon: Any, p: Path) -> None:
+    """``[daemon]``: ``config`` (inline template) or upstream's ``nydusd_config`` (a JSON file),
+    ``nydusd_path``; upstream's ``recover_policy`` and ``fs_driver``/``daemon_mode`` are checked."""
+    if not isinstance(daemon, dict):
+        raise ConfigError(f"{p}: '[daemon]' must be a table")
+    unknown = sorted(set(daemon) - _DAEMON_KEYS)
+    if unknown:
+        known = ", ".join(sorted(_DAEMON_KEYS))
+        raise ConfigError(f"{p}: unknown key 'daemon.{unknown[0]}' (known: {known})")
+    if "config" in daemon and "nydusd_config" in daemon:
+        raise ConfigError(f"{p}: give 'daemon.config' or 'daemon.nydusd_config', not both")
+    if "config" in daemon:
+        if not isinstance(daemon["config"], dict):
+            raise ConfigError(f"{p}: 'daemon.config' must be a table")
+        cfg.daemon_template = daemon["config"]
+    if "nydusd_config" in daemon:
+        path = Path(str(daemon["nydusd_config"]))
+        try:
+            tmpl = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: 'daemon.nydusd_config': {path}: no such file") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{p}: 'daemon.nydusd_config': {path}: not a JSON config: {exc}") from None
+        if not isinstance(tmpl, dict):
+            raise ConfigError(f"{p}: 'daemon.nydusd_config': {path}: must hold a JSON object")
+        cfg.daemon_template = tmpl
+    if "nydusd_path" in daemon:
+        if not isinstance(daemon["nydusd_path"], str):
+            raise ConfigError(f"{p}: 'daemon.nydusd_path' must be a string")
+        cfg.nydusd = daemon["nydusd_path"]
+    mode = daemon.get("daemon_mode", "shared")
+    if mode != "shared":
+        raise ConfigError(f"{p}: 'daemon.daemon_mode' = {mode!r} is not supported (only 'shared': "
+                          "one nydusd per snapshotter)")
+    driver = daemon.get("fs_driver", "fusedev")
+    if driver != "fusedev":
+        raise ConfigError(f"{p}: 'daemon.fs_driver' = {driver!r} is not supported (only 'fusedev')")

@@ -40,7 +40,10 @@ def test_file_and_daemon_template(tmp_path: Path) -> None:
     ('address = 5\n', "address"),
     ('plain_http = "reg"\n', "plain_http"),
     ('log_level = "loud"\n', "log_level"),
-    ('[daemon]\nnydusd_config = "x"\n', "daemon"),
+    ('[daemon]\nnydusd_cfg = "x"\n', "daemon.nydusd_cfg"),
+    ('[daemon]\nnydusd_config = "/nonexistent.json"\n', "nydusd_config"),
+    ('[daemon]\ndaemon_mode = "dedicated"\n', "dedicated"),
+    ('[daemon]\nfs_driver = "fscache"\n', "fscache"),
     ('address = \n', "TOML"),
 ])
 def test_errors_name_file_and_key(tmp_path: Path, text: str, word: str) -> None:
@@ -55,3 +58,16 @@ def test_errors_name_file_and_key(tmp_path: Path, text: str, word: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_upstream_daemon_keys(tmp_path: Path) -> None:
+    tmpl = tmp_path / "nydusd-config.fusedev.json"
+    tmpl.write_text('{"device": {"backend": {"type": "registry", "config": {"timeout": 9}}, '
+                    '"cache": {"type": "blobcache"}}, "mode": "direct", "iostats_files": true}')
+    f = tmp_path / "c.toml"
+    f.write_text(f'[daemon]\nnydusd_config = "{tmpl}"\nnydusd_path = "/opt/nydusd"\ndaemon_mode = "shared"\n')
+    cfg = load_config(f)
+    assert cfg.nydusd == "/opt/nydusd"
+    d = cfg.daemon_config(scheme="https", host="h", repo="r", auth=None, work_dir="/c")
+    assert d["device"]["backend"]["config"] == {"timeout": 9, "scheme": "https", "host": "h", "repo": "r"}
+    assert d["iostats_files"] is True
