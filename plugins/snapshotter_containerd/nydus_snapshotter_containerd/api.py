@@ -8,6 +8,7 @@ fallback when the package was installed from source without it).
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -24,14 +25,14 @@ class ProtoUnavailableError(NydusError):
     """containerd's API stubs are not generated and cannot be (protos or grpcio-tools missing)."""
 
 
-def ensure_generated() -> None:
-    """Generate the stubs into the package if they are not there yet."""
+def ensure_generated(force: bool = False) -> None:
+    """Generate the stubs into the package if they are not there yet (or again, with ``force``)."""
     here = Path(__file__).resolve().parent
     marker = here / gen.GEN / "containerd" / "services" / "snapshots" / "v1" / "snapshots_pb2_grpc.py"
-    if marker.is_file():
+    if marker.is_file() and not force:
         return
     with _lock:
-        if marker.is_file():
+        if marker.is_file() and not force:
             return
         try:
             gen.generate(here.parent)
@@ -42,7 +43,20 @@ def ensure_generated() -> None:
 
 def _load(rel: str) -> ModuleType:
     ensure_generated()
-    return importlib.import_module(f"{_BASE}.{rel}")
+    name = f"{_BASE}.{rel}"
+    try:
+        return importlib.import_module(name)
+    except (ImportError, RuntimeError) as exc:
+        # Stubs made by a newer grpcio-tools/protobuf than the ones installed refuse to import
+        # (their version checks): make them again with the installed grpc_tools.
+        first = exc
+    for mod in [m for m in sys.modules if m.startswith(f"{gen.PACKAGE}.{gen.GEN}")]:
+        del sys.modules[mod]
+    ensure_generated(force=True)
+    try:
+        return importlib.import_module(name)
+    except (ImportError, RuntimeError) as exc:
+        raise ProtoUnavailableError(f"containerd API stubs: {first}; regenerated: {exc}") from None
 
 
 def __getattr__(name: str) -> ModuleType:

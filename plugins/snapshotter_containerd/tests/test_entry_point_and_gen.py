@@ -77,3 +77,26 @@ def test_missing_protos_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv(gen.PROTO_DIR_ENV, str(tmp_path / "nowhere"))
     with pytest.raises(gen.ProtoGenError, match="golang-github-containerd-containerd-dev"):
         gen.proto_dir()
+
+
+def test_stubs_that_refuse_to_import_are_regenerated(tmp_path: Path) -> None:
+    """Stubs from a newer grpcio-tools fail their version check at import: they are made again."""
+    import shutil
+
+    try:
+        gen.proto_dir()
+    except gen.ProtoGenError as exc:
+        pytest.skip(str(exc))
+    pkg = Path(gen.__file__).parent
+    copy = tmp_path / gen.PACKAGE
+    shutil.copytree(pkg, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    stub = copy / gen.GEN / "containerd" / "services" / "snapshots" / "v1" / "snapshots_pb2.py"
+    stub.write_text('raise RuntimeError("generated code depends on grpcio>=99")\n')
+    code = ("from nydus_snapshotter_containerd.api import snapshots_pb2 as s\n"
+            "print(s.Info.DESCRIPTOR.fields_by_name['labels'].number, s.__file__)\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         check=False, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    number, origin = res.stdout.split()
+    assert number == "6" and origin == str(stub)
+    assert "RuntimeError" not in stub.read_text()
