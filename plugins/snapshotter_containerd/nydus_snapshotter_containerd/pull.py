@@ -12,6 +12,11 @@ Over containerd's gRPC API, inside a lease (so nothing is collected half-way):
    bootstrap: only it is downloaded), so containerd records each chain ID as committed;
 3. the image record is created (or updated) pointing at the manifest.
 
+From an index (``nydusify --merge-platform``) the Nydus manifest is picked (``artifactType`` or the
+older ``nydus.remoteimage.v1`` os feature). Its config there says
+``application/vnd.nydus.image.config.v1+json``, which containerd's ``ctr run`` refuses; containerd
+then gets a local copy of the manifest naming the OCI config type (same config and layers).
+
 ``ctr run --snapshotter nydus REF`` then finds the image unpacked and never downloads a data blob.
 """
 
@@ -34,6 +39,9 @@ log = logging.getLogger("containerd-nydus")
 
 NYDUS_ARTIFACT = "application/vnd.nydus.image.manifest.v1+json"
 NYDUS_OS_FEATURE = "nydus.remoteimage.v1"
+NYDUS_CONFIG = "application/vnd.nydus.image.config.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 WRITE_CHUNK = 1 << 20
 
 
@@ -241,7 +249,15 @@ def pull(ref: str, *, address: str, namespace: str = "default", snapshotter: str
     if len(diff_ids) != len(layers):
         raise PullError(f"{ref}: the config has {len(diff_ids)} diff_ids for {len(layers)} layers")
     chains = chain_ids(diff_ids)
-    result = PullResult(name, manifest.digest, chains)
+    manifest_bytes, manifest_digest = manifest.content, manifest.digest
+    if cfg_desc.get("mediaType") == NYDUS_CONFIG:
+        # A Nydus manifest from a merged index marks its config so that Docker skips it; containerd's
+        # ctr/oci spec code accepts only the OCI/Docker config types, so keep a local copy that says
+        # OCI (the layers, and so every digest the snapshotter fetches, are the same).
+        local = dict(mjson, config=dict(cfg_desc, mediaType=OCI_CONFIG))
+        manifest_bytes = json.dumps(local, separators=(",", ":")).encode()
+        manifest_digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
+    result = PullResult(name, manifest_digest, chains)
 
     cd = Containerd(address, namespace)
     try:
@@ -249,7 +265,7 @@ def pull(ref: str, *, address: str, namespace: str = "default", snapshotter: str
         try:
             cd.put_content(config_bytes, cfg_desc["digest"],
                            {f"containerd.io/gc.ref.snapshot.{snapshotter}": chains[-1]})
-            cd.put_content(manifest.content, manifest.digest,
+            cd.put_content(manifest_bytes, manifest_digest,
                            {"containerd.io/gc.ref.content.config": cfg_desc["digest"]})
             parent = ""
             for layer, chain in zip(layers, chains):
@@ -260,15 +276,14 @@ def pull(ref: str, *, address: str, namespace: str = "default", snapshotter: str
                 lbl = {k: v for k, v in (layer.get("annotations") or {}).items()
                        if k.startswith("containerd.io/snapshot/")}
                 lbl.update({L.TARGET_REF: chain, L.IMAGE_REF: name, L.LAYER_DIGEST: layer["digest"],
-                            L.MANIFEST_DIGEST: manifest.digest})
+                            L.MANIFEST_DIGEST: manifest.digest})  # the registry's digest
                 key = f"extract-{time.time_ns()}-{secrets.token_hex(3)} {chain}"
                 if not cd.prepare_remote(snapshotter, key, parent, lbl):
                     raise PullError(f"{ref}: layer {layer['digest']} is not a remote (Nydus) layer for "
                                     f"snapshotter '{snapshotter}'")
                 result.prepared.append(chain)
                 parent = chain
-            cd.put_image(name, manifest.media_type or "application/vnd.oci.image.manifest.v1+json",
-                         manifest.digest, len(manifest.content))
+            cd.put_image(name, manifest.media_type or OCI_MANIFEST, manifest_digest, len(manifest_bytes))
         finally:
             cd.end_lease()
     finally:

@@ -181,3 +181,41 @@ def test_lazy_pull_run_restart_and_remove(lab: Lab, nydus_image: dict[str, objec
     assert _snapshots(lab) == []
     assert not list((sn_root / "snapshots").glob("*/image.boot"))
     assert not [f for f in cache.iterdir() if any(d.split(":")[1] in f.name for d in blob_digests)]
+
+
+def test_merged_index_picks_the_nydus_manifest(lab: Lab, rootfs: Path, tmp_path: Path) -> None:
+    """``nydusify convert --merge-platform``: an index with the OCI and the Nydus manifest. The pull
+    picks the Nydus one (whose config says ``application/vnd.nydus.image.config.v1+json``) and the
+    image runs."""
+    data = tmp_path / "data"
+    (data / "etc").mkdir(parents=True)
+    (data / "etc" / "motd").write_text("merged index\n")
+    host = lab.registry.server.host
+    with lab.registry.client() as client:
+        src = push_oci_image(client, host, "accept/merged", "oci", [rootfs, data])
+    res = subprocess.run([str(Path(sys.executable).with_name("nydusify")), "convert", "--source", src.ref,
+                          "--target", f"{host}/accept/merged:multi", "--merge-platform", "--plain-http",
+                          "--work-dir", str(tmp_path / "work")],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr
+    with lab.registry.client() as client:
+        index = client.get_manifest("accept/merged", "multi").json()
+    assert len(index["manifests"]) == 2
+    nydus_desc = next(m for m in index["manifests"] if m.get("artifactType"))
+    ref = f"{host}/accept/merged:multi"
+    lab.proxy.clear()
+    out = _nydus("containerd", "pull", "--address", str(lab.env.containerd.address), "--plain-http",
+                 "--json", ref)
+    assert out.returncode == 0, out.stderr + lab.env.logs()
+    with lab.registry.client() as client:
+        nydus_manifest = client.get_manifest("accept/merged", nydus_desc["digest"]).json()
+    assert nydus_manifest["config"]["mediaType"] == "application/vnd.nydus.image.config.v1+json"
+    pulled = json.loads(out.stdout)
+    assert pulled["chain_ids"][-1] in " ".join(_snapshots(lab))
+    # containerd holds a local copy whose config type is OCI (ctr accepts no other), same layers
+    assert pulled["manifest"] != nydus_desc["digest"]
+    assert pulled["manifest"] in lab.ctr("images", "ls").stdout
+    run = lab.ctr("run", "--rm", "--snapshotter", "nydus", ref, "merged-1", "/bin/cat", "/etc/motd",
+                  check=False)
+    assert run.returncode == 0 and run.stdout == "merged index\n", run.stderr + lab.env.logs()
+    lab.ctr("images", "rm", "--sync", ref)
