@@ -70,6 +70,11 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--store-on-open-kb", type=click.IntRange(min=0), default=None,
                  help="Push files up to this size (KiB) into the page cache when opened, if their data "
                       "is in the local cache [default: 1024; 0 disables]. Beyond upstream."),
+    click.option("--kernel-cache-timeout", type=click.FloatRange(min=0), default=None,
+                 help="Seconds the kernel may cache entries, attributes and negative lookups "
+                      "[default: 86400: an image never changes]. Beyond upstream."),
+    click.option("--no-keep-cache", is_flag=True, default=None,
+                 help="Drop a file's page cache at every open (FOPEN_KEEP_CACHE off). Beyond upstream."),
 ]
 
 
@@ -172,8 +177,7 @@ def build_settings(params: dict[str, Any]) -> Any:
     """Turn parsed flags into :class:`~.daemon.DaemonSettings` (config loaded and validated)."""
     from nydus_core.config import NydusConfig, load_config
 
-    from .daemon import DEFAULT_READAHEAD_KB, DEFAULT_STORE_ON_OPEN_KB, DaemonSettings
-    from .ops import CachePolicy
+    from .daemon import DEFAULT_READAHEAD_KB, DaemonSettings
 
     for flag, what in (("shared_dir", "-s/--shared-dir (passthroughfs)"), ("writable", "--writable"),
                        ("dedup_db", "--dedup-db"), ("upgrade", "--upgrade"),
@@ -195,7 +199,6 @@ def build_settings(params: dict[str, Any]) -> Any:
     if prefetch and not params.get("bootstrap"):
         raise UsageError("--prefetch-files requires -B/--bootstrap")
     ra = params.get("readahead_kb")
-    store = params.get("store_on_open_kb")
     return DaemonSettings(
         mountpoint=mountpoint,
         bootstrap=params.get("bootstrap"),
@@ -206,8 +209,23 @@ def build_settings(params: dict[str, Any]) -> Any:
         threads=params.get("threads") or 4,
         daemon_id=params.get("daemon_id") or "",
         readahead_kb=DEFAULT_READAHEAD_KB if ra is None else ra,
-        cache=CachePolicy(store_on_open=(DEFAULT_STORE_ON_OPEN_KB if store is None else store) << 10),
+        cache=_cache_policy(params),
     )
+
+
+def _cache_policy(params: dict[str, Any]) -> Any:
+    from .daemon import DEFAULT_STORE_ON_OPEN_KB
+    from .ops import CachePolicy
+
+    store = params.get("store_on_open_kb")
+    timeout = params.get("kernel_cache_timeout")
+    kwargs: dict[str, Any] = {
+        "store_on_open": (DEFAULT_STORE_ON_OPEN_KB if store is None else store) << 10,
+        "keep_cache": not params.get("no_keep_cache"),
+    }
+    if timeout is not None:
+        kwargs.update(entry_timeout=timeout, attr_timeout=timeout, negative_timeout=timeout)
+    return CachePolicy(**kwargs)
 
 
 def _serve(params: dict[str, Any]) -> None:

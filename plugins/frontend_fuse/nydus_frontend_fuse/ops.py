@@ -93,7 +93,8 @@ class NydusOperations(pyfuse3.Operations):
         self._inflight: dict[int, tuple[int, float]] = {}
         self._next_req = 0
         self.started_ns = time.time_ns()
-        self._store_max = self.cache.store_on_open
+        # a store is wasted when the kernel drops the page cache at open (keep_cache off)
+        self._store_max = self.cache.store_on_open if self.cache.keep_cache else 0
 
     # -- helpers --------------------------------------------------------------------------------
 
