@@ -128,11 +128,12 @@ def check_cmd(source: str | None, target: str, source_insecure: bool, target_ins
 @click.option("--prefetch", is_flag=True, help="Prefetch the whole image in the background.")
 @click.option("--mount-path", default="./image-fs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--work-dir", default="./tmp", show_default=True, type=click.Path(file_okay=False))
+@click.option("--nydusd", default=None, help="Run this nydusd binary instead of serving in this process.")
 @click.option("--log-level", "-l", default="info", show_default=True)
 @click.option("--debug", "-D", is_flag=True)
 def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: str, backend_type: str,
-              backend_config: str | None, prefetch: bool, mount_path: str, work_dir: str, log_level: str,
-              debug: bool) -> None:
+              backend_config: str | None, prefetch: bool, mount_path: str, work_dir: str, nydusd: str | None,
+              log_level: str, debug: bool) -> None:
     """Mount a Nydus image from a registry with nydusd; serve until interrupted."""
     from .mount import MountOptions, mount
     from .options import parse_backend_config
@@ -141,7 +142,8 @@ def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: st
     cfg = parse_backend_config(backend_config) if backend_config else {}
     rc = mount(MountOptions(target=target, insecure=target_insecure, plain_http=plain_http, platform=platform,
                             backend_type=backend_type, backend_config=cfg, prefetch=prefetch,
-                            mount_path=Path(mount_path), work_dir=Path(work_dir), log_level=log_level))
+                            mount_path=Path(mount_path), work_dir=Path(work_dir), log_level=log_level,
+                            nydusd=nydusd))
     if rc:
         raise click.exceptions.Exit(rc)
 
