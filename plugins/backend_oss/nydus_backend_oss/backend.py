@@ -3,32 +3,28 @@
 oss2 is imported here, on first use, never by ``hooks.py``. Requests are signed with OSS signature V1
 (``Authorization: OSS <id>:<signature>``), as upstream nydusd does. Each thread gets its own
 ``oss2.Bucket`` over its own HTTP session (connection pool); retries on resets, timeouts and 5xx
-answers come from urllib3's ``Retry`` with ``retry_limit`` attempts and a short backoff.
+answers come from urllib3's ``Retry`` with ``retry_limit`` attempts and a short backoff. What oss shares
+with s3 (config, proxy fallback, CA bundle, range checks, upload size check) is in
+:class:`nydus_core.object_store.ObjectStoreBackend`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import io
-import logging
-import os
 import threading
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, BinaryIO, TypeVar
+from collections.abc import Iterator, Mapping
+from typing import Any, BinaryIO
 
-from nydus_core.errors import BackendError, NydusError
-from nydus_core.interfaces import Backend
-from nydus_core.remote_backend import ExactSizeReader, ProxyRoute, ca_bundle, object_key, redact
+from nydus_core.errors import BackendError
+from nydus_core.object_store import ObjectStoreBackend
+from nydus_core.remote_backend import ExactSizeReader
 
 from .errors import map_error
 from .sdk import import_oss2
-from .settings import OSSSettings, parse_settings
+from .settings import OSSSettings
 
-log = logging.getLogger("nydus.backend.oss")
-
-T = TypeVar("T")
 MiB = 1024 * 1024
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
@@ -59,7 +55,7 @@ def _find_upload_id(body: bytes) -> str:
     raise BackendError("oss backend: the server's InitiateMultipartUpload answer has no UploadId")
 
 
-class OSSBackend(Backend):
+class OSSBackend(ObjectStoreBackend):
     """Blobs in an OSS bucket: ranged GET, HEAD for the size, multipart upload for large blobs."""
 
     name = "oss"
@@ -68,42 +64,17 @@ class OSSBackend(Backend):
     multipart_threshold = 8 * MiB
     multipart_chunksize = 8 * MiB
 
+    settings_class = OSSSettings
+    settings: OSSSettings
+    default_verify = True
+
     def __init__(self, config: Mapping[str, Any]) -> None:
-        self.settings: OSSSettings = parse_settings(config)
-        super().__init__(self.settings.as_dict())
+        super().__init__(config)
         self._local = threading.local()
-        self._lock = threading.Lock()
         self._sessions: list[Any] = []
-        self._ca_bundle: str | None = None
         self._closed = False
-        self._route = ProxyRoute(self.settings.proxy, timeout=self.settings.connect_timeout)
-
-    def __repr__(self) -> str:
-        s = self.settings
-        return f"<OSSBackend {s.location(s.object_prefix)} endpoint={s.endpoint_url}>"
-
-    @classmethod
-    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Check an ``oss`` config (ConfigError naming the key) and return it with defaults filled in."""
-        return parse_settings(config).as_dict()
 
     # -- oss2 objects --------------------------------------------------------------------------
-
-    def _secrets(self) -> tuple[str, ...]:
-        return (self.settings.access_key_secret,)
-
-    def _verify(self) -> bool | str:
-        s = self.settings
-        if s.skip_verify:
-            return False
-        if not s.ca_cert_files:
-            return True
-        if len(s.ca_cert_files) == 1:
-            return s.ca_cert_files[0]
-        with self._lock:
-            if self._ca_bundle is None:
-                self._ca_bundle = ca_bundle(s.ca_cert_files)
-            return self._ca_bundle
 
     def make_auth(self) -> Any:
         """Return the oss2 signer for this config: V1 ``oss2.Auth``, or anonymous without keys."""
@@ -137,6 +108,9 @@ class OSSBackend(Backend):
             self._sessions.append(session)
         return session
 
+    def _handle(self, proxied: bool) -> Any:
+        return self.bucket(proxied=proxied)
+
     def bucket(self, *, proxied: bool = False) -> Any:
         """Return this thread's ``oss2.Bucket`` (direct, or through the Dragonfly proxy)."""
         if self._closed:
@@ -168,94 +142,57 @@ class OSSBackend(Backend):
             setattr(self._local, attr, bucket)
         return bucket
 
-    def _call(self, what: str, op: Callable[[Any], T], *, via_proxy: bool = True) -> T:
-        """Run ``op(bucket)`` through the proxy when it is healthy, else directly; map SDK errors."""
+    def _is_proxy_failure(self, exc: BaseException) -> bool:
+        return _is_proxy_failure(exc)
+
+    def _proxy_failure_reason(self, exc: BaseException) -> str:
+        return type(exc).__name__
+
+    def _map_error(self, exc: BaseException, what: str) -> BackendError:
+        return map_error(exc, what, endpoint=self.settings.endpoint_url, secrets=self._secrets())
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _head_size(self, bucket: Any, key: str) -> int:
+        return int(bucket.head_object(key).content_length)
+
+    def _get_range(self, bucket: Any, key: str, offset: int, end: int) -> bytes:
+        oe = import_oss2().exceptions
         try:
-            if via_proxy and self._route.use_proxy():
-                try:
-                    return op(self.bucket(proxied=True))
-                except Exception as exc:
-                    if not self.settings.proxy.fallback or not _is_proxy_failure(exc):
-                        raise
-                    self._route.mark_down(redact(type(exc).__name__, self._secrets()))
-            return op(self.bucket())
-        except NydusError:
+            # "standard" makes OSS answer 416 for a range past the end, not the whole object.
+            result = bucket.get_object(
+                key, byte_range=(offset, end), headers={"x-oss-range-behavior": "standard"}
+            )
+        except oe.OssError as exc:
+            if getattr(exc, "status", 0) == 416 or getattr(exc, "code", "") == "InvalidRange":
+                return b""
             raise
-        except Exception as exc:
-            raise map_error(
-                exc, what, endpoint=self.settings.endpoint_url, secrets=self._secrets()
-            ) from exc
+        try:
+            data = result.read()
+        finally:
+            result.close()
+        if result.status == 200:  # the server ignored Range and sent the whole object
+            data = data[offset:end + 1]
+        return data
 
-    def _key(self, blob_id: str) -> str:
-        return object_key(self.settings.object_prefix, blob_id, "oss")
-
-    # -- Backend API -------------------------------------------------------------------------
-
-    def size(self, blob_id: str) -> int:
-        """Return the blob's size from a HEAD request."""
-        key = self._key(blob_id)
-        log.debug("HEAD %s", self.settings.location(key))
-        head = self._call(f"HEAD {self.settings.location(key)}", lambda b: b.head_object(key))
-        return int(head.content_length)
-
-    def read(self, blob_id: str, offset: int, length: int) -> bytes:
-        """Return ``length`` bytes at ``offset`` with one ranged GET (fewer at the end, none past it)."""
-        if offset < 0 or length < 0:
-            raise ValueError(f"negative offset or length ({offset}, {length})")
-        if length == 0:
-            return b""
-        key = self._key(blob_id)
-        end = offset + length - 1
-        log.debug("GET %s bytes=%d-%d", self.settings.location(key), offset, end)
-
-        def op(bucket: Any) -> bytes:
-            oe = import_oss2().exceptions
-            try:
-                # "standard" makes OSS answer 416 for a range past the end, not the whole object.
-                result = bucket.get_object(
-                    key, byte_range=(offset, end), headers={"x-oss-range-behavior": "standard"}
-                )
-            except oe.OssError as exc:
-                if getattr(exc, "status", 0) == 416 or getattr(exc, "code", "") == "InvalidRange":
-                    return b""
-                raise
-            try:
-                data = result.read()
-            finally:
-                result.close()
-            if result.status == 200:  # the server ignored Range and sent the whole object
-                data = data[offset:end + 1]
-            return data
-
-        return self._call(f"GET {self.settings.location(key)} (bytes={offset}-{end})", op)
-
-    def write(self, blob_id: str, stream: BinaryIO, size: int | None = None) -> None:
-        """Upload ``stream`` as the blob; blobs of ``multipart_threshold`` bytes or more go in parts.
-
-        With ``size``, a stream that holds a different number of bytes fails the upload (a multipart
-        upload is aborted) and nothing is stored. Every request carries ``Content-MD5``.
-        """
-        key = self._key(blob_id)
-        if isinstance(stream, bytes | bytearray | memoryview):
-            stream = io.BytesIO(bytes(stream))
-        where = f"PUT {self.settings.location(key)}"
-        stream = ExactSizeReader(stream, size, f"oss backend: {where}")
-        first = _read_full(stream, self.multipart_threshold)
+    def _upload(self, key: str, source: ExactSizeReader, size: int | None, what: str) -> None:
+        """Blobs of ``multipart_threshold`` bytes or more go up in parts; each carries ``Content-MD5``."""
+        first = _read_full(source, self.multipart_threshold)
         if len(first) < self.multipart_threshold:
-            log.debug("PUT %s (%d bytes)", self.settings.location(key), len(first))
+            self.log.debug("PUT %s (%d bytes)", self.settings.location(key), len(first))
             self._call(
-                where,
+                what,
                 lambda b: b.put_object(key, first, headers={"Content-MD5": content_md5(first)}),
                 via_proxy=False,
             )
             return
-        self._call(where, lambda b: self._multipart(b, key, first, stream), via_proxy=False)
+        self._call(what, lambda b: self._multipart(b, key, first, source), via_proxy=False)
 
     def _multipart(self, bucket: Any, key: str, first: bytes, stream: BinaryIO) -> None:
         oss2 = import_oss2()
         resp = bucket._do("POST", bucket.bucket_name, key, params={"uploads": ""})
         upload_id = _find_upload_id(resp.read())
-        log.debug("multipart upload %s of %s started", upload_id, self.settings.location(key))
+        self.log.debug("multipart upload %s of %s started", upload_id, self.settings.location(key))
         parts = []
         try:
             for number, part in enumerate(_chunks(first, stream, self.multipart_chunksize), start=1):
@@ -267,22 +204,16 @@ class OSSBackend(Backend):
             try:
                 bucket.abort_multipart_upload(key, upload_id)
             except Exception:  # the original error matters more
-                log.debug("aborting multipart upload %s failed", upload_id, exc_info=True)
+                self.log.debug("aborting multipart upload %s failed", upload_id, exc_info=True)
             raise
 
-    def close(self) -> None:
-        """Close every thread's HTTP session and remove the temporary CA bundle."""
+    def _close_handles(self) -> None:
+        """Close every thread's HTTP session."""
         with self._lock:
             self._closed = True
             sessions, self._sessions = self._sessions, []
-            bundle, self._ca_bundle = self._ca_bundle, None
         for session in sessions:
             session.session.close()
-        if bundle:
-            try:
-                os.unlink(bundle)
-            except OSError:
-                pass
 
 
 def _chunks(first: bytes, stream: BinaryIO, size: int) -> Iterator[bytes]:

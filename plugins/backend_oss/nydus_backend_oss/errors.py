@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nydus_core.errors import (
-    AuthError,
-    BackendError,
-    BlobNotFoundError,
-    PermissionDeniedError,
-    TransientBackendError,
-)
+from nydus_core.errors import BackendError, TransientBackendError
+from nydus_core.object_store import ErrorCodes, unmapped_error
 from nydus_core.remote_backend import exception_chain, redact
 
 NOT_FOUND = frozenset({"NoSuchKey", "NotFound", "NoSuchBucket", "NoSuchUpload", "SymlinkTargetNotExist"})
@@ -23,6 +18,7 @@ TRANSIENT = frozenset({
     "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed", "SlowDown",
     "TooManyRequests", "QpsLimitExceeded", "Throttling",
 })
+CODES = ErrorCodes(NOT_FOUND, AUTH, PERMISSION, TRANSIENT)
 
 
 def map_error(
@@ -46,9 +42,7 @@ def map_error(
             return _server_error(cause, prefix, secrets)
         if isinstance(cause, requests.exceptions.RequestException):
             return _request_error(cause, prefix, server)
-    if isinstance(exc, BackendError):
-        return exc
-    return BackendError(f"{prefix}: {type(exc).__name__}: {redact(str(exc), secrets)}")
+    return unmapped_error(exc, prefix, secrets)
 
 
 def _request_error(exc: BaseException, prefix: str, server: str) -> BackendError:
@@ -80,16 +74,4 @@ def _request_error(exc: BaseException, prefix: str, server: str) -> BackendError
 def _server_error(exc: BaseException, prefix: str, secrets: tuple[str, ...]) -> BackendError:
     status = int(getattr(exc, "status", 0) or 0)
     code = str(getattr(exc, "code", "") or "")
-    message = redact(str(getattr(exc, "message", "") or ""), secrets)
-    detail = f"{code or status}" + (f": {message}" if message and message != code else "")
-    if code == "NoSuchBucket":
-        return BlobNotFoundError(f"{prefix}: the bucket does not exist ({detail})")
-    if code in NOT_FOUND or (not code and status == 404):
-        return BlobNotFoundError(f"{prefix}: not found ({detail})")
-    if code in AUTH or status == 401:
-        return AuthError(f"{prefix}: credentials rejected ({detail})")
-    if code in PERMISSION or status == 403:
-        return PermissionDeniedError(f"{prefix}: permission denied ({detail})")
-    if code in TRANSIENT or status >= 500 or status == 429:
-        return TransientBackendError(f"{prefix}: server error ({detail})")
-    return BackendError(f"{prefix}: {detail}")
+    return CODES.error(prefix, code, status, str(getattr(exc, "message", "") or ""), secrets)

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nydus_core.errors import (
-    AuthError,
-    BackendError,
-    BlobNotFoundError,
-    PermissionDeniedError,
-    TransientBackendError,
-)
+from nydus_core.errors import AuthError, BackendError, TransientBackendError
+from nydus_core.object_store import ErrorCodes, unmapped_error
 from nydus_core.remote_backend import exception_chain, redact
 
 NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchBucket", "NoSuchUpload"})
@@ -25,6 +20,7 @@ TRANSIENT = frozenset({
     "InternalError", "ServiceUnavailable", "503", "500", "502", "504", "RequestLimitExceeded",
     "TooManyRequests", "429", "BadDigest", "IncompleteBody",
 })
+CODES = ErrorCodes(NOT_FOUND, AUTH, PERMISSION, TRANSIENT)
 
 
 def map_error(
@@ -61,9 +57,7 @@ def map_error(
             return TransientBackendError(f"{prefix}: cannot reach the server{server} ({kind})")
         if isinstance(cause, be.IncompleteReadError | be.ChecksumError):
             return TransientBackendError(f"{prefix}: {redact(str(cause), secrets)}")
-    if isinstance(exc, BackendError):
-        return exc
-    return BackendError(f"{prefix}: {type(exc).__name__}: {redact(str(exc), secrets)}")
+    return unmapped_error(exc, prefix, secrets)
 
 
 def _client_error(exc: BaseException, prefix: str, secrets: tuple[str, ...]) -> BackendError:
@@ -71,16 +65,4 @@ def _client_error(exc: BaseException, prefix: str, secrets: tuple[str, ...]) -> 
     error = response.get("Error", {}) or {}
     code = str(error.get("Code") or "")
     status = int((response.get("ResponseMetadata", {}) or {}).get("HTTPStatusCode") or 0)
-    message = redact(str(error.get("Message") or ""), secrets)
-    detail = f"{code or status}" + (f": {message}" if message and message != code else "")
-    if code == "NoSuchBucket":
-        return BlobNotFoundError(f"{prefix}: the bucket does not exist ({detail})")
-    if code in NOT_FOUND or (not code and status == 404):
-        return BlobNotFoundError(f"{prefix}: not found ({detail})")
-    if code in AUTH or status == 401:
-        return AuthError(f"{prefix}: credentials rejected ({detail})")
-    if code in PERMISSION or status == 403:
-        return PermissionDeniedError(f"{prefix}: permission denied ({detail})")
-    if code in TRANSIENT or status >= 500 or status == 429:
-        return TransientBackendError(f"{prefix}: server error ({detail})")
-    return BackendError(f"{prefix}: {detail}")
+    return CODES.error(prefix, code, status, str(error.get("Message") or ""), secrets)
