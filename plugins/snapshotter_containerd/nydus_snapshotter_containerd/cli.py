@@ -32,13 +32,21 @@ _LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
 @click.option("--config", "config_path", default=None, help="Snapshotter config file (TOML).")
 @click.option("--address", default=None, help="gRPC unix socket to serve on (overrides the config).")
 @click.option("--root", default=None, help="State directory (overrides the config).")
-@click.option("--nydusd", "nydusd_cmd", default=None, help="nydusd command (overrides the config).")
+@click.option("--nydusd", "--nydusd-path", "nydusd_cmd", default=None,
+              help="nydusd command (overrides the config).")
+@click.option("--nydusd-config", default=None,
+              help="nydusd config template, JSON v1 (overrides the config's [daemon] section).")
+@click.option("--daemon-mode", default=None, type=click.Choice(["shared"]),
+              help="One nydusd per snapshotter (the only mode; upstream's flag).")
+@click.option("--fs-driver", default=None, type=click.Choice(["fusedev"]),
+              help="How images are served (FUSE only; upstream's flag).")
 @click.option("--log-level", default=None, type=click.Choice(sorted(_LEVELS)), help="Log level.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def serve(config_path: str | None, address: str | None, root: str | None, nydusd_cmd: str | None,
+          nydusd_config: str | None, daemon_mode: str | None, fs_driver: str | None,
           log_level: str | None, debug: bool) -> None:
     """containerd proxy snapshotter for Nydus images (lazy pulls through nydusd)."""
-    from .config import load_config
+    from .config import load_config, load_daemon_template
     from .service import make_server
     from .snapshotter import Snapshotter
 
@@ -49,6 +57,8 @@ def serve(config_path: str | None, address: str | None, root: str | None, nydusd
         cfg.root = root
     if nydusd_cmd:
         cfg.nydusd = nydusd_cmd
+    if nydusd_config:
+        cfg.daemon_template = load_daemon_template(Path(nydusd_config), "--nydusd-config")
     if log_level:
         cfg.log_level = log_level
     logging.basicConfig(level=_LEVELS[cfg.log_level],

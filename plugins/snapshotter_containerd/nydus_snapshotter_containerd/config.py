@@ -113,6 +113,19 @@ def load_config(path: str | os.PathLike[str] | None) -> SnapshotterConfig:
     return cfg
 
 
+def load_daemon_template(path: Path, what: str) -> dict[str, Any]:
+    """Read a nydusd JSON config used as the per-image template; ConfigError naming ``what``."""
+    try:
+        tmpl = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what}: {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{what}: {path}: not a JSON config: {exc}") from None
+    if not isinstance(tmpl, dict):
+        raise ConfigError(f"{what}: {path}: must hold a JSON object")
+    return tmpl
+
+
 def _daemon_section(cfg: SnapshotterConfig, daemon: Any, p: Path) -> None:
     """``[daemon]``: ``config`` (inline template) or upstream's ``nydusd_config`` (a JSON file),
     ``nydusd_path``; upstream's ``recover_policy`` and ``fs_driver``/``daemon_mode`` are checked."""
@@ -129,16 +142,8 @@ def _daemon_section(cfg: SnapshotterConfig, daemon: Any, p: Path) -> None:
             raise ConfigError(f"{p}: 'daemon.config' must be a table")
         cfg.daemon_template = daemon["config"]
     if "nydusd_config" in daemon:
-        path = Path(str(daemon["nydusd_config"]))
-        try:
-            tmpl = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: 'daemon.nydusd_config': {path}: no such file") from None
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{p}: 'daemon.nydusd_config': {path}: not a JSON config: {exc}") from None
-        if not isinstance(tmpl, dict):
-            raise ConfigError(f"{p}: 'daemon.nydusd_config': {path}: must hold a JSON object")
-        cfg.daemon_template = tmpl
+        cfg.daemon_template = load_daemon_template(Path(str(daemon["nydusd_config"])),
+                                                   f"{p}: 'daemon.nydusd_config'")
     if "nydusd_path" in daemon:
         if not isinstance(daemon["nydusd_path"], str):
             raise ConfigError(f"{p}: 'daemon.nydusd_path' must be a string")

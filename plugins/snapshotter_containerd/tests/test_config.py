@@ -71,3 +71,21 @@ def test_upstream_daemon_keys(tmp_path: Path) -> None:
     d = cfg.daemon_config(scheme="https", host="h", repo="r", auth=None, work_dir="/c")
     assert d["device"]["backend"]["config"] == {"timeout": 9, "scheme": "https", "host": "h", "repo": "r"}
     assert d["iostats_files"] is True
+
+
+def test_cli_flags_errors_are_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from nydus_snapshotter_containerd.testing import SnapshotterProcess
+
+    base = [SnapshotterProcess.script(), "--root", str(tmp_path / "r"), "--address", str(tmp_path / "s.sock")]
+    for extra, word in ((["--nydusd-config", str(tmp_path / "none.json")], "none.json"),
+                        (["--daemon-mode", "dedicated"], "dedicated")):
+        res = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60, check=False)
+        assert res.returncode != 0 and word in res.stderr, res.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    res = subprocess.run([*base, "--nydusd-config", str(bad)], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert res.returncode != 0 and res.stderr.count("\n") == 1 and str(bad) in res.stderr
+    assert not (tmp_path / "s.sock").exists()
