@@ -121,15 +121,17 @@ class Snapshotter:
         try:
             started = self.nydusd.ensure_running()
         except NydusError as exc:
-            if needed:
-                raise
-            # Plain OCI images still work; Nydus images will say why when they are mounted.
-            log.warning("nydusd is not running: %s", exc)
+            # Still serve: plain OCI snapshots work, removals go through, and Nydus images are
+            # mounted (or say why not) on their next Mounts/Prepare.
+            log.log(logging.ERROR if needed else logging.WARNING, "nydusd is not running: %s", exc)
             return
         log.info("%s nydusd at %s; %d image(s) in use", "started" if started else "reconnected to",
                  self.nydusd.apisock, len(needed))
         for boot in needed.values():
-            self._mount_image(boot)
+            try:
+                self._mount_image(boot)
+            except NydusError as exc:
+                log.error("mounting image %s: %s", boot.labels.get(L.NYDUS_IMAGE, boot.name), exc)
 
     def close(self) -> None:
         """Close the metadata store (nydusd keeps running for the containers)."""
@@ -181,6 +183,7 @@ class Snapshotter:
                     raise InvalidArgumentError(f"nydus bootstrap layer {target}: labels {L.IMAGE_REF} "
                                                f"and {L.LAYER_DIGEST} are needed")
                 size = self._fetch(ref, digest, self.bootstrap_path(snap.id))
+                self._check_bootstrap(self.bootstrap_path(snap.id), f"{ref} layer {digest}")
                 log.info("fetched bootstrap of %s (%s, %d bytes)", ref, digest, size)
                 extra[L.NYDUS_IMAGE] = ref
             self.meta.commit(key, target, extra)
@@ -376,6 +379,19 @@ class Snapshotter:
                     pass
         if freed:
             log.info("freed %d bytes of blob cache of %s", freed, boot.labels.get(L.NYDUS_IMAGE, boot.name))
+
+    @staticmethod
+    def _check_bootstrap(path: Path, what: str) -> None:
+        """Open the fetched bootstrap once, so that a bad one fails the pull, not the container."""
+        from nydus_core.rafs.image import open_image
+
+        try:
+            img = open_image(str(path))
+        except (NydusError, OSError, ValueError) as exc:
+            raise NydusError(f"{what}: not a usable RAFS bootstrap: {exc}") from None
+        close = getattr(img, "close", None)
+        if close:
+            close()
 
     @staticmethod
     def _blob_ids(bootstrap: Path) -> set[str]:

@@ -309,6 +309,16 @@ def test_bootstrap_download_is_checked(nydus_proc, registry_open, tmp_path: Path
         with pytest.raises(grpc.RpcError) as info:
             client.prepare("e2", chains[0], wrong)
         assert "0000000000" in info.value.details()
+        # a layer that is a valid tar.gz but whose image.boot is not a RAFS bootstrap
+        from nydus_snapshotter_containerd.testing import bootstrap_layer
+
+        junk, _ = bootstrap_layer(b"not a bootstrap" * 300)
+        with registry_open.client() as c:
+            junk_digest = c.push_blob("svc/checked", junk)
+        proxy.clear()
+        with pytest.raises(grpc.RpcError) as info:
+            client.prepare("e4", chains[0], {**boot, L.LAYER_DIGEST: junk_digest})
+        assert "not a usable RAFS bootstrap" in info.value.details()
         assert [i.name for i in client.list()] == [chains[0]]  # nothing half-made is left
         assert not list((proc.root / "snapshots").glob("*/image.boot"))
         proxy.clear()
