@@ -2,10 +2,12 @@
 
     .venv/bin/python bench/fuse_tuning.py [--runs N]
 
-Rows: our defaults (entry/attr timeouts 86400 s, keep_cache, read-ahead 1 MiB, store-on-open up to
-1 MiB), then timeouts 0 (pyfuse3's example default), keep_cache off, the kernel's 128 KiB read-ahead,
-store-on-open off. Columns as in bench/fuse.py (cold = fresh mount, page cache dropped, data in our
-blob cache). Figures are minimums of ``--runs`` runs (median beside). Needs root and /dev/fuse.
+Rows: our defaults (entry/attr timeouts 86400 s, keep_cache, the kernel's 128 KiB read-ahead,
+store-on-open up to 1 MiB, cache hits served inline), then timeouts 0 (pyfuse3's example default),
+keep_cache off, read-ahead 1 MiB, store-on-open off, and store-on-open off with cache hits served
+on worker threads instead of inline on the trio thread. Columns as in bench/fuse.py (cold = fresh
+mount, page cache dropped, data in our blob cache). Figures are minimums of ``--runs`` runs (median
+beside). Needs root and /dev/fuse.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ VARIANTS: list[tuple[str, list[str]]] = [
     ("defaults", []),
     ("timeouts 0", ["--kernel-cache-timeout", "0"]),
     ("keep_cache off", ["--no-keep-cache"]),
-    ("read-ahead 128 KiB", ["--readahead-kb", "128"]),
+    ("read-ahead 1 MiB", ["--readahead-kb", "1024"]),
     ("store-on-open off", ["--store-on-open-kb", "0"]),
+    ("store off, reads on threads", ["--store-on-open-kb", "0", "--no-inline-reads"]),
 ]
 
 

@@ -65,7 +65,7 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--writable", is_flag=True, default=None, help="Read-write mount (not supported)."),
     click.option("--dedup-db", default=None, help="Chunk-dedup database (not supported)."),
     click.option("--readahead-kb", type=click.IntRange(min=0), default=None,
-                 help="Kernel read-ahead of the mount in KiB [default: 1024; 0 keeps the kernel's]. "
+                 help="Kernel read-ahead of the mount in KiB [default: 0, the kernel's 128 KiB]. "
                       "Beyond upstream."),
     click.option("--store-on-open-kb", type=click.IntRange(min=0), default=None,
                  help="Push files up to this size (KiB) into the page cache when opened, if their data "
@@ -73,6 +73,9 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--kernel-cache-timeout", type=click.FloatRange(min=0), default=None,
                  help="Seconds the kernel may cache entries, attributes and negative lookups "
                       "[default: 86400: an image never changes]. Beyond upstream."),
+    click.option("--no-inline-reads", is_flag=True, default=None,
+                 help="Serve every read on a worker thread, cache hits too (for measurements). "
+                      "Beyond upstream."),
     click.option("--no-keep-cache", is_flag=True, default=None,
                  help="Drop a file's page cache at every open (FOPEN_KEEP_CACHE off). Beyond upstream."),
 ]
@@ -210,6 +213,7 @@ def build_settings(params: dict[str, Any]) -> Any:
         daemon_id=params.get("daemon_id") or "",
         readahead_kb=DEFAULT_READAHEAD_KB if ra is None else ra,
         cache=_cache_policy(params),
+        inline_hits=not params.get("no_inline_reads"),
     )
 
 

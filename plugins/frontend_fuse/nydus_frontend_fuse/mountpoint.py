@@ -102,20 +102,3 @@ def set_readahead(path: str, kib: int) -> bool:
         return False
     log.debug("read-ahead of %s set to %d KiB", path, kib)
     return True
-
-
-def set_max_background(path: str, requests: int) -> bool:
-    """Raise the FUSE connection's ``max_background`` (async read-ahead requests in flight)."""
-    dev = mount_device(path)
-    if dev is None or requests <= 0:
-        return False
-    minor = dev.split(":")[1]
-    ok = True
-    for knob, value in (("max_background", requests), ("congestion_threshold", requests * 3 // 4)):
-        try:
-            with open(f"/sys/fs/fuse/connections/{minor}/{knob}", "w") as fh:
-                fh.write(str(int(value)))
-        except OSError as exc:
-            log.info("could not set %s of %s: %s", knob, path, exc.strerror)
-            ok = False
-    return ok
