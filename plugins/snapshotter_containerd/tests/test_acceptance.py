@@ -20,6 +20,10 @@ from pathlib import Path
 import pytest
 from nydus_snapshotter_containerd.testing import Lab, push_oci_image
 
+# runc keeps container state per namespace and id host-wide (/run/containerd/runc): ids unique to
+# this process let two test runs share the machine.
+RUN = os.getpid()
+
 BIG = 24 << 20  # incompressible, so reading 4 KiB of it must not fetch it whole
 
 
@@ -124,9 +128,9 @@ def test_lazy_pull_run_restart_and_remove(lab: Lab, nydus_image: dict[str, objec
     assert json.loads(again.stdout)["prepared"] == []
 
     # -- run: lazy reads and a write into the container's upper dir
-    lab.ctr("run", "-d", "--snapshotter", "nydus", ref, "acc-1", "/bin/sleep", "600")
+    lab.ctr("run", "-d", "--snapshotter", "nydus", ref, f"acc-1-{RUN}", "/bin/sleep", "600")
     try:
-        out = _exec(lab, "acc-1", "cat /data/small.txt; head -c 4096 /data/big.bin | sha256sum; "
+        out = _exec(lab, f"acc-1-{RUN}", "cat /data/small.txt; head -c 4096 /data/big.bin | sha256sum; "
                                   "echo written-by-container > /data/new.txt; cat /data/new.txt")
         assert out.split("\n")[0] == "small file in a lazily pulled image"
         assert nydus_image["big_head"] in out
@@ -146,18 +150,18 @@ def test_lazy_pull_run_restart_and_remove(lab: Lab, nydus_image: dict[str, objec
         nydusd_pid = (sn_root / "nydusd.pid").read_text()
         lab.env.restart_snapshotter()
         assert _snapshots_when_reconnected(lab) == before
-        out = _exec(lab, "acc-1", f"tail -c +{int(nydus_image['big_size']) // 2 + 1} /data/big.bin "
+        out = _exec(lab, f"acc-1-{RUN}", f"tail -c +{int(nydus_image['big_size']) // 2 + 1} /data/big.bin "
                                   "| head -c 8192 | sha256sum; cat /data/new.txt")
         assert nydus_image["big_mid"] in out and "written-by-container" in out
         assert (sn_root / "nydusd.pid").read_text() == nydusd_pid  # reconnected, not restarted
     finally:
-        lab.ctr("tasks", "kill", "-s", "SIGKILL", "acc-1", check=False)
+        lab.ctr("tasks", "kill", "-s", "SIGKILL", f"acc-1-{RUN}", check=False)
         for _ in range(100):
-            if "acc-1" not in lab.ctr("tasks", "ls", "-q", check=False).stdout.split():
+            if f"acc-1-{RUN}" not in lab.ctr("tasks", "ls", "-q", check=False).stdout.split():
                 break
             time.sleep(0.1)
-        lab.ctr("tasks", "rm", "-f", "acc-1", check=False)
-        lab.ctr("containers", "rm", "acc-1", check=False)
+        lab.ctr("tasks", "rm", "-f", f"acc-1-{RUN}", check=False)
+        lab.ctr("containers", "rm", f"acc-1-{RUN}", check=False)
 
     # the container's snapshot is gone and the image's RAFS instance is unmounted
     assert not any(s.endswith("Active") for s in _snapshots(lab))
@@ -219,7 +223,7 @@ def test_merged_index_picks_the_nydus_manifest(lab: Lab, rootfs: Path, tmp_path:
     # containerd holds a local copy whose config type is OCI (ctr accepts no other), same layers
     assert pulled["manifest"] != nydus_desc["digest"]
     assert pulled["manifest"] in lab.ctr("images", "ls").stdout
-    run = lab.ctr("run", "--rm", "--snapshotter", "nydus", ref, "merged-1", "/bin/cat", "/etc/motd",
+    run = lab.ctr("run", "--rm", "--snapshotter", "nydus", ref, f"merged-1-{RUN}", "/bin/cat", "/etc/motd",
                   check=False)
     assert run.returncode == 0 and run.stdout == "merged index\n", run.stderr + lab.env.logs()
     lab.ctr("images", "rm", "--sync", ref)

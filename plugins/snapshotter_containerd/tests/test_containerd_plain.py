@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from nydus_snapshotter_containerd.testing import Lab, push_oci_image
+
+# runc keeps container state per namespace and id host-wide (/run/containerd/runc): ids unique to
+# this process let two test runs share the machine.
+RUN = os.getpid()
 
 
 def test_plugin_is_listed_ok(lab: Lab) -> None:
@@ -27,14 +32,14 @@ def test_plain_oci_image_pulls_and_runs(lab: Lab, rootfs: Path, tmp_path: Path) 
     committed = [line for line in snaps.splitlines() if line.rstrip().endswith("Committed")]
     assert len(committed) >= 2, snaps
 
-    res = env.ctr("run", "--rm", "--snapshotter", "nydus", img.ref, "plain-1", "/bin/sh", "-c",
+    res = env.ctr("run", "--rm", "--snapshotter", "nydus", img.ref, f"plain-1-{RUN}", "/bin/sh", "-c",
                   "cat /data/hello.txt && echo written > /data/new && cat /data/new && ls /bin/cat",
                   check=False)
     assert res.returncode == 0, res.stderr + env.logs()
     assert res.stdout.splitlines() == ["hello from the top layer", "written", "/bin/cat"]
 
     # The container's write did not reach the image: a second container sees no /data/new.
-    res = env.ctr("run", "--rm", "--snapshotter", "nydus", img.ref, "plain-2", "/bin/sh", "-c",
+    res = env.ctr("run", "--rm", "--snapshotter", "nydus", img.ref, f"plain-2-{RUN}", "/bin/sh", "-c",
                   "ls /data", check=False)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["hello.txt"]
