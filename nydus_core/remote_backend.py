@@ -204,9 +204,14 @@ class ExactSizeReader:
         return False
 
     def read(self, n: int = -1) -> bytes:
-        """Read up to ``n`` bytes (the rest with ``n < 0``), checking the total against ``size``."""
+        """Read ``n`` bytes (the rest with ``n < 0``), checking the total against ``size``.
+
+        Short reads of the underlying stream (a pipe) are joined: fewer than ``n`` bytes come back only
+        at the end of the stream, which SDKs take as the end of the upload.
+        """
+        whole = n is None or n < 0
         if self._size is None:
-            data = bytes(self._stream.read() if n is None or n < 0 else self._stream.read(n))
+            data = self._read_full(None if whole else n)
             self.count += len(data)
             return data
         remaining = self._size - self.count
@@ -214,21 +219,28 @@ class ExactSizeReader:
             if n != 0:
                 self._check_end()
             return b""
-        want = remaining if n is None or n < 0 else min(n, remaining)
+        want = remaining if whole else min(n, remaining)
+        data = self._read_full(want)
+        if len(data) < want:
+            raise BackendError(
+                f"{self._what}: the stream ended after {self.count + len(data)} of the declared "
+                f"{self._size} bytes"
+            )
+        self.count += len(data)
+        if whole:
+            self._check_end()
+        return data
+
+    def _read_full(self, want: int | None) -> bytes:
+        """Read ``want`` bytes (all with ``None``), looping over short reads; fewer only at the end."""
         parts = []
         got = 0
-        while got < want:
-            chunk = self._stream.read(want - got)
+        while want is None or got < want:
+            chunk = self._stream.read(-1 if want is None else want - got)
             if not chunk:
-                raise BackendError(
-                    f"{self._what}: the stream ended after {self.count + got} of the declared "
-                    f"{self._size} bytes"
-                )
+                break
             parts.append(bytes(chunk))
             got += len(chunk)
-        self.count += got
-        if n is None or n < 0:
-            self._check_end()
         return b"".join(parts)
 
     def _check_end(self) -> None:

@@ -117,6 +117,10 @@ def test_exact_size_reader(make: Any) -> None:
     unchecked = ExactSizeReader(make(data), None, "PUT x")
     assert unchecked.read(1000) + unchecked.read() + unchecked.read() == data[: unchecked.count]
 
+    piped = ExactSizeReader(make(data), None, "PUT x")  # no size: short reads are still joined
+    assert piped.read(50) == data[:50] and piped.read(60) == data[50:] and piped.read(1) == b""
+    assert ExactSizeReader(make(data), None, "PUT x").read() == data
+
 
 def test_proxy_block() -> None:
     assert parse_proxy({}, "t") == ProxySettings()
