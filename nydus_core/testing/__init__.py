@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 if "pytest" in sys.modules:  # let pytest rewrite the contracts' asserts into readable failures
-    sys.modules["pytest"].register_assert_rewrite(f"{__name__}.contracts")
+    sys.modules["pytest"].register_assert_rewrite(f"{__name__}.contracts", f"{__name__}.objstore_suites")
 
 _LAZY = {
     "BackendContract": "contracts",

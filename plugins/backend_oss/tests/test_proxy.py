@@ -1,0 +1,13 @@
+"""The Dragonfly `proxy` block on the oss backend: reads go through the proxy while it is up, fall back
+to the object store when it is down, and return after `check_interval` once `ping_url` answers."""
+
+from __future__ import annotations
+
+from nydus_backend_oss.backend import OSSBackend
+
+from nydus_core.testing.objstore_suites import ObjectStoreProxySuite
+
+
+class TestOSSProxy(ObjectStoreProxySuite):
+    backend_cls = OSSBackend
+    bucket = "oss-proxied"
