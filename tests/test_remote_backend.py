@@ -15,6 +15,7 @@ from nydus_core.remote_backend import (
     ExactSizeReader,
     ProxyRoute,
     ProxySettings,
+    Redactor,
     ca_bundle,
     get_bool,
     get_ca_cert_files,
@@ -69,6 +70,18 @@ def test_redact() -> None:
     out = redact(text, ["wJalrXUtnFEMI/K7MDENG", "", "ab"])
     assert "s3cret-pass" not in out and "wJalrXUtnFEMI/K7MDENG" not in out
     assert "http://***@proxy:8080/x" in out
+
+
+def test_redactor_scrubs_secrets_userinfo_and_queries() -> None:
+    r = Redactor("s3cret-pass")
+    r.add("tok-abcdef", transient=True)
+    text = ("login s3cret-pass failed at http://u:pw@proxy:1/x and "
+            "https://oss.example.com/blob?Expires=1&Signature=abc bearer tok-abcdef "
+            "Authorization: Bearer xyz123")
+    out = r(text)
+    for secret in ("s3cret-pass", "u:pw", "Signature=abc", "tok-abcdef", "xyz123"):
+        assert secret not in out
+    assert "https://oss.example.com/blob?" in out
 
 
 def test_ca_bundle_joins_files(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nydus_core.errors import ConfigError
+from nydus_core.remote_backend import ProxySettings
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +79,9 @@ class Credentials:
         return base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
 
 
-@dataclass(frozen=True)
-class ProxyConfig:
-    """The Dragonfly proxy block: requests go through ``url`` while ``ping_url`` answers."""
-
-    url: str = ""
-    ping_url: str = ""
-    fallback: bool = True
-    check_interval: float = 5
-    use_http: bool = False
-    check_pause_elapsed: float = 300
-
-    @property
-    def enabled(self) -> bool:
-        """Whether a proxy is configured."""
-        return bool(self.url)
+#: The Dragonfly proxy block: requests go through ``url`` while ``ping_url`` answers (the dataclass all
+#: remote backends share; this module checks it with the registry's own messages).
+ProxyConfig = ProxySettings
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,13 @@
 Every message says which kind of failure it was (connection refused, timeout, reset, TLS, HTTP
 status with the registry's error code) and what was being done. :class:`Redactor` scrubs known
 secrets, URL user-info and query strings (pre-signed redirect URLs carry signatures) from any text
-that reaches a message or a log line.
+that reaches a message or a log line (it lives in :mod:`nydus_core.remote_backend`, shared with the
+other remote backends, and is re-exported here).
 """
 
 from __future__ import annotations
 
 import json
-import re
-import threading
-from collections import deque
 
 import requests
 
@@ -24,49 +22,23 @@ from nydus_core.errors import (
     PermissionDeniedError,
     TransientBackendError,
 )
+from nydus_core.remote_backend import Redactor
+
+__all__ = [
+    "RETRY_STATUSES",
+    "IncompleteBodyError",
+    "Redactor",
+    "describe_exception",
+    "map_exception",
+    "registry_error_code",
+    "status_error",
+]
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
-
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
-_QUERY = re.compile(r"(?P<url>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?'\"]+)\?[^\s'\")]*")
-_AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)?\s*[^\s'\",}]+")
 
 
 class IncompleteBodyError(TransientBackendError):
     """The response headers arrived but the body was cut short (reset, truncation): retryable."""
-
-
-class Redactor:
-    """Scrubs secrets from text. Thread-safe; remembers the last tokens it was told about."""
-
-    def __init__(self, *secrets: str, keep: int = 64) -> None:
-        self._lock = threading.Lock()
-        self._fixed: set[str] = set()
-        self._recent: deque[str] = deque(maxlen=keep)
-        for s in secrets:
-            self.add(s)
-
-    def add(self, secret: str | None, *, transient: bool = False) -> None:
-        """Remember ``secret`` (ignored when shorter than 4 characters)."""
-        if not secret or len(secret) < 4:
-            return
-        with self._lock:
-            if transient:
-                self._recent.append(secret)
-            else:
-                self._fixed.add(secret)
-
-    def __call__(self, text: object) -> str:
-        """Return ``text`` as a string with every secret, user-info and URL query replaced."""
-        out = str(text)
-        with self._lock:
-            secrets = sorted({*self._fixed, *self._recent}, key=len, reverse=True)
-        for s in secrets:
-            if s in out:
-                out = out.replace(s, "***")
-        out = _USERINFO.sub(r"\g<scheme>***@", out)
-        out = _QUERY.sub(r"\g<url>?…", out)
-        return _AUTH_HEADER.sub(r"\1***", out)
 
 
 def _innermost(exc: BaseException) -> BaseException:
