@@ -11,7 +11,9 @@ import sys
 from typing import Any
 
 if "pytest" in sys.modules:  # let pytest rewrite the contracts' asserts into readable failures
-    sys.modules["pytest"].register_assert_rewrite(f"{__name__}.contracts", f"{__name__}.objstore_suites")
+    sys.modules["pytest"].register_assert_rewrite(
+        f"{__name__}.contracts", f"{__name__}.objstore_suites", f"{__name__}.entry_points"
+    )
 
 _LAZY = {
     "BackendContract": "contracts",
