@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nydus_core.config import NydusConfig
+from nydus_core.config.model import SECRET_KEYS
 from nydus_core.errors import UsageError
 from nydus_core.rafs.image import RafsImage
 from nydus_core.storage.pipeline import ReadPipeline
@@ -179,11 +180,7 @@ class RafsInstance:
 
     def describe_json(self) -> dict[str, Any]:
         """Return the ``backend_collection`` entry of ``GET /api/v1/daemon``."""
-        cfg = self.config.to_v1_dict()
-        backend = cfg.get("device", {}).get("backend", {}).get("config", {})
-        for key in list(backend):
-            if key in ("auth", "registry_token", "access_key_id", "access_key_secret"):
-                backend[key] = "***"
+        cfg = _masked(self.config.to_v1_dict())
         return {
             "backend_type": "rafs",
             "mountpoint": self.mountpoint,
@@ -204,6 +201,16 @@ class RafsInstance:
             self.fs.close()
         except Exception as exc:
             log.warning("%s: closing: %s", self.describe(), exc)
+
+
+def _masked(value: Any) -> Any:
+    """Return ``value`` with every secret option (credentials, keys) replaced by ``***``."""
+    if isinstance(value, dict):
+        return {k: "***" if k in SECRET_KEYS and v not in (None, "") else _masked(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
 
 
 def open_instance(

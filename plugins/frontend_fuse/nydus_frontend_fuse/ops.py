@@ -166,7 +166,7 @@ class NydusOperations(pyfuse3.Operations):
                 e = self._mount_root_attrs(child)
             except FUSEError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # a broken image must not break the pseudo root
                 raise self._fail(exc, child, child.root_ino, "lookup") from None
             child.refs += 1
             return e

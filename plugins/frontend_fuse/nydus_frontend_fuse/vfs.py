@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -178,6 +179,4 @@ class Vfs:
 
 
 def _now_ns() -> int:
-    import time
-
     return time.time_ns()

@@ -129,3 +129,16 @@ def test_permission_check() -> None:
     assert _permitted(f | 0o600, 1000, 0, os.R_OK, ctx(0, 0))
     assert not _permitted(f | 0o644, 0, 0, os.X_OK, ctx(0, 0))
     assert _permitted(stat.S_IFDIR | 0o700, 5, 5, os.X_OK, ctx(0, 0))
+
+
+def test_daemon_info_masks_secrets() -> None:
+    from nydus_frontend_fuse.instance import _masked
+
+    cfg = {"device": {"backend": {"type": "registry", "config": {
+        "host": "r:5000", "auth": "dXNlcjpwYXNz", "registry_token": "", "proxy": {"token": "t"}}}},
+        "list": [{"access_key_secret": "s"}]}
+    out = _masked(cfg)
+    assert out["device"]["backend"]["config"] == {"host": "r:5000", "auth": "***", "registry_token": "",
+                                                  "proxy": {"token": "***"}}
+    assert out["list"] == [{"access_key_secret": "***"}]
+    assert cfg["device"]["backend"]["config"]["auth"] == "dXNlcjpwYXNz"  # the original is untouched
