@@ -437,10 +437,11 @@ class NydusOperations(pyfuse3.Operations):
             raise FUSEError(errno.EISDIR)
         inst, local = self.vfs.resolve(inode)
         try:
-            mode = inst.image.getattr(local).mode
+            a = inst.image.getattr(local)
         except Exception as exc:
             inst.metrics.record(Fop.OPEN, local, False)
             raise self._fail(exc, inst, local, "open") from None
+        mode = a.mode
         if stat.S_ISDIR(mode):
             inst.metrics.record(Fop.OPEN, local, False)
             raise FUSEError(errno.EISDIR)
@@ -449,19 +450,17 @@ class NydusOperations(pyfuse3.Operations):
         opened[local] = n + 1
         inst.open_handles += 1
         inst.metrics.record(Fop.OPEN, local, True)
-        if n == 0 and self._store_max and stat.S_ISREG(mode) and local not in inst.stored:
-            self._store(inst, local, inode)
+        if (n == 0 and 0 < a.size <= self._store_max and stat.S_ISREG(mode)
+                and local not in inst.stored):
+            self._store(inst, local, inode, a.size)
         return FileInfo(fh=inode, keep_cache=self.cache.keep_cache)
 
-    def _store(self, inst: RafsInstance, local: int, inode: int) -> None:
+    def _store(self, inst: RafsInstance, local: int, inode: int, size: int) -> None:
         """Put the whole (small, locally cached) file into the kernel's page cache.
 
         Only done when no other handle of the inode is open: then no read of it can be in flight
         holding page locks, so the synchronous store cannot wait on a request we have yet to serve."""
         try:
-            size = inst.image.getattr(local).size
-            if not 0 < size <= self._store_max:
-                return
             data = inst.read_cached(local, 0, size)
             if data is None or len(data) != size:
                 return
