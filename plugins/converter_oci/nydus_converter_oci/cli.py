@@ -129,11 +129,13 @@ def check_cmd(source: str | None, target: str, source_insecure: bool, target_ins
 @click.option("--mount-path", default="./image-fs", show_default=True, type=click.Path(file_okay=False))
 @click.option("--work-dir", default="./tmp", show_default=True, type=click.Path(file_okay=False))
 @click.option("--nydusd", default=None, help="Run this nydusd binary instead of serving in this process.")
+@click.option("--amplify-io", default="0", show_default=True, callback=_chunk_size,
+              help="Read-ahead bytes of on-demand reads (nydusd amplify_io).")
 @click.option("--log-level", "-l", default="info", show_default=True)
 @click.option("--debug", "-D", is_flag=True)
 def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: str, backend_type: str,
               backend_config: str | None, prefetch: bool, mount_path: str, work_dir: str, nydusd: str | None,
-              log_level: str, debug: bool) -> None:
+              amplify_io: int, log_level: str, debug: bool) -> None:
     """Mount a Nydus image from a registry with nydusd; serve until interrupted."""
     from .mount import MountOptions, mount
     from .options import parse_backend_config
@@ -143,7 +145,7 @@ def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: st
     rc = mount(MountOptions(target=target, insecure=target_insecure, plain_http=plain_http, platform=platform,
                             backend_type=backend_type, backend_config=cfg, prefetch=prefetch,
                             mount_path=Path(mount_path), work_dir=Path(work_dir), log_level=log_level,
-                            nydusd=nydusd))
+                            nydusd=nydusd, amplify_io=amplify_io))
     if rc:
         raise click.exceptions.Exit(rc)
 

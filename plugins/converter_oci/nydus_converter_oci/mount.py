@@ -43,6 +43,9 @@ class MountOptions:
     work_dir: Path = Path("./tmp")
     log_level: str = "info"
     nydusd: str | None = None
+    #: read-ahead of on-demand reads; 0 by default: a starting container reads scattered pieces of
+    #: many files, and read-ahead spends the link's bandwidth on bytes nobody asked for
+    amplify_io: int = 0
 
 
 def nydusd_binary() -> str:
@@ -73,7 +76,7 @@ def prepare(opts: MountOptions) -> tuple[Path, Path]:
     cache_dir.mkdir(parents=True, exist_ok=True)
     config = {"device": {"backend": backend,
                          "cache": {"type": "blobcache", "config": {"work_dir": str(cache_dir)}}},
-              "mode": "direct", "digest_validate": False, "enable_xattr": True,
+              "mode": "direct", "digest_validate": False, "enable_xattr": True, "amplify_io": opts.amplify_io,
               "fs_prefetch": {"enable": bool(opts.prefetch), "threads_count": 4}}
     cfg_path = work / "nydusd-config.json"
     fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold credentials
