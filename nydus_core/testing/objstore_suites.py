@@ -4,6 +4,8 @@ A plugin's test module subclasses each suite and sets the class attributes of :c
 (``backend_cls``, ``bucket``, ``extra_config``); the suites build configs, start moto and the fault
 servers of :mod:`nydus_core.testing.objstore`, and check behaviour both backends promise:
 
+- :class:`ObjectStoreConfigSuite`: upstream's keys and defaults, a ConfigError naming each bad key,
+  no secret in errors or ``repr``, CA files merged, unknown keys warned about.
 - :class:`ObjectStoreContract`: :class:`~nydus_core.testing.contracts.BackendContract` on moto.
 - :class:`ObjectStoreServerSuite`: multipart uploads, missing objects and buckets, a closed port, a
   hung server, injected 5xx and resets, secrets kept out of errors and logs, blob id forms.
@@ -28,7 +30,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ..errors import BlobNotFoundError, NydusError, TransientBackendError
+from ..errors import BlobNotFoundError, ConfigError, NydusError, TransientBackendError
 from ..interfaces import Backend
 from .cli import clean_env
 from .contracts import BackendContract
@@ -39,6 +41,7 @@ from .storage_helpers import build_image
 
 __all__ = [
     "NydusCatSuite",
+    "ObjectStoreConfigSuite",
     "ObjectStoreCase",
     "ObjectStoreContract",
     "ObjectStoreProxySuite",
@@ -95,6 +98,92 @@ class ObjectStoreCase:
         blob_id = blob_id_of(data)
         moto.client().put_object(Bucket=cls.bucket, Key=cls.object_prefix + blob_id, Body=data)
         return blob_id
+
+
+class ObjectStoreConfigSuite:
+    """The config keys s3 and oss share: upstream's names and defaults, and a ConfigError naming each
+    bad key. Set ``backend_cls`` and ``base`` (a minimal valid config)."""
+
+    backend_cls: ClassVar[type[Backend]]
+    base: ClassVar[dict[str, Any]]
+
+    def test_shared_defaults_are_upstreams(self) -> None:
+        cfg = self.backend_cls.validate_config(self.base)
+        assert cfg["scheme"] == "https"
+        assert cfg["object_prefix"] == ""
+        assert cfg["timeout"] == 5 and cfg["connect_timeout"] == 5 and cfg["retry_limit"] == 0
+        assert cfg["skip_verify"] is False and cfg["ca_cert_files"] == []
+        assert cfg["proxy"] == {
+            "url": "", "ping_url": "", "fallback": True, "check_interval": 5, "use_http": False,
+            "check_pause_elapsed": 300,
+        }
+
+    @pytest.mark.parametrize(
+        ("change", "key"),
+        [
+            ({"bucket_name": ""}, "bucket_name"),
+            ({"bucket_name": None}, "bucket_name"),
+            ({"bucket_name": "a/b"}, "bucket_name"),
+            ({"endpoint": "https://s3.example.com"}, "endpoint"),
+            ({"endpoint": "s3.example.com/path"}, "endpoint"),
+            ({"endpoint": 9000}, "endpoint"),
+            ({"scheme": "ftp"}, "scheme"),
+            ({"scheme": "s3"}, "scheme"),
+            ({"timeout": "5"}, "timeout"),
+            ({"timeout": 0}, "timeout"),
+            ({"timeout": None}, "timeout"),
+            ({"connect_timeout": -1}, "connect_timeout"),
+            ({"retry_limit": 1.5}, "retry_limit"),
+            ({"retry_limit": -1}, "retry_limit"),
+            ({"retry_limit": "3"}, "retry_limit"),
+            ({"skip_verify": "yes"}, "skip_verify"),
+            ({"skip_verify": 1}, "skip_verify"),
+            ({"ca_cert_files": ["/nonexistent/ca.pem"]}, "ca_cert_files"),
+            ({"ca_cert_files": 3}, "ca_cert_files"),
+            ({"access_key_id": "id-only"}, "access_key_secret"),
+            ({"access_key_secret": "secret-only"}, "access_key_id"),
+            ({"proxy": "http://proxy"}, "proxy"),
+            ({"proxy": {"url": "proxy:65001"}}, "proxy.url"),
+            ({"proxy": {"url": "ftp://x"}}, "proxy.url"),
+            ({"proxy": {"url": "http://p:1", "fallback": "no"}}, "proxy.fallback"),
+            ({"proxy": {"url": "http://p:1", "check_interval": "5s"}}, "proxy.check_interval"),
+            ({"proxy": {"dragonfly_scheduler_endpoint": "http://s:8002"}},
+             "proxy.dragonfly_scheduler_endpoint"),
+        ],
+    )
+    def test_bad_shared_values_name_their_key(self, change: dict[str, Any], key: str) -> None:
+        with pytest.raises(ConfigError) as info:
+            self.backend_cls.validate_config({**self.base, **change})
+        assert info.value.key == key
+        assert key in str(info.value)
+
+    def test_secret_never_in_config_errors_or_repr(self) -> None:
+        secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+        with pytest.raises(ConfigError) as info:
+            self.backend_cls.validate_config({**self.base, "access_key_secret": secret, "timeout": "x"})
+        assert secret not in str(info.value)
+        keys = {"access_key_id": "AKIDEXAMPLE", "access_key_secret": secret}
+        backend: Any = self.backend_cls({**self.base, **keys})
+        assert secret not in repr(backend) and secret not in repr(backend.settings)
+
+    def test_ca_cert_files_are_checked_and_merged(self, tmp_path: Path) -> None:
+        first, second = tmp_path / "a.pem", tmp_path / "b.pem"
+        first.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        second.write_text("-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----")
+        backend: Any = self.backend_cls({**self.base, "ca_cert_files": [str(first), str(second)]})
+        bundle = backend._verify()
+        assert isinstance(bundle, str)
+        text = Path(bundle).read_text()
+        assert "AAAA" in text and "BBBB" in text
+        backend.close()
+        assert not Path(bundle).exists()
+        skip: Any = self.backend_cls({**self.base, "ca_cert_files": [str(first)], "skip_verify": True})
+        assert skip._verify() is False
+
+    def test_unknown_keys_are_warned_about(self, caplog: pytest.LogCaptureFixture) -> None:
+        self.backend_cls.validate_config({**self.base, "bukcet": "typo", "meta_prefix": "meta/"})
+        assert "bukcet" in caplog.text
+        assert "meta_prefix" not in caplog.text  # nydusify's key, accepted silently
 
 
 class ObjectStoreContract(ObjectStoreCase, BackendContract):

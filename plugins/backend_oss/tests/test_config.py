@@ -1,4 +1,5 @@
-"""The oss backend's config keys: upstream names and defaults, and a ConfigError naming each bad key."""
+"""The oss backend's config keys: upstream names and defaults, and a ConfigError naming each bad key
+(the keys it shares with s3: nydus_core.testing.objstore_suites.ObjectStoreConfigSuite)."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ from nydus_backend_oss.backend import OSSBackend
 from nydus_backend_oss.sdk import import_oss2
 
 from nydus_core.errors import ConfigError
+from nydus_core.testing.objstore_suites import ObjectStoreConfigSuite
 
 BASE = {"endpoint": "oss-cn-hangzhou.aliyuncs.com", "bucket_name": "images"}
 
 
+class TestOSSConfig(ObjectStoreConfigSuite):
+    backend_cls = OSSBackend
+    base = BASE
+
+
 def test_defaults_are_upstreams() -> None:
     cfg = OSSBackend.validate_config(BASE)
-    assert cfg["scheme"] == "https"
-    assert cfg["object_prefix"] == ""
-    assert cfg["timeout"] == 5 and cfg["connect_timeout"] == 5 and cfg["retry_limit"] == 0
-    assert cfg["skip_verify"] is False and cfg["ca_cert_files"] == []
-    assert cfg["proxy"]["url"] == "" and cfg["proxy"]["fallback"] is True
     assert OSSBackend(cfg).settings.endpoint_url == "https://oss-cn-hangzhou.aliyuncs.com"
 
 
@@ -40,31 +42,15 @@ def test_an_upstream_config_is_accepted_unchanged() -> None:
     ("change", "key"),
     [
         ({"endpoint": ""}, "endpoint"),
-        ({"endpoint": "https://oss-cn-hangzhou.aliyuncs.com"}, "endpoint"),
-        ({"bucket_name": ""}, "bucket_name"),
         ({"bucket_name": "b"}, "bucket_name"),
         ({"bucket_name": "Images"}, "bucket_name"),
-        ({"bucket_name": "a/b"}, "bucket_name"),
-        ({"scheme": "s3"}, "scheme"),
-        ({"timeout": None}, "timeout"),
-        ({"retry_limit": "3"}, "retry_limit"),
-        ({"skip_verify": 1}, "skip_verify"),
-        ({"ca_cert_files": ["/nonexistent.pem"]}, "ca_cert_files"),
-        ({"access_key_id": "id-only"}, "access_key_secret"),
-        ({"proxy": {"url": "ftp://x"}}, "proxy.url"),
     ],
 )
-def test_bad_values_name_their_key(change: dict[str, Any], key: str) -> None:
+def test_bad_oss_values_name_their_key(change: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         OSSBackend.validate_config({**BASE, **change})
     assert info.value.key == key
     assert key in str(info.value)
-
-
-def test_secret_never_in_repr() -> None:
-    secret = "Q0YehC6ZyugWfjod5y8Rcqrc1yEXAMPLE"
-    backend = OSSBackend({**BASE, "access_key_id": "LTAI4Fix", "access_key_secret": secret})
-    assert secret not in repr(backend) and secret not in repr(backend.settings)
 
 
 def test_without_keys_requests_are_anonymous() -> None:
