@@ -77,6 +77,14 @@ class ApiClient:
         return decoded
 
 
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 def _print(obj: Any, raw: bool) -> None:
     if raw:
         click.echo(json.dumps(obj))
@@ -110,6 +118,10 @@ def info(obj: dict[str, Any]) -> None:
     click.echo(f"Mounts:   {len(mounts)}")
     for mp, desc in sorted(mounts.items()):
         click.echo(f"  {mp}  {desc.get('backend_type', '')}  {desc.get('source', '')}")
+        if "fetched" in desc:
+            total = desc.get("blobs_size") or 0
+            share = f" ({100 * desc['fetched'] / total:.1f} %)" if total else ""
+            click.echo(f"      fetched {_human(desc['fetched'])} of {_human(total)} of blob data{share}")
 
 
 @nydusctl.group("set")

@@ -188,6 +188,9 @@ class RafsInstance:
             "mounted_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.mounted_time)),
             "prefetch_files": self.prefetch_files,
             "config": cfg,
+            # beyond upstream: how much of the image's data has been fetched so far
+            "blobs_size": sum(b.compressed_size for b in self.image.blobs),
+            "fetched": self.pipeline.backend_metrics.snapshot().get("read_amount_total", 0),
         }
 
     # -- lifetime -------------------------------------------------------------------------------

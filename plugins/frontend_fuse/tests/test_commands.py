@@ -72,6 +72,9 @@ def test_nydus_mount_background_read_and_unmount(need_fuse: None, tmp_path: Path
         image_size = sum(p.stat().st_size for p in blobs.iterdir())
         # lazy: a 4 KiB read of the 3 MB file and a small file fetch far less than the image
         assert 0 < backend["read_amount_total"] < image_size / 2
+        info = subprocess.run([script("nydusctl"), "--sock", str(sock), "info"], capture_output=True,
+                              text=True, check=True).stdout
+        assert "fetched" in info and "of blob data" in info
         subprocess.run(["fusermount3", "-u", str(mnt)], check=True)
         deadline = time.monotonic() + 20
         while os.path.exists(sock) and time.monotonic() < deadline:
