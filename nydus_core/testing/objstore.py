@@ -141,7 +141,8 @@ def shared_moto() -> MotoServer:
 
 
 class _ProxyHandler(http.server.BaseHTTPRequestHandler):
-    """Forwards absolute-form requests (``GET http://host/path``); ``GET /ping`` answers 200."""
+    """Forwards absolute-form requests (``GET http://host/path``); ``GET /server/ping`` (or ``/ping``)
+    answers 200."""
 
     protocol_version = "HTTP/1.1"
 
@@ -165,36 +166,46 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
     def _relay(self) -> None:
         owner: ForwardProxy = self.server.owner.proxy  # type: ignore[attr-defined]
         if not self.path.startswith("http://"):
-            if self.path == "/ping":
+            if urlsplit(self.path).path in ("/server/ping", "/ping"):
+                owner._pinged()
                 self._reply(200, b"ok")
             else:
                 self._reply(400, b"this proxy forwards absolute-form http:// requests only")
             return
         target = urlsplit(self.path)
         path = (target.path or "/") + (f"?{target.query}" if target.query else "")
-        owner._count(self.command)  # before relaying: a client that has its answer sees the count
+        owner._count(self.command, self.path)  # before relaying: a client with its answer sees the count
         _forward(self, target.hostname or "127.0.0.1", target.port or 80, path)
 
-    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _relay
+    do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _relay
 
 
 class ForwardProxy:
     """A plain-HTTP forwarding proxy on 127.0.0.1 that counts the requests it forwarded.
 
-    ``stop()`` closes the port (connections are refused); ``start()`` serves the same port again.
-    ``ping_url`` answers 200 while it runs, like dfdaemon's health endpoint.
+    ``forwarded`` counts them by method, ``requests`` lists ``(method, absolute URL)`` and ``pings``
+    counts health checks. ``stop()`` closes the port (connections are refused, open ones are dropped);
+    ``start()`` serves the same port again. ``ping_url`` answers 200 while it runs, like dfdaemon's
+    health endpoint.
     """
 
     def __init__(self) -> None:
         self.forwarded: dict[str, int] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.pings = 0
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._server = BackgroundHTTPServer(_ProxyHandler)
         self._server.proxy = self  # type: ignore[attr-defined]
 
-    def _count(self, method: str) -> None:
+    def _count(self, method: str, url: str) -> None:
         with self._lock:
             self.forwarded[method] = self.forwarded.get(method, 0) + 1
+            self.requests.append((method, url))
+
+    def _pinged(self) -> None:
+        with self._lock:
+            self.pings += 1
 
     def _track(self, conn: socket.socket, open_: bool) -> None:
         with self._lock:
@@ -216,8 +227,8 @@ class ForwardProxy:
 
     @property
     def ping_url(self) -> str:
-        """The health-check URL."""
-        return self._server.url + "/ping"
+        """The health-check URL (dfdaemon's path)."""
+        return self._server.url + "/server/ping"
 
     def start(self) -> ForwardProxy:
         """Serve (again) on the proxy's port."""

@@ -10,7 +10,8 @@ Needs the Debian ``docker-registry`` (distribution 2.8) and the ``testing`` extr
 - :class:`FaultProxy`: a reverse proxy in front of a registry that can answer 503 for a burst,
   reset connections, truncate bodies, and redirect blob GETs (307) to a fake object store.
 - :class:`ForwardingProxy`: an HTTP forward proxy with ``/server/ping`` (a stand-in for a Dragonfly
-  dfdaemon) that a test stops and starts.
+  dfdaemon) that a test stops and starts: :class:`nydus_core.testing.objstore.ForwardProxy`, which the
+  object-store backends' tests use too.
 
 Pytest fixtures: ``registry_open``, ``registry_basic``, ``registry_token`` (session-scoped) and
 ``registry_factory`` (starts extra servers for one test). Import them into a ``conftest.py``.
@@ -38,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from nydus_core.testing.objstore import ForwardProxy
 from nydus_core.testing.servers import BackgroundHTTPServer, ServerProcess, free_port
 
 #: distribution 2.8 accepts a token up to 60 s after ``exp`` (clock-skew leeway); the issuer
@@ -610,59 +612,8 @@ class FaultProxy:
         self.stop()
 
 
-class _ProxyHandler(_ForwardingHandler):
-    def _handle(self) -> None:
-        fwd: ForwardingProxy = self.server.owner.forwarding_proxy  # type: ignore[attr-defined]
-        body = self._body()
-        if not self.path.startswith(("http://", "https://")):
-            if urlsplit(self.path).path == "/server/ping":
-                fwd.pings += 1
-                self._send(200, b"OK")
-            else:
-                self._send(404, b"not a proxy request")
-            return
-        with fwd._lock:
-            fwd.forwarded.append((self.command, self.path))
-        status, headers, data = self._forward(self.path, body)
-        self._relay(status, headers, data)
-
-    do_GET = do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
-
-
-class ForwardingProxy:
-    """An HTTP forward proxy (absolute-URI requests) with a ``/server/ping`` health endpoint."""
-
-    def __init__(self) -> None:
-        self.forwarded: list[tuple[str, str]] = []
-        self.pings = 0
-        self._lock = threading.Lock()
-        self.server = BackgroundHTTPServer(_ProxyHandler)
-        self.server.forwarding_proxy = self  # type: ignore[attr-defined]
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:port``."""
-        return self.server.url
-
-    @property
-    def ping_url(self) -> str:
-        """The health-check URL."""
-        return self.server.url + "/server/ping"
-
-    def start(self) -> ForwardingProxy:
-        """Start (or restart on the same port)."""
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop; the port stays reserved for :meth:`start`."""
-        self.server.stop()
-
-    def __enter__(self) -> ForwardingProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+#: The forwarding proxy with a ``/server/ping`` health endpoint the object-store tests use too.
+ForwardingProxy = ForwardProxy
 
 
 # -- pytest fixtures ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def _config(flavour: RegistryFlavour, proxy: ForwardingProxy, **proxy_extra) -> 
 
 
 def _via_proxy(proxy: ForwardingProxy, blob_id: str) -> int:
-    return sum(1 for m, url in proxy.forwarded if m == "GET" and blob_id in url)
+    return sum(1 for m, url in proxy.requests if m == "GET" and blob_id in url)
 
 
 def test_proxy_used_then_fallback_then_back(registry_token: RegistryFlavour, registry_factory, blob) -> None:
@@ -97,7 +97,7 @@ def test_use_http_rewrites_https_for_the_proxy(registry_open: RegistryFlavour, r
         assert backend.read(blob_id, 10, 100) == data[10:110]
     finally:
         backend.close()
-    urls = [u for m, u in proxy.forwarded if blob_id in u]
+    urls = [u for m, u in proxy.requests if blob_id in u]
     assert urls and all(u.startswith(f"http://{registry_open.server.host}/") for u in urls)
 
 
