@@ -158,3 +158,12 @@ def test_without_bootstrap_serves_an_empty_root(need_fuse: None, tmp_path: Path)
         assert os.listdir(d.mountpoint) == []
         assert os.stat(d.mountpoint).st_ino == 1
         assert d.api.call("GET", "/api/v1/daemon")["backend_collection"] == {}
+
+
+def test_virtual_mountpoint_puts_the_image_under_a_sub_path(need_fuse: None, tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    with NydusdProcess(tmp_path / "m", [*v6_args(), "-m", "/images/one"], apisock=tmp_path / "s.sock") as d:
+        assert os.listdir(tmp_path / "m") == ["images"]
+        assert sorted(os.listdir(tmp_path / "m" / "images" / "one")) == ["lib.rs", "sync_io.rs"]
+        assert (tmp_path / "m" / "images" / "one" / "lib.rs").stat().st_size == 16931
+        assert set(d.api.call("GET", "/api/v1/daemon")["backend_collection"]) == {"/images/one"}
