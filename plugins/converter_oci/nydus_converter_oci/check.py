@@ -103,12 +103,12 @@ def check_manifest(image: remote.RemoteImage, *, registry_blobs: bool = True) ->
     return out
 
 
-def check_bootstrap(image: remote.RemoteImage, bootstrap: Path, *, registry_blobs: bool = True) -> list[str]:
-    """Problems of the bootstrap: undecodable metadata, blob table vs manifest layers, diff_id."""
+def check_bootstrap(image: remote.RemoteImage, bootstrap: Path, raw: bytes, *, registry_blobs: bool = True
+                    ) -> list[str]:
+    """Problems of the bootstrap (unpacked at ``bootstrap`` from the layer bytes ``raw``): undecodable
+    metadata, blob table vs manifest layers, diff_id."""
     out: list[str] = []
     where = f"{image.ref}: bootstrap"
-    layer = image.layers[-1]
-    raw = image.client.fetch_blob(image.repo, layer["digest"])
     diff_ids = (image.config.get("rootfs") or {}).get("diff_ids") or []
     tar = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
     if diff_ids and diff_ids[-1] != oci.sha256_digest(tar):
@@ -245,8 +245,9 @@ def check(opts: CheckOptions) -> CheckResult:
         res.problems += check_manifest(target, registry_blobs=registry_blobs)
         if res.problems:
             return res
-        bootstrap = target.fetch_bootstrap(Path(opts.work_dir) / "nydus_bootstrap")
-        res.problems += check_bootstrap(target, bootstrap, registry_blobs=registry_blobs)
+        layer = target.fetch_bootstrap_layer()
+        bootstrap = target.fetch_bootstrap(Path(opts.work_dir) / "nydus_bootstrap", layer)
+        res.problems += check_bootstrap(target, bootstrap, layer, registry_blobs=registry_blobs)
         if res.problems or opts.source is None:
             return res
         sclient, sref = remote.open_registry(opts.source, insecure=opts.source_insecure,

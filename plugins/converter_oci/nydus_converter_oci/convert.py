@@ -87,7 +87,7 @@ def _layer_source_type(desc: dict[str, Any], where: str) -> str:
                       "(tar and tar+gzip layers can be converted)")
 
 
-class Converter:
+class Conversion:
     """Runs one conversion (see the module docstring)."""
 
     def __init__(self, opts: ConvertOptions) -> None:
@@ -353,5 +353,5 @@ class Converter:
 
 
 def convert(opts: ConvertOptions) -> ConvertResult:
-    """Convert ``opts.source`` to ``opts.target`` (see :class:`Converter`)."""
-    return Converter(opts).convert()
+    """Convert ``opts.source`` to ``opts.target`` (see :class:`Conversion`)."""
+    return Conversion(opts).convert()

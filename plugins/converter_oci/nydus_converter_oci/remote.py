@@ -74,11 +74,16 @@ class RemoteImage:
         """Whether this is a Nydus manifest."""
         return oci.is_nydus_manifest(self.doc)
 
-    def fetch_bootstrap(self, dest: Path) -> Path:
-        """Download the bootstrap layer (digest checked), unpack the bootstrap into ``dest``."""
+    def fetch_bootstrap_layer(self) -> bytes:
+        """The bootstrap layer's bytes (digest checked against the manifest)."""
         layer = oci.bootstrap_layer_of(self.doc, where=str(self.ref))
-        data = self.client.fetch_blob(self.repo, layer["digest"])
-        boot = oci.unpack_bootstrap_layer(data, where=f"{self.ref}: bootstrap layer {layer['digest']}")
+        return self.client.fetch_blob(self.repo, layer["digest"])
+
+    def fetch_bootstrap(self, dest: Path, layer: bytes | None = None) -> Path:
+        """Unpack the bootstrap (from ``layer``, else downloaded) into ``dest``."""
+        data = self.fetch_bootstrap_layer() if layer is None else layer
+        where = f"{self.ref}: bootstrap layer {self.layers[-1]['digest']}"
+        boot = oci.unpack_bootstrap_layer(data, where=where)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".tmp")
         tmp.write_bytes(boot)

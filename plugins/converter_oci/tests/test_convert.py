@@ -204,3 +204,27 @@ def test_already_nydus_source_is_refused(converted: dict[str, Any], tmp_path: Pa
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == [f"error: {converted['target']}: already a Nydus image"]
     assert ann.NYDUS_BOOTSTRAP  # the annotation the detection uses
+
+
+def test_check_finds_manifest_and_config_problems(converted: dict[str, Any], registry_open: RegistryFlavour,
+                                                  tmp_path: Path) -> None:
+    client = converted["client"]
+    doc = converted["manifest"].json()
+    config = json.loads(client.fetch_blob("nydus/sample", doc["config"]["digest"]))
+    config["rootfs"]["diff_ids"][0] = "sha256:" + "0" * 64
+    config["history"] = config["history"][:-1]
+    body = oci.dumps(config)
+    doc["config"] = oci.descriptor(mt.OCI_CONFIG, client.push_blob("nydus/sample", body), len(body))
+    del doc["layers"][0]["annotations"]
+    doc["layers"][-1]["annotations"][ann.NYDUS_FS_VERSION] = "7"
+    client.put_manifest("nydus/sample", "broken", oci.dumps(doc), mt.OCI_MANIFEST)
+    target = f"{registry_open.server.host}/nydus/sample:broken"
+    proc = nydusify("check", "--target", target, "--plain-http", "--work-dir", str(tmp_path))
+    assert proc.returncode == 1
+    first = doc["layers"][0]["digest"]
+    assert proc.stdout.splitlines() == [
+        f"{target}: bootstrap layer: {ann.NYDUS_FS_VERSION} is '7'",
+        f"{target}: layer {first}: no {ann.NYDUS_BLOB} annotation",
+        f"{target}: diff_id sha256:{'0' * 64} of blob layer {first} is not its digest",
+        f"{target}: config history does not end with the Nydus bootstrap entry",
+    ]
