@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -16,6 +17,13 @@ def _chunk_size(_ctx: click.Context, _param: click.Parameter, value: str) -> int
         return int(value, 0)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a number (decimal or 0x hex)") from None
+
+
+def _logging(level: str, debug: bool) -> None:
+    """Upstream's ``--log-level``; urllib3's retry warnings only with ``--debug`` (errors say it all)."""
+    setup_logging("debug" if debug else level)
+    if not debug:
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
 def _stdin_paths() -> list[str]:
@@ -61,7 +69,7 @@ def convert_cmd(source: str, target: str, source_insecure: bool, target_insecure
     from .convert import convert
     from .options import ConvertOptions, parse_backend_config
 
-    setup_logging("debug" if debug else log_level)
+    _logging(log_level, debug)
     if backend_config and backend_config_file:
         raise UsageError("give --backend-config or --backend-config-file, not both")
     cfg = {}
@@ -105,7 +113,7 @@ def check_cmd(source: str | None, target: str, source_insecure: bool, target_ins
     from .check import CheckOptions, check
     from .options import parse_backend_config
 
-    setup_logging("debug" if debug else log_level)
+    _logging(log_level, debug)
     cfg = parse_backend_config(target_backend_config) if target_backend_config else {}
     report = check(CheckOptions(
         source=source, target=target, source_insecure=source_insecure, target_insecure=target_insecure,
@@ -140,7 +148,7 @@ def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: st
     from .mount import MountOptions, mount
     from .options import parse_backend_config
 
-    setup_logging("debug" if debug else log_level)
+    _logging(log_level, debug)
     cfg = parse_backend_config(backend_config) if backend_config else {}
     rc = mount(MountOptions(target=target, insecure=target_insecure, plain_http=plain_http, platform=platform,
                             backend_type=backend_type, backend_config=cfg, prefetch=prefetch,

@@ -197,3 +197,18 @@ def test_bad_options_are_one_line_errors(args: tuple[str, ...], message: str | N
         assert lines[0] == f"error: {message}"
     else:
         assert lines[0].startswith("error: --backend-config: not valid JSON")
+
+
+def test_insecure_flags_with_a_tls_registry(registry_factory: object, tmp_path: Path) -> None:
+    server = registry_factory.registry(tls=True)  # type: ignore[attr-defined]
+    client = server.client()
+    push_image(client, "src/tls", "v1", small_layers(60))
+    args = ("convert", "--source", f"{server.host}/src/tls:v1", "--target", f"{server.host}/nydus/tls:v1",
+            "--work-dir", str(tmp_path / "w"))
+    refused = nydusify(*args)
+    assert refused.returncode != 0
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and server.host in lines[0]
+    proc = nydusify(*args, "--source-insecure", "--target-insecure")
+    assert proc.returncode == 0, proc.stderr
+    assert oci.is_nydus_manifest(client.get_manifest("nydus/tls", "v1").json())
