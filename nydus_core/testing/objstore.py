@@ -1,7 +1,8 @@
 """Test servers for the object-store backends (s3, oss), all on 127.0.0.1.
 
 - :class:`MotoServer`: ``moto`` in server mode (an S3 API; oss2 also speaks to it path-style, and
-  moto checks no signatures), a :class:`~nydus_core.testing.servers.ServerProcess` on a free port.
+  moto checks no signatures), a :class:`~nydus_core.testing.servers.ServerProcess` on a free port,
+  run through :mod:`nydus_core.testing.moto_server` so that OSS-signed requests always reach S3.
 - :class:`ForwardProxy`: a plain-HTTP forwarding proxy that counts what it forwards and can be
   stopped and started again on the same port (a stand-in for a Dragonfly dfdaemon proxy).
 - :class:`FlakyFront`: a reverse proxy in front of a server that fails the next N requests (an HTTP
@@ -61,7 +62,7 @@ class MotoServer:
             "AWS_DEFAULT_REGION": "us-east-1",
         }
         self.process = ServerProcess(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", f"{__package__}.moto_server", "-H", "127.0.0.1", "-p", str(self.port)],
             log_path=log_dir / f"moto-{self.port}.log",
             ready=lambda: _answers(self.url + "/moto-api/"),
             env=env,

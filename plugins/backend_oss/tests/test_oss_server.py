@@ -96,3 +96,18 @@ def test_oss_error_answers_map_to_their_kind(code: str, expected: type[Exception
             text = str(info.value)
             assert code in text and blob_id in text
             assert secret not in text
+
+
+def test_moto_routes_every_oss_signature_to_s3() -> None:
+    """An OSS signature with four ``/`` once made moto guess a service from it and answer 500."""
+    import urllib.request
+
+    from nydus_core.testing.objstore import shared_moto
+
+    moto = shared_moto()
+    moto.create_bucket("oss-signatures")
+    moto.client().put_object(Bucket="oss-signatures", Key="k", Body=b"body")
+    req = urllib.request.Request(f"{moto.url}/oss-signatures/k",
+                                 headers={"Authorization": "OSS key-id:ab/cd/ef/gh/ijklmnopqrstuvwxyz="})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200 and resp.read() == b"body"
