@@ -15,7 +15,7 @@ import hashlib
 import threading
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator, Mapping
-from typing import Any, BinaryIO
+from typing import Any
 
 from nydus_core.errors import BackendError
 from nydus_core.object_store import ObjectStoreBackend
@@ -177,7 +177,7 @@ class OSSBackend(ObjectStoreBackend):
 
     def _upload(self, key: str, source: ExactSizeReader, size: int | None, what: str) -> None:
         """Blobs of ``multipart_threshold`` bytes or more go up in parts; each carries ``Content-MD5``."""
-        first = _read_full(source, self.multipart_threshold)
+        first = source.read(self.multipart_threshold)  # short only at the end of the stream
         if len(first) < self.multipart_threshold:
             self.log.debug("PUT %s (%d bytes)", self.settings.location(key), len(first))
             self._call(
@@ -188,7 +188,7 @@ class OSSBackend(ObjectStoreBackend):
             return
         self._call(what, lambda b: self._multipart(b, key, first, source), via_proxy=False)
 
-    def _multipart(self, bucket: Any, key: str, first: bytes, stream: BinaryIO) -> None:
+    def _multipart(self, bucket: Any, key: str, first: bytes, stream: ExactSizeReader) -> None:
         oss2 = import_oss2()
         resp = bucket._do("POST", bucket.bucket_name, key, params={"uploads": ""})
         upload_id = _find_upload_id(resp.read())
@@ -216,29 +216,20 @@ class OSSBackend(ObjectStoreBackend):
             session.session.close()
 
 
-def _chunks(first: bytes, stream: BinaryIO, size: int) -> Iterator[bytes]:
-    """Yield ``first`` and then the rest of ``stream`` in pieces of ``size`` bytes (the last shorter)."""
+def _chunks(first: bytes, stream: ExactSizeReader, size: int) -> Iterator[bytes]:
+    """Yield ``first`` and then the rest of ``stream`` in pieces of ``size`` bytes (the last shorter).
+
+    :meth:`ExactSizeReader.read` joins the stream's short reads: fewer bytes only at its end.
+    """
     buf = first
     while True:
         while len(buf) >= size:
             yield buf[:size]
             buf = buf[size:]
-        more = _read_full(stream, size - len(buf))
+        more = stream.read(size - len(buf))
         if not more:
             if buf:
                 yield buf
             return
         buf += more
 
-
-def _read_full(stream: BinaryIO, size: int) -> bytes:
-    """Read up to ``size`` bytes, looping over short reads; fewer only at the end of ``stream``."""
-    chunks = []
-    left = size
-    while left > 0:
-        chunk = stream.read(left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
