@@ -37,3 +37,15 @@ def test_reference_resolves_to_a_readable_image(registry_open: RegistryFlavour, 
     assert by_digest.bootstrap == resolved.bootstrap
     with pytest.raises(FormatError, match="not a Nydus image"):
         resolve_image_reference(f"{host}/src/ref-lookup:v1", work_dir=tmp_path / "images")
+
+
+def test_converter_through_the_plugin_registry(registry_open: RegistryFlavour, tmp_path: Path) -> None:
+    from nydus_core.plugins import registry
+
+    host, client = registry_open.server.host, registry_open.client()
+    push_image(client, "src/registry-api", "v1", [LayerWriter().file("f", b"x" * 5000).tar_gz()])
+    converter = registry("converter").get("oci")()
+    summary = converter.convert(f"{host}/src/registry-api:v1", f"{host}/nydus/registry-api:v1",
+                                plain_http=True, work_dir=str(tmp_path))
+    assert summary["manifest_digest"] == client.get_manifest("nydus/registry-api", "v1").digest
+    assert [entry["cached"] for entry in summary["layers"]] == [False]
