@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 from .errors import BackendError, BlobNotFoundError, ConfigError
 
 __all__ = [
+    "RETRY_STATUSES",
     "ExactSizeReader",
     "ProxyRoute",
     "ProxySettings",
@@ -54,6 +55,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("nydus.backend")
+
+#: HTTP statuses a remote backend retries (up to ``retry_limit``): server errors that may pass.
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 # -- config values ------------------------------------------------------------------------------
 

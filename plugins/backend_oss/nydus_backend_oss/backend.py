@@ -19,14 +19,13 @@ from typing import Any
 
 from nydus_core.errors import BackendError
 from nydus_core.object_store import ObjectStoreBackend
-from nydus_core.remote_backend import ExactSizeReader
+from nydus_core.remote_backend import RETRY_STATUSES, ExactSizeReader
 
 from .errors import map_error
 from .sdk import import_oss2
 from .settings import OSSSettings
 
 MiB = 1024 * 1024
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
 def content_md5(data: bytes) -> str:

@@ -22,7 +22,7 @@ from nydus_core.errors import (
     PermissionDeniedError,
     TransientBackendError,
 )
-from nydus_core.remote_backend import Redactor
+from nydus_core.remote_backend import RETRY_STATUSES, Redactor
 
 __all__ = [
     "RETRY_STATUSES",
@@ -33,8 +33,6 @@ __all__ = [
     "registry_error_code",
     "status_error",
 ]
-
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
 class IncompleteBodyError(TransientBackendError):
