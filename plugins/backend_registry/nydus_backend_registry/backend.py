@@ -163,14 +163,6 @@ class RegistryBackend(Backend):
             self._sizes[digest] = size
         return size
 
-    def exists(self, blob_id: str) -> bool:
-        """Return whether the registry has the blob."""
-        try:
-            self.size(blob_id)
-        except BlobNotFoundError:
-            return False
-        return True
-
     # -- reads --------------------------------------------------------------------------------
 
     def read(self, blob_id: str, offset: int, length: int) -> bytes:

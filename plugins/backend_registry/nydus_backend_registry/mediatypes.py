@@ -1,12 +1,24 @@
-"""Manifest and index media types (Docker v2 schema 2 and OCI image spec) and the Accept header."""
+"""Manifest and index media types (Docker v2 schema 2 and OCI image spec, from
+:mod:`nydus_core.oci.mediatypes`) and the Accept header for manifest requests."""
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+from nydus_core.oci.mediatypes import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    INDEXES,
+    MANIFESTS,
+    OCI_INDEX,
+    OCI_MANIFEST,
+)
 
-MANIFESTS = (OCI_MANIFEST, DOCKER_MANIFEST)
-INDEXES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
+__all__ = [
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
+    "INDEXES",
+    "MANIFESTS",
+    "MANIFEST_ACCEPT",
+    "OCI_INDEX",
+    "OCI_MANIFEST",
+]
 
 #: What we accept when fetching a manifest by tag or digest: indexes and manifests, OCI first.
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_MANIFEST_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
