@@ -7,7 +7,7 @@ core keys them by their ``name`` attribute. Two providers of one name is an erro
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -76,6 +76,16 @@ def nydus_register_frontends() -> type[Frontend] | list[type[Frontend]]:
 @hookspec
 def nydus_register_converters() -> type[Converter] | list[type[Converter]]:
     """Return the :class:`~nydus_core.interfaces.Converter` classes this plugin provides (``oci``)."""
+
+
+@hookspec(firstresult=True)
+def nydus_resolve_image(reference: str) -> tuple[str, dict[str, Any]] | None:
+    """Resolve an image reference (``host[:port]/repo[:tag|@digest]``) to a local bootstrap.
+
+    Return ``(bootstrap_path, nydusd_config)`` — the config (a v1 dict) names a backend that reads the
+    image's blobs — or ``None`` when this plugin does not handle ``reference``. The first non-None
+    answer wins. ``nydus ls|cat|mount`` call it for an argument that is not an existing file.
+    """
 
 
 @hookspec

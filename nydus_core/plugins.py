@@ -40,6 +40,7 @@ from .interfaces import (
 GROUP = "nydus"
 CORE_PLUGIN = "core"
 COMMANDS_HOOK = "nydus_register_commands"
+RESOLVE_IMAGE_HOOK = "nydus_resolve_image"
 
 T = TypeVar("T")
 

@@ -31,6 +31,7 @@ from nydus_core.errors import (
 from nydus_core.plugins import (
     CAPABILITIES,
     COMMANDS_HOOK,
+    RESOLVE_IMAGE_HOOK,
     PluginManager,
     compressor_by_id,
     digester_by_id,
@@ -90,7 +91,8 @@ def test_every_hookspec_has_a_docstring() -> None:
 
 def test_every_hookspec_is_a_capability_or_commands() -> None:
     """Each hook is wired into the manager; a new hook must be added there (and to the next test)."""
-    assert set(_hookspecs()) == {cap.hook for cap in CAPABILITIES.values()} | {COMMANDS_HOOK}
+    assert set(_hookspecs()) == {cap.hook for cap in CAPABILITIES.values()} | {COMMANDS_HOOK,
+                                                                               RESOLVE_IMAGE_HOOK}
 
 
 def test_every_hook_is_exercised() -> None:
@@ -110,6 +112,11 @@ def test_every_hook_is_exercised() -> None:
     result = CliRunner().invoke(cli, ["sample-hello", "tests"])
     assert result.exit_code == 0 and result.output == "hello, tests, from a sample plugin\n"
     exercised.add(COMMANDS_HOOK)
+    answer = m.pm.hook.nydus_resolve_image(reference="sample.invalid/repo")
+    assert answer == ("/sample/sample.invalid/repo.boot",
+                      {"device": {"backend": {"type": "sample", "config": {}}}})
+    assert m.pm.hook.nydus_resolve_image(reference="elsewhere.invalid/repo") is None
+    exercised.add(RESOLVE_IMAGE_HOOK)
     assert exercised == set(_hookspecs())
 
 
@@ -539,3 +546,27 @@ def test_help_imports_no_heavy_sdk() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]"
+
+
+def test_image_reference_hook_first_answer_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nydus_resolve_image`: an existing file is a bootstrap; otherwise the first plugin answer wins,
+    and with no answer the error names the package that resolves references."""
+    from nydus_core.errors import UsageError
+    from nydus_core.imageref import resolve_image_argument
+
+    boot = tmp_path / "image.boot"
+    boot.write_bytes(b"x")
+    m = manager(entry_point("sample-every", "EveryHook")).load()
+    set_manager(m)
+    try:
+        assert resolve_image_argument(str(boot)) == (str(boot), None)
+        path, config = resolve_image_argument("sample.invalid/repo:tag")
+        assert path == "/sample/sample.invalid/repo:tag.boot"
+        assert config is not None and config["device"]["backend"]["type"] == "sample"
+        set_manager(manager().load())
+        with pytest.raises(UsageError, match="pip install nydus-converter-oci"):
+            resolve_image_argument("registry.invalid/repo:tag")
+        with pytest.raises(UsageError, match=r"missing\.boot: bootstrap file not found"):
+            resolve_image_argument("missing.boot")
+    finally:
+        set_manager(None)

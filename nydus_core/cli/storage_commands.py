@@ -61,19 +61,22 @@ def _mode_string(mode: int) -> str:
 
 
 @cli.command("ls")
-@click.argument("bootstrap", type=click.Path(dir_okay=False))
+@click.argument("bootstrap")
 @click.argument("path", default="/")
 @_with_source
 @click.option("-l", "long", is_flag=True, help="Long listing: mode, links, owner, size, mtime.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 def ls_cmd(bootstrap: str, path: str, config: str | None, blob_dir: str | None, blob_id: str | None,
            long: bool, as_json: bool) -> None:
-    """List PATH (a directory's entries, or the file itself) inside the image BOOTSTRAP.
+    """List PATH (a directory's entries, or the file itself) inside the image BOOTSTRAP (a bootstrap
+    file, or an image reference when a plugin resolves them).
 
     Only metadata is read: no blob is fetched. ``--config`` is checked if given."""
     from ..config import load_config
     from ..fs import open_metadata
+    from ..imageref import resolve_image_argument
 
+    bootstrap, _resolved = resolve_image_argument(bootstrap)
     if config:
         load_config(config)
     fs = open_metadata(bootstrap)
@@ -119,7 +122,7 @@ def _kind(mode: int) -> str:
 
 
 @cli.command("cat")
-@click.argument("bootstrap", type=click.Path(dir_okay=False))
+@click.argument("bootstrap")
 @click.argument("paths", nargs=-1, required=True)
 @_with_source
 @click.option("--cache-dir", metavar="DIR", help="With --blob-dir: keep a blob cache in DIR.")
@@ -128,15 +131,20 @@ def cat_cmd(bootstrap: str, paths: tuple[str, ...], config: str | None, blob_dir
             blob_id: str | None, cache_dir: str | None, metrics_json: bool) -> None:
     """Write the content of files PATHS inside the image BOOTSTRAP to stdout.
 
-    Data comes through the config's backend and cache (and prefetch settings), each chunk checked
-    when the config sets ``digest_validate``."""
+    BOOTSTRAP is a bootstrap file, or an image reference when a plugin resolves them (its blobs are
+    then read from the registry unless --config says otherwise). Data comes through the config's
+    backend and cache (and prefetch settings), each chunk checked when the config sets
+    ``digest_validate``."""
     from ..fs import open_fs
+    from ..imageref import resolve_image_argument
 
-    if not config and not blob_dir:
-        raise UsageError("give --config CFG (a nydusd config) or --blob-dir DIR")
+    bootstrap, resolved = resolve_image_argument(bootstrap)
     if config and blob_dir:
         raise UsageError("--config and --blob-dir conflict; give one of them")
-    fs = open_fs(bootstrap, config, blob_dir=blob_dir, cache_dir=cache_dir, blob_id=blob_id)
+    source: Any = config or (None if blob_dir else resolved)
+    if source is None and not blob_dir:
+        raise UsageError("give --config CFG (a nydusd config) or --blob-dir DIR")
+    fs = open_fs(bootstrap, source, blob_dir=blob_dir, cache_dir=cache_dir, blob_id=blob_id)
     out = sys.stdout.buffer
     try:
         for path in paths:

@@ -173,6 +173,13 @@ class EveryHook:
     def nydus_register_commands(cli: click.Group) -> None:
         cli.add_command(sample_hello)
 
+    @staticmethod
+    @hookimpl
+    def nydus_resolve_image(reference: str) -> tuple[str, dict[str, Any]] | None:
+        if not reference.startswith("sample.invalid/"):
+            return None
+        return f"/sample/{reference}.boot", {"device": {"backend": {"type": "sample", "config": {}}}}
+
 
 class OtherBackend(MemoryBackend):
     """Another backend, named ``other``."""

@@ -3,6 +3,9 @@ config that reads the image through the registry."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,26 @@ def test_converter_through_the_plugin_registry(registry_open: RegistryFlavour, t
                                 plain_http=True, work_dir=str(tmp_path))
     assert summary["manifest_digest"] == client.get_manifest("nydus/registry-api", "v1").digest
     assert [entry["cached"] for entry in summary["layers"]] == [False]
+
+
+def test_nydus_ls_and_cat_accept_a_reference(registry_open: RegistryFlavour, tmp_path: Path) -> None:
+    """`nydus ls|cat REF` resolve the reference through the `nydus_resolve_image` hook of this plugin:
+    the bootstrap is fetched, the blobs are read lazily from the registry."""
+    from nydus_core.testing.cli import run_nydus
+
+    host, client = registry_open.server.host, registry_open.client()
+    data = random_bytes(300_000, 62)
+    push_image(client, "src/ref-cli", "v1", [LayerWriter().dir("d").file("d/f", data).tar_gz()])
+    convert(ConvertOptions(source=f"{host}/src/ref-cli:v1", target=f"{host}/nydus/ref-cli:v1",
+                           plain_http=True, work_dir=tmp_path / "w"))
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    ls = run_nydus("ls", f"{host}/nydus/ref-cli:v1", "/d", env=env)
+    assert ls.returncode == 0 and ls.stdout.split() == ["f"], ls.stderr
+    cat = subprocess.run([str(Path(sys.executable).parent / "nydus"), "cat", f"{host}/nydus/ref-cli:v1",
+                          "/d/f"], capture_output=True, env={**os.environ, **env}, timeout=60)
+    assert cat.returncode == 0 and cat.stdout == data, cat.stderr
+    assert list((tmp_path / "cache" / "nydus" / "images").iterdir())  # the cached bootstrap
+    missing = run_nydus("ls", f"{host}/nydus/no-such:v1", env=env)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    last = missing.stderr.strip().splitlines()[-1]  # (after the warning about plain HTTP)
+    assert last.startswith("error:") and "no-such" in last and "not found" in last

@@ -7,6 +7,7 @@ prints the daemon's error) and returns, so scripts can mount, read and unmount.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,7 +42,17 @@ _STARTUP_TIMEOUT = 60.0
 def mount(bootstrap: str, mountpoint: str, config_path: str | None, localfs_dir: str | None,
           apisock: str | None, prefetch_files: str | None, threads: int | None, log_level: str | None,
           log_file: str | None, background: bool) -> None:
-    """Mount a RAFS image (lazily) at MOUNTPOINT with FUSE; unmount with fusermount3 -u."""
+    """Mount a RAFS image (lazily) at MOUNTPOINT with FUSE; unmount with fusermount3 -u.
+
+    BOOTSTRAP is a bootstrap file, or an image reference when a plugin resolves them (its blobs are
+    then read from the registry unless --config or --localfs-dir says otherwise)."""
+    from nydus_core.imageref import resolve_image_argument
+
+    bootstrap, resolved = resolve_image_argument(bootstrap)
+    if resolved is not None and not config_path and not localfs_dir:
+        config_path = bootstrap + ".nydusd.json"
+        with open(config_path, "w") as f:
+            json.dump(resolved, f, indent=2)
     if not config_path and not localfs_dir:
         raise UsageError("nydus mount needs --config CFG (or --localfs-dir DIR)")
     params: dict[str, Any] = {
