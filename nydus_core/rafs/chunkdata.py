@@ -77,38 +77,15 @@ def _safe_blob_name(blob_id: str) -> bool:
     return bool(blob_id) and blob_id not in (".", "..") and "/" not in blob_id and "\0" not in blob_id
 
 
-class BlobDirReader:
-    """Read file data of an image from ``<blob_dir>/<blob_id>`` files, always validating chunks.
+class ChunkReader:
+    """Reads verified chunk data and file ranges of an image; subclasses say where stored bytes come
+    from by implementing :meth:`read_stored`. Always validates chunks. Thread-safe."""
 
-    Thread-safe; keeps one open descriptor per blob until :meth:`close`.
-    """
-
-    def __init__(self, blob_dir: str | os.PathLike[str]) -> None:
-        self.blob_dir = Path(blob_dir)
-        self._fds: dict[str, int] = {}
+    def __init__(self) -> None:
         self._algos: dict[tuple[int, int], tuple[Compressor, Digester]] = {}
-        self._lock = threading.Lock()
 
-    def _fd(self, blob_id: str) -> int:
-        fd = self._fds.get(blob_id)
-        if fd is not None:
-            return fd
-        path = self.blob_dir / blob_id
-        if not _safe_blob_name(blob_id):
-            raise BlobNotFoundError(f"{self.blob_dir}: invalid blob id {blob_id!r}")
-        with self._lock:
-            fd = self._fds.get(blob_id)
-            if fd is None:
-                try:
-                    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                except FileNotFoundError:
-                    raise BlobNotFoundError(f"{path}: blob not found") from None
-                except OSError as exc:
-                    raise BlobNotFoundError(f"{path}: cannot open blob: {exc.strerror or exc}") from None
-                self._fds[blob_id] = fd
-        return fd
-
-    def _algorithms(self, blob: BlobInfo) -> tuple[Compressor, Digester]:
+    def algorithms(self, blob: BlobInfo) -> tuple[Compressor, Digester]:
+        """Return the compressor and digester recorded for ``blob`` (from the plugin registries)."""
         key = (blob.compressor, blob.digester)
         algos = self._algos.get(key)
         if algos is None:
@@ -122,18 +99,14 @@ class BlobDirReader:
             self._algos[key] = algos
         return algos
 
+    def read_stored(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
+        """Return the stored (possibly compressed) bytes of ``chunk``."""
+        raise NotImplementedError
+
     def read_chunk(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
         """Return the verified uncompressed bytes of ``chunk`` of ``blob``."""
-        fd = self._fd(blob.blob_id)
-        compressor, digester = self._algorithms(blob)
-        try:
-            raw = os.pread(fd, chunk.compressed_size, chunk.compressed_offset)
-        except OSError as exc:
-            raise IntegrityError(
-                f"{_where(blob.blob_id, chunk)}: read failed: {exc.strerror or exc}"
-            ) from None
-        except (OverflowError, ValueError):
-            raise IntegrityError(f"{_where(blob.blob_id, chunk)}: offset out of range") from None
+        compressor, digester = self.algorithms(blob)
+        raw = self.read_stored(blob, chunk)
         return decode_chunk(raw, chunk, compressor, digester, validate=True, blob_id=blob.blob_id)
 
     def read(self, image: RafsImage, ino: int, offset: int = 0, size: int | None = None) -> bytes:
@@ -145,8 +118,7 @@ class BlobDirReader:
         end = attrs.size if size is None else min(attrs.size, offset + size)
         if offset >= end:
             return b""
-        ranged = getattr(image, "chunks_for_range", None)
-        chunks: Sequence[ChunkInfo] = ranged(ino, offset, end - offset) if ranged else image.chunks(ino)
+        chunks: Sequence[ChunkInfo] = image.chunks_for_range(ino, offset, end - offset)
         out = bytearray(end - offset)
         for c in chunks:
             c_end = c.file_offset + c.uncompressed_size
@@ -165,14 +137,65 @@ class BlobDirReader:
         return self.read(image, ino)
 
     def close(self) -> None:
+        """Release files or connections."""
+
+    def __enter__(self) -> ChunkReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BlobDirReader(ChunkReader):
+    """Read file data of an image from ``<blob_dir>/<blob_id>`` files, always validating chunks.
+
+    Thread-safe; keeps one open descriptor per blob until :meth:`close`.
+    """
+
+    def __init__(self, blob_dir: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.blob_dir = Path(blob_dir)
+        self._fds: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def blob_path(self, blob_id: str) -> Path:
+        """Return the file that holds blob ``blob_id``."""
+        if not _safe_blob_name(blob_id):
+            raise BlobNotFoundError(f"{self.blob_dir}: invalid blob id {blob_id!r}")
+        return self.blob_dir / blob_id
+
+    def _fd(self, blob_id: str) -> int:
+        fd = self._fds.get(blob_id)
+        if fd is not None:
+            return fd
+        path = self.blob_path(blob_id)
+        with self._lock:
+            fd = self._fds.get(blob_id)
+            if fd is None:
+                try:
+                    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                except FileNotFoundError:
+                    raise BlobNotFoundError(f"{path}: blob not found") from None
+                except OSError as exc:
+                    raise BlobNotFoundError(f"{path}: cannot open blob: {exc.strerror or exc}") from None
+                self._fds[blob_id] = fd
+        return fd
+
+    def read_stored(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
+        """``pread`` the chunk's stored bytes from the blob file."""
+        fd = self._fd(blob.blob_id)
+        try:
+            return os.pread(fd, chunk.compressed_size, chunk.compressed_offset)
+        except OSError as exc:
+            raise IntegrityError(
+                f"{_where(blob.blob_id, chunk)}: read failed: {exc.strerror or exc}"
+            ) from None
+        except (OverflowError, ValueError):
+            raise IntegrityError(f"{_where(blob.blob_id, chunk)}: offset out of range") from None
+
+    def close(self) -> None:
         """Close every open blob file."""
         with self._lock:
             fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
-
-    def __enter__(self) -> BlobDirReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

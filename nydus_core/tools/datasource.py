@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import BlobNotFoundError, IntegrityError
 from ..interfaces import Backend
-from ..rafs.chunkdata import BlobDirReader, decode_chunk
+from ..rafs.chunkdata import BlobDirReader, ChunkReader
 from ..rafs.image import RafsImage
 from ..rafs.model import BlobInfo, ChunkInfo
 
@@ -24,18 +24,16 @@ class ChunkSource(Protocol):
     def close(self) -> None: ...
 
 
-class BackendChunkSource(BlobDirReader):
+class BackendChunkSource(ChunkReader):
     """Chunk data fetched from a backend plugin (``--backend-type``/``--config``), always verified."""
 
     def __init__(self, backend: Backend) -> None:
-        super().__init__(os.devnull)
+        super().__init__()
         self.backend = backend
 
-    def read_chunk(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
-        """Fetch the chunk's stored bytes from the backend, then decode and verify them."""
-        compressor, digester = self._algorithms(blob)
-        raw = self.backend.read(blob.blob_id, chunk.compressed_offset, chunk.compressed_size)
-        return decode_chunk(raw, chunk, compressor, digester, validate=True, blob_id=blob.blob_id)
+    def read_stored(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
+        """Fetch the chunk's stored bytes from the backend."""
+        return self.backend.read(blob.blob_id, chunk.compressed_offset, chunk.compressed_size)
 
     def close(self) -> None:
         """Close the backend."""
@@ -47,25 +45,11 @@ class SingleBlobSource(BlobDirReader):
 
     def __init__(self, blob_file: str | os.PathLike[str]) -> None:
         super().__init__(os.path.dirname(os.path.abspath(blob_file)) or ".")
-        self.blob_file = os.fspath(blob_file)
-        self._single: int | None = None
-        self._single_lock = threading.Lock()
+        self.blob_file = Path(blob_file)
 
-    def _fd(self, blob_id: str) -> int:
-        with self._single_lock:
-            if self._single is None:
-                try:
-                    self._single = os.open(self.blob_file, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError as exc:
-                    raise BlobNotFoundError(f"{self.blob_file}: cannot open blob: {exc.strerror}") from None
-            return self._single
-
-    def close(self) -> None:
-        """Close the blob file."""
-        with self._single_lock:
-            if self._single is not None:
-                os.close(self._single)
-                self._single = None
+    def blob_path(self, blob_id: str) -> Path:
+        """Every blob id maps to the one file."""
+        return self.blob_file
 
 
 def open_chunk_source(

@@ -147,3 +147,23 @@ def test_prefetch_policy_fs_reads_stdin(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     table = json.loads(run("inspect", str(boot), "-R", "prefetch").stdout)
     assert [e["path"] for e in table] == ["/a/x", "/y"]
+
+
+def test_data_sources_blob_file_and_backend(image: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """`unpack --blob FILE` and `check --backend-type localfs` read the same verified data."""
+    src, boot, blobs = image
+    (blob,) = blobs.iterdir()
+    out = tmp_path / "out.tar"
+    proc = run("unpack", str(boot), "--blob", str(blob), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    import tarfile
+
+    with tarfile.open(out) as tf:
+        member = tf.extractfile("d/a.bin")
+        assert member is not None and member.read() == (src / "d" / "a.bin").read_bytes()
+    cfg = json.dumps({"dir": str(blobs)})
+    proc = run("check", str(boot), "--backend-type", "localfs", "--backend-config", cfg, "-v")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["bytes_verified"] >= 50_000
+    one_line_error(run("check", str(boot), "--backend-type", "nosuch", "--backend-config", cfg), "nosuch")
+    one_line_error(run("check", str(boot), "--backend-config", cfg), "--backend-type")
