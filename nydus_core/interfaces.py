@@ -196,6 +196,20 @@ class CachePolicy(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release everything."""
 
+    # Optional management, used by ``nydus cache ls|du|gc``; a cache type without them says so.
+
+    @classmethod
+    def list_entries(cls, work_dir: str) -> list[dict[str, Any]]:
+        """Return one dict per cached blob in ``work_dir`` (``blob_id``, sizes, last use...)."""
+        raise UnsupportedOperationError(f"cache type '{cls.name}' cannot list its entries")
+
+    @classmethod
+    def gc(cls, work_dir: str, *, max_size: int | None = None,
+           remove_all: bool = False) -> list[dict[str, Any]]:
+        """Remove idle blobs until ``work_dir`` fits in ``max_size`` (all with ``remove_all``);
+        return what was removed."""
+        raise UnsupportedOperationError(f"cache type '{cls.name}' has no garbage collection")
+
 
 class Prefetcher(abc.ABC):
     """Decides what to fetch ahead of reads, and feeds it to the read pipeline at a bounded rate."""

@@ -192,7 +192,7 @@ def _cache_target(config: str | None, work_dir: str | None, cache_type: str) -> 
 
 def _managed(cls: type[Any], what: str) -> Any:
     fn = getattr(cls, what, None)
-    if not callable(fn):
+    if not callable(fn):  # a CachePolicy subclass always has them (they may raise UnsupportedOperation)
         raise UsageError(f"cache type '{cls.name}' does not support 'nydus cache' commands")
     return fn
 
