@@ -4,8 +4,9 @@
   checked into a dataclass that each plugin subclasses (s3 adds ``region``).
 - :class:`ErrorCodes`: an object store's error codes and HTTP statuses to the core's BackendError kinds.
 - :class:`ObjectStoreBackend`: a :class:`~nydus_core.interfaces.Backend` doing what does not depend on
-  the SDK (config, object keys, the Dragonfly proxy route with fallback, the CA bundle, range checks,
-  the exact-size upload stream); a plugin adds its SDK handles, one ranged GET, one HEAD and the upload.
+  the SDK (config, object keys, the Dragonfly proxy's health and fallback through
+  :class:`~nydus_core.remote_backend.ProxyHealth`, the CA bundle, range checks, the exact-size upload
+  stream); a plugin adds its SDK handles, one ranged GET, one HEAD and the upload.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, BinaryIO, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 from .errors import (
     AuthError,
@@ -31,8 +33,9 @@ from .errors import (
 from .interfaces import Backend
 from .remote_backend import (
     ExactSizeReader,
-    ProxyRoute,
+    ProxyHealth,
     ProxySettings,
+    Redactor,
     ca_bundle,
     get_bool,
     get_ca_cert_files,
@@ -252,7 +255,13 @@ class ObjectStoreBackend(Backend):
         self._lock = threading.Lock()
         self._bundle_lock = threading.Lock()
         self._ca_bundle: str | None = None
-        self._route = ProxyRoute(self.settings.proxy, timeout=self.settings.connect_timeout)
+        proxy = self.settings.proxy
+        #: The Dragonfly proxy's health (``None`` without a proxy ``url``); see :class:`ProxyHealth`.
+        self.proxy_health = (
+            ProxyHealth(proxy, timeout=min(self.settings.connect_timeout, 2.0), origin="the bucket",
+                        redact=Redactor(*self._secrets(), urlsplit(proxy.url).password or ""))
+            if proxy.enabled else None
+        )
         self.log = logging.getLogger(f"nydus.backend.{self.name}")
 
     def __repr__(self) -> str:
@@ -322,13 +331,16 @@ class ObjectStoreBackend(Backend):
     def _call(self, what: str, op: Callable[[Any], T], *, via_proxy: bool = True) -> T:
         """Run ``op(handle)`` through the proxy when it is healthy, else directly; map SDK errors."""
         try:
-            if via_proxy and self._route.use_proxy():
+            health = self.proxy_health
+            if via_proxy and health is not None and health.use_proxy():
                 try:
                     return op(self._handle(True))
                 except Exception as exc:
-                    if not self.settings.proxy.fallback or not self._is_proxy_failure(exc):
+                    if not self._is_proxy_failure(exc):
                         raise
-                    self._route.mark_down(redact(self._proxy_failure_reason(exc), self._secrets()))
+                    health.mark_failed(self._proxy_failure_reason(exc))
+                    if not self.settings.proxy.fallback:
+                        raise
             return op(self._handle(False))
         except NydusError:
             raise
@@ -374,7 +386,9 @@ class ObjectStoreBackend(Backend):
         self._upload(key, source, size, what)
 
     def close(self) -> None:
-        """Close the SDK's connection pools and remove the temporary CA bundle."""
+        """Stop the proxy health checker, close the SDK's connection pools, remove the temporary CA bundle."""
+        if self.proxy_health is not None:
+            self.proxy_health.close()
         self._close_handles()
         with self._bundle_lock:
             bundle, self._ca_bundle = self._ca_bundle, None

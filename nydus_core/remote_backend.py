@@ -3,9 +3,11 @@
 - Config value checks that raise :class:`~nydus_core.errors.ConfigError` naming the key
   (:func:`get_str`, :func:`get_bool`, :func:`get_number`, :func:`get_url`, :func:`get_ca_cert_files`,
   :func:`warn_unknown_keys`).
-- Upstream's Dragonfly ``proxy`` block (:class:`ProxySettings`, :func:`parse_proxy`) and its health
-  state (:class:`ProxyRoute`): requests go through the proxy while it is healthy, fall back to the
-  origin when it fails, and return after ``check_interval`` once ``ping_url`` answers.
+- Upstream's Dragonfly ``proxy`` block (:class:`ProxySettings`, :func:`parse_proxy`) and the one
+  health policy every remote backend uses (:class:`ProxyHealth`): a background checker pings
+  ``ping_url`` (or connects to the proxy) every ``check_interval``, pausing after
+  ``check_pause_elapsed`` idle; requests go through the proxy while it is healthy and fall back to
+  the origin when it is not.
 - :func:`redact`: removes secrets and ``user:password@`` from text meant for users or logs;
   :class:`Redactor` also URL query strings and ``Authorization`` values, with secrets learnt as it goes.
 - :func:`ca_bundle`: one PEM file from several ``ca_cert_files``.
@@ -20,11 +22,12 @@ import ipaddress
 import logging
 import os
 import re
+import socket
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -36,10 +39,11 @@ from .errors import BackendError, BlobNotFoundError, ConfigError
 __all__ = [
     "RETRY_STATUSES",
     "ExactSizeReader",
-    "ProxyRoute",
+    "ProxyHealth",
     "ProxySettings",
     "Redactor",
     "ca_bundle",
+    "can_connect",
     "exception_chain",
     "get_bool",
     "get_ca_cert_files",
@@ -333,7 +337,7 @@ def parse_proxy(config: Mapping[str, Any], where: str) -> ProxySettings:
             "Dragonfly SDK mode is not supported; set proxy.url to a dfdaemon proxy instead",
             key="proxy.dragonfly_scheduler_endpoint",
         )
-    return ProxySettings(
+    settings = ProxySettings(
         url=get_url(block, "url", prefix="proxy."),
         ping_url=get_url(block, "ping_url", prefix="proxy."),
         fallback=get_bool(block, "fallback", True, prefix="proxy."),
@@ -341,75 +345,178 @@ def parse_proxy(config: Mapping[str, Any], where: str) -> ProxySettings:
         use_http=get_bool(block, "use_http", False, prefix="proxy."),
         check_pause_elapsed=get_number(block, "check_pause_elapsed", 300, prefix="proxy."),
     )
+    if settings.enabled and settings.check_interval <= 0:  # the checker would spin
+        raise ConfigError("must be > 0", key="proxy.check_interval")
+    return settings
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects are answers, not health: a 3xx from the health endpoint is not 2xx."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 def ping(url: str, timeout: float) -> bool:
-    """Return whether ``url`` answers an HTTP GET with a non-5xx status (environment proxies unused)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    """Return whether ``url`` answers an HTTP GET with a 2xx status (no redirects, no environment proxies)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
     try:
         with opener.open(url, timeout=timeout) as resp:
-            return int(resp.status) < 500
-    except urllib.error.HTTPError as exc:
-        return exc.code < 500
+            return 200 <= int(resp.status) < 300
+    except (OSError, ValueError):  # HTTPError (non-2xx) is an OSError too
+        return False
+
+
+def can_connect(url: str, timeout: float) -> bool:
+    """Return whether a TCP connection to ``url``'s host and port (80/443 by scheme) opens."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
     except (OSError, ValueError):
         return False
 
 
-class ProxyRoute:
-    """Thread-safe health state of one proxy: whether the next request should go through it.
+def _run_checker(ref: weakref.ref[ProxyHealth], stop: threading.Event, wake: threading.Event) -> None:
+    """The checker thread's loop; it holds its ProxyHealth weakly and ends when that is gone or closed."""
+    while not stop.is_set():
+        health = ref()
+        if health is None:
+            return
+        interval = health.settings.check_interval
+        del health
+        wake.wait(interval)
+        wake.clear()
+        health = ref()
+        if health is None or stop.is_set():
+            return
+        health._scheduled_check()
+        del health
 
-    Without ``fallback`` every request uses the proxy. With it, :meth:`mark_down` sends requests
-    direct for ``check_interval`` seconds; then one caller probes ``ping_url`` (or, without one, simply
-    tries the proxy again) and requests return to the proxy when it answers.
+
+class ProxyHealth:
+    """Whether requests go through one Dragonfly proxy: upstream's one health policy for every backend.
+
+    On first use :meth:`available` checks the proxy synchronously and starts a background daemon
+    thread that checks it again every ``check_interval`` seconds: a GET of ``ping_url`` (healthy on
+    2xx), or without one a TCP connect to the proxy. Checks pause once nobody has asked for
+    ``check_pause_elapsed`` seconds (0: never) and resume with the next request. A request that fails
+    to reach the proxy calls :meth:`mark_failed`: it is down until the next successful check.
+    :meth:`use_proxy` is the per-request decision: never without a proxy ``url``, always with
+    ``fallback`` off, else while healthy. Thread-safe; :meth:`close` stops the checker (which also
+    ends by itself once this object is garbage).
     """
 
     def __init__(
         self,
         settings: ProxySettings,
         *,
-        timeout: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-        probe: Callable[[str, float], bool] = ping,
+        timeout: float = 2.0,
+        redact: Callable[[str], str] | None = None,
+        ping: Callable[[], bool] | None = None,
+        origin: str = "the origin",
     ) -> None:
         self.settings = settings
-        self._timeout = timeout
-        self._clock = clock
-        self._probe = probe
+        self.timeout = timeout
+        #: What requests fall back to, for log lines ("the registry", "the bucket").
+        self.origin = origin
+        self._redact = redact or Redactor(urlsplit(settings.url).password or "")
+        self._ping = ping or self._default_ping
         self._lock = threading.Lock()
-        self._healthy = True
-        self._down_since = 0.0
+        self._healthy: bool | None = None
+        self._last_activity = time.monotonic()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: How many health checks ran.
+        self.checks = 0
+
+    # -- checks -------------------------------------------------------------------------------
+
+    def _default_ping(self) -> bool:
+        if self.settings.ping_url:
+            return ping(self.settings.ping_url, self.timeout)
+        return can_connect(self.settings.url, self.timeout)
+
+    def check_now(self) -> bool:
+        """Run one health check and record its result."""
+        ok = bool(self._ping())
+        self.checks += 1
+        with self._lock:
+            changed = self._healthy is not None and ok != self._healthy
+            self._healthy = ok
+        if changed:
+            if ok:
+                state = "healthy again: using it"
+            elif self.settings.fallback:
+                state = f"down: falling back to {self.origin}"
+            else:
+                state = "down"
+            log.warning("Dragonfly proxy %s is %s", self._redact(self.settings.url), state)
+        return ok
+
+    def _scheduled_check(self) -> None:
+        """The checker's periodic check, skipped while paused (nobody asked for a while)."""
+        pause = self.settings.check_pause_elapsed
+        if pause and time.monotonic() - self._last_activity > pause:
+            return
+        self.check_now()
+
+    # -- state --------------------------------------------------------------------------------
 
     @property
     def healthy(self) -> bool:
-        """Whether the proxy is currently considered up."""
+        """The last known health (``False`` before the first check)."""
         with self._lock:
-            return self._healthy
+            return bool(self._healthy)
+
+    def available(self) -> bool:
+        """Called per request: whether the proxy is healthy now.
+
+        Notes the activity (un-pausing the checker), and on first use checks synchronously and
+        starts the background checker.
+        """
+        now = time.monotonic()
+        pause = self.settings.check_pause_elapsed
+        paused = bool(pause) and now - self._last_activity > pause
+        self._last_activity = now
+        if self._thread is None:
+            with self._lock:
+                start = self._thread is None and not self._stop.is_set()
+                if start:
+                    self._thread = threading.Thread(
+                        target=_run_checker, args=(weakref.ref(self), self._stop, self._wake),
+                        name="dragonfly-proxy-health", daemon=True)
+            if start:
+                self.check_now()
+                self._thread.start()
+        elif paused:
+            self._wake.set()
+        with self._lock:
+            return bool(self._healthy)
 
     def use_proxy(self) -> bool:
-        """Return whether the next request should go through the proxy."""
+        """Called per request: whether it goes through the proxy (see the class docstring)."""
         if not self.settings.enabled:
             return False
-        if not self.settings.fallback:
-            return True
-        with self._lock:
-            if self._healthy:
-                return True
-            if self._clock() - self._down_since < self.settings.check_interval:
-                return False
-            self._down_since = self._clock()  # this caller re-checks; the others keep going direct
-        ok = self._probe(self.settings.ping_url, self._timeout) if self.settings.ping_url else True
-        if ok:
-            with self._lock:
-                if not self._healthy:
-                    log.info("proxy %s is back; requests go through it again", redact(self.settings.url))
-                self._healthy = True
-        return ok
+        return self.available() or not self.settings.fallback
 
-    def mark_down(self, reason: str) -> None:
-        """Record a failed request through the proxy; requests go direct until the next check."""
+    def mark_failed(self, reason: str = "") -> None:
+        """Record that a request could not reach the proxy (the next good check restores it)."""
         with self._lock:
-            was = self._healthy
-            self._healthy = False
-            self._down_since = self._clock()
+            was, self._healthy = self._healthy, False
         if was:
-            log.warning("proxy %s failed (%s); falling back to the origin", redact(self.settings.url), reason)
+            why = f" ({self._redact(reason)})" if reason else ""
+            then = (f"falling back to {self.origin} until it passes a health check"
+                    if self.settings.fallback else "requests keep using it (fallback is off)")
+            url = self._redact(self.settings.url)
+            log.warning("Dragonfly proxy %s failed a request%s: %s", url, why, then)
+
+    def close(self) -> None:
+        """Stop the checker thread."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(2)

@@ -1,10 +1,13 @@
 """nydus_core.remote_backend: config checks, redaction, the exact-size upload stream and the Dragonfly
-proxy route (with a real health endpoint on 127.0.0.1)."""
+proxy health policy every remote backend uses (with a real health endpoint on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import gc
 import http.server
 import io
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +16,11 @@ import pytest
 from nydus_core.errors import BackendError, BlobNotFoundError, ConfigError
 from nydus_core.remote_backend import (
     ExactSizeReader,
-    ProxyRoute,
+    ProxyHealth,
     ProxySettings,
     Redactor,
     ca_bundle,
+    can_connect,
     get_bool,
     get_ca_cert_files,
     get_number,
@@ -28,7 +32,7 @@ from nydus_core.remote_backend import (
     ping,
     redact,
 )
-from nydus_core.testing.servers import BackgroundHTTPServer, free_port
+from nydus_core.testing.servers import BackgroundHTTPServer, free_port, wait_until
 
 
 def test_value_checks_name_the_key() -> None:
@@ -141,70 +145,144 @@ def test_proxy_block() -> None:
     p = parse_proxy({"proxy": {"url": "http://127.0.0.1:65001", "fallback": False, "check_interval": 2}}, "t")
     assert p.enabled and not p.fallback and p.check_interval == 2
     assert p.as_dict()["url"] == "http://127.0.0.1:65001"
+    with pytest.raises(ConfigError) as info:  # the checker would spin
+        parse_proxy({"proxy": {"url": "http://127.0.0.1:65001", "check_interval": 0}}, "t")
+    assert info.value.key == "proxy.check_interval" and "must be > 0" in str(info.value)
+    assert parse_proxy({"proxy": {"check_interval": 0}}, "t").check_interval == 0  # no proxy: no checker
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
-    status = 200
+    """Answers ``GET /<status>`` with that status (a ``Location`` on 3xx)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
-        self.send_response(type(self).status)
+        status = int(self.path.strip("/") or 200)
+        self.send_response(status)
+        if 300 <= status < 400:
+            self.send_header("Location", "/200")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
 
-def test_ping() -> None:
+def test_ping_is_healthy_on_2xx_only() -> None:
     with BackgroundHTTPServer(_Health) as server:
-        assert ping(server.url + "/server/ping", 2)
+        assert ping(server.url + "/200", 2) and ping(server.url + "/204", 2)
+        for status in (302, 404, 503):  # redirects are not followed; 4xx is as unhealthy as 5xx
+            assert not ping(f"{server.url}/{status}", 2), status
+        assert can_connect(server.url, 1)
     assert not ping(f"http://127.0.0.1:{free_port()}/", 1)
+    assert not can_connect(f"http://127.0.0.1:{free_port()}", 1)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+class Answers:
+    """A health check whose answer the test sets; counts calls."""
 
-    def __call__(self) -> float:
-        return self.now
+    def __init__(self, ok: bool = True) -> None:
+        self.ok = ok
+        self.calls: list[float] = []
 
-
-def test_route_falls_back_then_returns_after_a_good_ping() -> None:
-    clock = Clock()
-    answers: list[bool] = []
-    probes: list[str] = []
-
-    def probe(url: str, timeout: float) -> bool:
-        probes.append(url)
-        return answers.pop(0)
-
-    route = ProxyRoute(ProxySettings(url="http://p:1", ping_url="http://p:2/ping", check_interval=5),
-                       clock=clock, probe=probe)
-    assert route.use_proxy() and route.healthy
-    route.mark_down("connection refused")
-    assert not route.use_proxy() and not route.healthy
-    clock.now += 4.9
-    assert not route.use_proxy() and probes == []
-    clock.now += 0.2
-    answers.append(False)
-    assert not route.use_proxy() and probes == ["http://p:2/ping"]
-    assert not route.use_proxy()  # the failed check restarts the interval
-    clock.now += 5.1
-    answers.append(True)
-    assert route.use_proxy() and route.healthy
+    def __call__(self) -> bool:
+        self.calls.append(time.monotonic())
+        return self.ok
 
 
-def test_route_without_fallback_or_ping() -> None:
-    clock = Clock()
-    strict = ProxyRoute(ProxySettings(url="http://p:1", fallback=False), clock=clock)
-    strict.mark_down("x")
-    assert strict.use_proxy()
-    plain = ProxyRoute(ProxySettings(url="http://p:1", check_interval=1), clock=clock)
-    plain.mark_down("x")
-    assert not plain.use_proxy()
-    clock.now += 1.5
-    assert plain.use_proxy()  # no ping_url: simply try the proxy again
-    assert not ProxyRoute(ProxySettings(), clock=clock).use_proxy()
+def test_health_falls_back_then_returns_after_a_good_check() -> None:
+    answers = Answers()
+    health = ProxyHealth(ProxySettings(url="http://p:1", ping_url="http://p:2/ping", check_interval=60),
+                         ping=answers)
+    try:
+        assert not health.healthy  # nothing checked yet
+        assert health.use_proxy() and health.healthy and health.checks == 1  # the first use checks
+        health.mark_failed("connection refused")
+        assert not health.use_proxy() and not health.healthy
+        for _ in range(5):  # requests never probe: only the checker (every check_interval) does
+            assert not health.use_proxy()
+        assert health.checks == 1
+        answers.ok = False
+        assert not health.check_now() and not health.use_proxy()
+        answers.ok = True
+        assert health.check_now() and health.use_proxy() and health.healthy
+    finally:
+        health.close()
+
+
+def test_health_without_fallback_or_ping_url() -> None:
+    strict = ProxyHealth(ProxySettings(url="http://p:1", fallback=False, check_interval=60),
+                         ping=Answers(False))
+    try:
+        assert strict.use_proxy() and not strict.healthy  # without fallback the proxy is always used
+        strict.mark_failed("x")
+        assert strict.use_proxy()
+    finally:
+        strict.close()
+    with BackgroundHTTPServer(_Health) as server:
+        plain = ProxyHealth(ProxySettings(url=server.url, check_interval=60), timeout=1)
+        try:
+            assert plain.use_proxy()  # no ping_url: a TCP connect to the proxy is the check
+            server.stop()
+            assert not plain.check_now() and not plain.use_proxy()
+            server.start()
+            assert plain.check_now() and plain.use_proxy()
+        finally:
+            plain.close()
+    off = ProxyHealth(ProxySettings(), ping=Answers())
+    assert not off.use_proxy() and off.checks == 0  # no proxy url: never used, never checked
+
+
+def test_health_checks_at_interval_and_pauses_when_idle() -> None:
+    answers = Answers()
+    health = ProxyHealth(ProxySettings(url="http://127.0.0.1:1", check_interval=0.1, check_pause_elapsed=0.5),
+                         timeout=0.1, ping=answers)
+    try:
+        assert health.available() and len(answers.calls) == 1  # the first use checks synchronously
+        answers.ok = False
+        wait_until(lambda: not health.healthy, 2, message="marked down by the checker")
+        answers.ok = True
+        wait_until(lambda: health.healthy, 2, message="back up")
+        time.sleep(1.0)  # nobody asks: checks pause after 0.5 s
+        n = len(answers.calls)
+        time.sleep(0.5)
+        assert len(answers.calls) == n
+        assert health.available()  # a request wakes the checker at once
+        wait_until(lambda: len(answers.calls) > n, 1, message="checker woken")
+        health.mark_failed()
+        assert not health.available()
+    finally:
+        health.close()
+    n = len(answers.calls)
+    time.sleep(0.3)
+    assert len(answers.calls) == n  # closed: no more checks
+
+
+def test_checker_ends_when_its_owner_is_gone() -> None:
+    health = ProxyHealth(ProxySettings(url="http://127.0.0.1:1", check_interval=0.05), ping=Answers())
+    assert health.use_proxy()
+    checker = next(t for t in threading.enumerate() if t.name == "dragonfly-proxy-health" and t.is_alive()
+                   and t is health._thread)
+    del health
+    gc.collect()
+    checker.join(2)
+    assert not checker.is_alive()
+
+
+def test_health_log_lines_name_the_origin_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    answers = Answers()
+    health = ProxyHealth(ProxySettings(url="http://u:pr0xy-pw@p:1", check_interval=60), ping=answers,
+                         origin="the bucket")
+    try:
+        assert health.use_proxy()
+        health.mark_failed("refused by http://u:pr0xy-pw@p:1")
+        assert "falling back to the bucket until it passes a health check" in caplog.text
+        assert health.check_now()
+        assert "is healthy again" in caplog.text
+        answers.ok = False
+        health.check_now()
+        assert "down: falling back to the bucket" in caplog.text
+        assert "pr0xy-pw" not in caplog.text and "p:1" in caplog.text
+    finally:
+        health.close()
 
 
 def test_object_key() -> None:

@@ -36,7 +36,7 @@ from .cli import clean_env
 from .contracts import BackendContract
 from .objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, FlakyFront, ForwardProxy, MotoServer, shared_moto
 from .samples import blob_id_of, payload, random_bytes
-from .servers import BlackholeServer, free_port
+from .servers import BlackholeServer, free_port, wait_until
 from .storage_helpers import build_image
 
 __all__ = [
@@ -367,7 +367,9 @@ class ObjectStoreServerSuite(ObjectStoreCase):
 
 class ObjectStoreProxySuite(ObjectStoreCase):
     """The Dragonfly ``proxy`` block: reads go through the proxy while it is up, fall back to the object
-    store when it is down, and return after ``check_interval`` once ``ping_url`` answers."""
+    store when it is down, and return once the background health check (``ping_url``, every
+    ``check_interval``) passes again: :class:`~nydus_core.remote_backend.ProxyHealth`, the policy the
+    registry backend uses too."""
 
     object_prefix: ClassVar[str] = ""
     DATA: ClassVar[bytes] = random_bytes(100_000, seed=7)
@@ -388,9 +390,19 @@ class ObjectStoreProxySuite(ObjectStoreCase):
         with ForwardProxy() as proxy:
             yield proxy
 
+    @pytest.fixture(autouse=True)
+    def _close_backends(self) -> Iterator[None]:
+        """Close every backend a test made (stopping its proxy health checker)."""
+        self._made: list[Any] = []
+        yield
+        for backend in self._made:
+            backend.close()
+
     def backend_for(self, moto: MotoServer, proxy: ForwardProxy, **block: Any) -> Any:
-        """A backend on moto whose ``proxy`` block is ``url`` plus ``block``."""
-        return self.make(moto.endpoint, proxy={"url": proxy.url, **block})
+        """A backend on moto whose ``proxy`` block is ``url`` plus ``block`` (closed after the test)."""
+        backend = self.make(moto.endpoint, proxy={"url": proxy.url, **block})
+        self._made.append(backend)
+        return backend
 
     def test_reads_go_through_the_proxy(self, moto: MotoServer, proxy: ForwardProxy) -> None:
         backend = self.backend_for(moto, proxy)
@@ -404,13 +416,16 @@ class ObjectStoreProxySuite(ObjectStoreCase):
         data = self.DATA
         backend = self.backend_for(moto, proxy, ping_url=proxy.ping_url, check_interval=0.5)
         assert backend.read(self.BLOB, 0, 10) == data[:10]
-        assert proxy.total == 1
+        assert proxy.total == 1 and proxy.pings >= 1  # the first use checked the proxy synchronously
         proxy.stop()
         assert backend.read(self.BLOB, 10, 10) == data[10:20]  # failed over to moto directly
-        assert backend.read(self.BLOB, 20, 10) == data[20:30]  # still direct, no new attempt yet
+        assert not backend.proxy_health.healthy
+        assert backend.read(self.BLOB, 20, 10) == data[20:30]  # still direct, no new attempt
         proxy.start()
         assert proxy.total == 1
-        time.sleep(0.6)  # check_interval passes; the ping succeeds
+        pings = proxy.pings
+        wait_until(lambda: backend.proxy_health.healthy, 3, message="proxy healthy again")
+        assert proxy.pings > pings  # brought back by the background check of ping_url
         assert backend.read(self.BLOB, 30, 10) == data[30:40]
         assert proxy.total == 2
 
@@ -420,7 +435,8 @@ class ObjectStoreProxySuite(ObjectStoreCase):
         proxy.stop()
         assert backend.read(self.BLOB, 0, 10) == self.DATA[:10]
         proxy.start()
-        time.sleep(0.3)
+        checks = backend.proxy_health.checks
+        wait_until(lambda: backend.proxy_health.checks > checks, 3, message="a health check after start")
         assert backend.read(self.BLOB, 10, 10) == self.DATA[10:20]
         assert proxy.total == 0  # the proxy listens again, but its health check fails: stay direct
 

@@ -7,8 +7,9 @@
   ``skip_verify`` turns verification off and, like upstream, allows falling back from HTTPS to
   HTTP when the TLS handshake fails. ``scheme=""`` means "try HTTPS, fall back to HTTP".
 - ``401`` answers go through :class:`~.auth.Authenticator` and the request is retried once.
-- GET/HEAD go through the Dragonfly proxy while it is healthy (see :mod:`.dragonfly`); with
-  ``fallback`` off they always do, and fail when it is down.
+- GET/HEAD go through the Dragonfly proxy while it is healthy (the health policy all remote backends
+  share: :class:`nydus_core.remote_backend.ProxyHealth`); with ``fallback`` off they always do, and
+  fail when it is down.
 - The environment's ``HTTP(S)_PROXY``/``NO_PROXY`` apply to direct requests; ``~/.netrc`` never does.
 """
 
@@ -35,10 +36,10 @@ from nydus_core.errors import (
     PermissionDeniedError,
     TransientBackendError,
 )
+from nydus_core.remote_backend import ProxyHealth
 
 from .auth import Authenticator, TokenFetchError
 from .config import Credentials, ProxyConfig
-from .dragonfly import ProxyHealth
 from .errormap import (
     RETRY_STATUSES,
     Redactor,
@@ -127,7 +128,8 @@ class Transport:
         self.proxy = proxy if proxy is not None and proxy.enabled else None
         if self.proxy is not None:
             self.redact.add(urlsplit(self.proxy.url).password)
-        self.proxy_health = (ProxyHealth(self.proxy, timeout=min(connect_timeout, 2.0), redact=self.redact)
+        self.proxy_health = (ProxyHealth(self.proxy, timeout=min(connect_timeout, 2.0), redact=self.redact,
+                                         origin="the registry")
                              if self.proxy is not None else None)
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
@@ -261,7 +263,7 @@ class Transport:
               allow_redirects: bool, retry: bool, what: str) -> requests.Response:
         proxy = self.proxy
         if (proxy is not None and self.proxy_health is not None and method in ("GET", "HEAD")
-                and (self.proxy_health.available() or not proxy.fallback)):
+                and self.proxy_health.use_proxy()):
             purl = "http://" + url[len("https://"):] if proxy.use_http and url.startswith("https://") else url
             started = time.monotonic()
             try:
@@ -270,7 +272,7 @@ class Transport:
                                                       verify=self._verify)
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 reason, _ = describe_exception(exc)
-                self.proxy_health.mark_failed()
+                self.proxy_health.mark_failed(reason)
                 if not proxy.fallback:
                     raise TransientBackendError(self.redact(
                         f"{what}: {TransientBackendError.kind}: Dragonfly proxy {proxy.url}: {reason} "
