@@ -285,6 +285,8 @@ class ReadPipeline:
         promote: list[_Group] = []
         inline: _Group | None = None
         with self._lock:
+            if self._closed:  # before anything is registered in flight
+                raise CacheError("read after the image was closed")
             mine: list[tuple[ChunkInfo, Future[bytes]]] = []
             seen: dict[tuple[int, int], Future[bytes] | None] = {}
             for k, c in enumerate(chunks):
@@ -430,10 +432,15 @@ class ReadPipeline:
         pf.add_done_callback(lambda f: self._group_done(group, f))
 
     def _group_done(self, group: _Group, pf: Future[Any]) -> None:
-        """If the pool dropped ``group`` (closing), fail its waiters instead of leaving them hanging."""
+        """If the pool dropped ``group`` (closing) or its run failed unexpectedly, fail its waiters
+        instead of leaving them hanging."""
         if pf.cancelled():
-            exc = CacheError("read cancelled: the image is being closed")
-            self._finish(group, [(fut, exc) for fut in group.futures if not fut.done()])
+            exc: BaseException = CacheError("read cancelled: the image is being closed")
+        elif pf.exception() is not None:
+            exc = pf.exception()  # type: ignore[assignment]
+        else:
+            return
+        self._finish(group, [(fut, exc) for fut in group.futures if not fut.done()])
 
     def _finish(self, group: _Group, failures: list[tuple[Future[bytes], BaseException]]) -> None:
         for fut, exc in failures:
@@ -486,6 +493,10 @@ class ReadPipeline:
             except NydusError as exc:
                 failures.append((fut, exc))
                 continue
+            except Exception as exc:  # a compressor/digester plugin bug: one line to the reader
+                failures.append((fut, IntegrityError(
+                    f"blob {blob.blob_id} chunk {c.index}: cannot decode: {type(exc).__name__}: {exc}")))
+                continue
             fut.set_result(data)
             good.append((c, data))
         mv.release()
@@ -500,8 +511,8 @@ class ReadPipeline:
                         blob.blob_cache.put(c, data)
             except NydusError as exc:  # readers have their bytes; the cache just missed them
                 log.warning("%s", exc)
-            except OSError as exc:
-                log.warning("cache write failed for blob %s: %s", blob.blob_id, exc)
+            except Exception as exc:  # OSError, or a cache plugin bug: the same, logged
+                log.warning("cache write failed for blob %s: %s: %s", blob.blob_id, type(exc).__name__, exc)
         self._finish(group, [])
         return len(raw)
 
