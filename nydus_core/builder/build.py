@@ -201,6 +201,11 @@ def build(
             out.discard()
         final_table = with_own(info) if info is not None else table
         data = writer.dump(final_table)
+    except OSError as exc:  # the blob could not be written (disk full, broken pipe...)
+        bw.abort()
+        out.discard()
+        where = exc.filename or blob_path or blob_dir
+        raise BuildError(f"{where}: cannot write the blob: {exc.strerror or exc}") from None
     except BaseException:
         bw.abort()
         out.discard()

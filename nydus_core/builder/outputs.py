@@ -59,9 +59,14 @@ class OutputFile:
         target = final or self.final
         assert target is not None
         try:
+            if not self.stream:
+                # data on disk before the name: a crash never leaves a short blob under its id
+                self.file.flush()
+                os.fsync(self.file.fileno())
             self.file.close()
             if not self.stream:
                 os.replace(self.tmp, target)
+                _fsync_dir(target.parent)
         except OSError as exc:
             raise BuildError(f"{target}: cannot write {self.what}: {exc.strerror or exc}") from None
         return target
@@ -70,12 +75,27 @@ class OutputFile:
         """Close and remove the temporary file (a stream is just closed)."""
         try:
             self.file.close()
+        except OSError:
+            pass  # what could not be flushed is being thrown away anyway
         finally:
             if not self.stream:
                 try:
                     os.unlink(self.tmp)
                 except FileNotFoundError:
                     pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_file(path: Path, data: bytes, what: str) -> Path:

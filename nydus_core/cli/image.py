@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from .. import __version__
-from ..errors import IntegrityError, UsageError
+from ..errors import BuildError, IntegrityError, UsageError
 from .progress import progress_bar
 from .runner import run_main, setup_logging
 
@@ -309,7 +311,7 @@ def unpack(bootstrap_arg: str | None, bootstrap: str | None, output: str, blob: 
     path = _bootstrap_arg(bootstrap_arg, bootstrap)
     source = _chunk_source(blob_dir, blob, backend_type, backend_config, backend_config_file, config)
     try:
-        with open_image(path) as image:
+        with open_image(path) as image, _write_errors(output):
             if output == "-":
                 count = unpack_to_tar(image, source, sys.stdout.buffer)
             else:
@@ -325,6 +327,15 @@ def unpack(bootstrap_arg: str | None, bootstrap: str | None, output: str, blob: 
         if source is not None:
             source.close()
     click.echo(f"unpacked {count} entries to {output}", err=True)
+
+
+@contextmanager
+def _write_errors(target: str) -> Iterator[None]:
+    """Turn an OSError while writing ``target`` (disk full, closed pipe) into a one-line error."""
+    try:
+        yield
+    except OSError as exc:
+        raise BuildError(f"{target}: cannot write: {exc.strerror or exc}") from None
 
 
 def main() -> None:

@@ -158,8 +158,14 @@ def cat_cmd(bootstrap: str, paths: tuple[str, ...], config: str | None, blob_dir
                     data = f.read(step)
                     if not data:
                         break
-                    out.write(data)
-        out.flush()
+                    try:
+                        out.write(data)
+                    except OSError as exc:
+                        raise NydusError(f"stdout: cannot write: {exc.strerror or exc}") from None
+        try:
+            out.flush()
+        except OSError as exc:
+            raise NydusError(f"stdout: cannot write: {exc.strerror or exc}") from None
     finally:
         if metrics_json:
             click.echo(json.dumps(fs.metrics(), indent=2), err=True)

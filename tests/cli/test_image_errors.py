@@ -167,3 +167,14 @@ def test_data_sources_blob_file_and_backend(image: tuple[Path, Path, Path], tmp_
     assert json.loads(proc.stdout)["bytes_verified"] >= 50_000
     one_line_error(run("check", str(boot), "--backend-type", "nosuch", "--backend-config", cfg), "nosuch")
     one_line_error(run("check", str(boot), "--backend-config", cfg), "--backend-type")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_disk_full_is_one_line(image: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """A write that fails (ENOSPC, via /dev/full) ends in one line naming the output, nothing left."""
+    src, boot, blobs = image
+    proc = run("create", str(src), "-B", str(tmp_path / "new.boot"), "--blob", "/dev/full")
+    one_line_error(proc, "/dev/full", "No space left")
+    assert proc.returncode == 8 and not (tmp_path / "new.boot").exists()
+    proc = run("unpack", str(boot), "-D", str(blobs), "--output", "/dev/full")
+    one_line_error(proc, "/dev/full", "No space left")
