@@ -147,6 +147,7 @@ class ObjectStoreConfigSuite:
             ({"proxy": {"url": "ftp://x"}}, "proxy.url"),
             ({"proxy": {"url": "http://p:1", "fallback": "no"}}, "proxy.fallback"),
             ({"proxy": {"url": "http://p:1", "check_interval": "5s"}}, "proxy.check_interval"),
+            ({"proxy": {"url": "http://p:1", "check_interval": 0}}, "proxy.check_interval"),
             ({"proxy": {"dragonfly_scheduler_endpoint": "http://s:8002"}},
              "proxy.dragonfly_scheduler_endpoint"),
         ],

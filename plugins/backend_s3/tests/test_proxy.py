@@ -1,5 +1,6 @@
 """The Dragonfly `proxy` block on the s3 backend: reads go through the proxy while it is up, fall back
-to the object store when it is down, and return after `check_interval` once `ping_url` answers."""
+to the object store when it is down, and return once the background health check (`ping_url`, every
+`check_interval`) passes again."""
 
 from __future__ import annotations
 
