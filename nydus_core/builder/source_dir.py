@@ -13,6 +13,7 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from ..errors import BuildError
 from ..rafs.model import TreeInode
@@ -154,14 +155,34 @@ class DirectorySource:
             raise _error(path, "cannot read xattrs", exc) from None
 
     def load(self, pipeline: ChunkPipeline) -> None:
-        """Read every regular file's data (in tree order) into chunks."""
+        """Read every regular file's data (in tree order) into chunks.
+
+        Errors reading a source file name that file; errors writing the blob propagate as they are
+        (the build names its output)."""
         for node, path in self._files:
             try:
-                with open(path, "rb", buffering=0) as f:
-                    chunks, size = pipeline.add_file(f, node.size)  # type: ignore[arg-type]
+                # no symlink, no blocking open of a file swapped for a fifo since the scan
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
             except OSError as exc:
                 raise _error(path, "cannot read", exc) from None
+            with os.fdopen(fd, "rb", buffering=0) as raw:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise _error(path, "cannot read", OSError(0, "no longer a regular file"))
+                chunks, size = pipeline.add_file(_SourceReader(raw, path), node.size)  # type: ignore[arg-type]
             if size != node.size:
                 log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path), node.size, size)
                 node.size = size
             node.chunks = chunks
+
+
+class _SourceReader:
+    """A source file whose read errors become BuildErrors naming it (write errors stay OSErrors)."""
+
+    def __init__(self, f: Any, path: bytes) -> None:
+        self._f, self._path = f, path
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._f.read(n)
+        except OSError as exc:
+            raise _error(self._path, "cannot read", exc) from None
