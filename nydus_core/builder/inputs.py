@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,19 +11,8 @@ from ..errors import BuildError, NydusError
 from ..rafs.constants import BLOB_ID_INLINE_PLACEHOLDER
 from ..rafs.image import RafsImage, open_image
 from ..rafs.model import BlobInfo, ChunkInfo, TreeInode
+from ..rafs.toc import blob_id_from_path
 from .chunker import ChunkKey, unique_inodes
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def blob_id_from_file_name(path: str | os.PathLike[str]) -> str | None:
-    """Return the blob id a bootstrap's file name carries (``<sha256 hex>`` or ``sha256:<hex>``,
-    upstream's convention for per-layer bootstraps), or None."""
-    name = Path(path).name
-    for prefix in ("sha256:", "sha256-"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-    return name if _HEX64.fullmatch(name) else None
 
 
 def open_bootstrap_checked(path: str | os.PathLike[str], what: str) -> RafsImage:
@@ -75,7 +63,7 @@ def load_image(path: str | os.PathLike[str], what: str, *, fix_placeholder: bool
     if fix_placeholder:
         for b in loaded.blobs:
             if b.blob_id == BLOB_ID_INLINE_PLACEHOLDER:
-                real = blob_id_from_file_name(p)
+                real = blob_id_from_path(p)
                 if real is None:
                     raise BuildError(
                         f"{p}: blob {b.blob_index} has the inline-meta placeholder id and the file name "

@@ -22,10 +22,11 @@ from pathlib import Path
 from ..errors import BuildError, UsageError
 from ..rafs.constants import BLOB_ID_INLINE_PLACEHOLDER, BlobFeatures
 from ..rafs.model import BlobInfo, TreeInode
+from ..rafs.toc import blob_id_from_path
 from ..rafs.v6_writer import V6Writer
 from .build import resolve_paths
 from .chunker import finalize_chunks, unique_inodes
-from .inputs import blob_id_from_file_name, load_image, strip_chunk_dict_prefix
+from .inputs import load_image, strip_chunk_dict_prefix
 from .options import WHITEOUT_SPECS, MergeResult, ProgressCallback
 from .outputs import write_file
 from .whiteout import apply_layer, strip_markers
@@ -170,7 +171,7 @@ def merge(
                 if blob_toc_sizes is not None:
                     b.blob_toc_size = int(blob_toc_sizes[layer_idx])
             if b.blob_id == BLOB_ID_INLINE_PLACEHOLDER:
-                real = blob_id_from_file_name(path)
+                real = blob_id_from_path(path)
                 if real is None:
                     raise BuildError(
                         f"{path}: blob {i} has the inline-meta placeholder id; pass its real id "

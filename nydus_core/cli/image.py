@@ -306,12 +306,15 @@ def unpack(bootstrap_arg: str | None, bootstrap: str | None, output: str, blob: 
     """Write an image's whole tree as a tar."""
     from ..builder.outputs import OutputFile
     from ..rafs.image import open_image
+    from ..tools.datasource import use_real_blob_ids
     from ..tools.unpack import unpack_to_tar
 
     path = _bootstrap_arg(bootstrap_arg, bootstrap)
     source = _chunk_source(blob_dir, blob, backend_type, backend_config, backend_config_file, config)
     try:
         with open_image(path) as image, _write_errors(output):
+            if source is not None:
+                use_real_blob_ids(image, path)
             if output == "-":
                 count = unpack_to_tar(image, source, sys.stdout.buffer)
             else:

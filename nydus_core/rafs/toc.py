@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -296,3 +297,17 @@ def substitute_placeholder_blob_ids(blobs: Iterable[BlobInfo], real_id: str) -> 
             blob.blob_id = real_id
             n += 1
     return n
+
+
+_HEX64_NAME = re.compile(r"[0-9a-f]{64}")
+
+
+def blob_id_from_path(path: str | os.PathLike[str]) -> str | None:
+    """Return the blob id a bootstrap's file name carries, or None: upstream names per-layer
+    bootstraps after their blob (``<id>``, ``sha256:<id>``, ``sha256-<id>``, any extension)."""
+    name = os.path.basename(os.fspath(path))
+    for prefix in ("sha256:", "sha256-"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    stem = name.split(".", 1)[0]
+    return stem if _HEX64_NAME.fullmatch(stem) else None

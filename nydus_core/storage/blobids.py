@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import FormatError
 from ..rafs.model import BlobInfo
-from ..rafs.toc import is_placeholder_blob_id
+from ..rafs.toc import blob_id_from_path, is_placeholder_blob_id
 
 __all__ = ["blob_id_from_path", "is_blob_id", "resolve_blob_ids"]
 
@@ -24,16 +24,6 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 def is_blob_id(text: str) -> bool:
     """Return whether ``text`` is a 64-char lowercase hex blob id."""
     return bool(_HEX64.fullmatch(text))
-
-
-def blob_id_from_path(path: str | os.PathLike[str]) -> str | None:
-    """Return the blob id a bootstrap's file name names (``<id>``, ``<id>.boot``, ``sha256:<id>``...),
-    or None when the name is not a blob id."""
-    name = os.path.basename(os.fspath(path))
-    if name.startswith("sha256:"):
-        name = name[len("sha256:"):]
-    stem = name.split(".", 1)[0]
-    return stem if is_blob_id(stem) else None
 
 
 def resolve_blob_ids(

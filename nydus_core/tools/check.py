@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import IntegrityError, NydusError
 from ..rafs.image import RafsImage, open_image
-from .datasource import ChunkSource, algorithm_names, unique_chunks
+from .datasource import ChunkSource, algorithm_names, unique_chunks, use_real_blob_ids
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ def check_image(
     """
     image: RafsImage = open_image(bootstrap)
     try:
+        if source is not None:
+            use_real_blob_ids(image, bootstrap)
         comp, dig = algorithm_names(image)
         report = CheckReport(os.fspath(bootstrap), image.version, comp, dig, image.chunk_size,
                              [_blob_dict(b) for b in image.blobs])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,3 +111,13 @@ def algorithm_names(image: RafsImage) -> tuple[str, str]:
 
     return (UPSTREAM_IDS["compressor"].get(image.compressor, f"id {image.compressor}"),
             UPSTREAM_IDS["digester"].get(image.digester, f"id {image.digester}"))
+
+
+def use_real_blob_ids(image: RafsImage, bootstrap: str | os.PathLike[str]) -> None:
+    """Give the blobs of an image opened by a tool their real ids: a per-layer bootstrap of an
+    inline-meta blob records the placeholder ``x…x`` and is named after its blob (as nydusd does)."""
+    from ..storage.blobids import resolve_blob_ids
+
+    ids = resolve_blob_ids(image.blobs, bootstrap_path=bootstrap)
+    image.blobs = [b if b.blob_id == i else dataclasses.replace(b, blob_id=i)
+                   for b, i in zip(image.blobs, ids)]

@@ -178,3 +178,25 @@ def test_disk_full_is_one_line(image: tuple[Path, Path, Path], tmp_path: Path) -
     assert proc.returncode == 8 and not (tmp_path / "new.boot").exists()
     proc = run("unpack", str(boot), "-D", str(blobs), "--output", "/dev/full")
     one_line_error(proc, "/dev/full", "No space left")
+
+
+def test_check_a_bootstrap_extracted_from_an_inline_meta_blob(tmp_path: Path) -> None:
+    """The bootstrap inside an inline-meta blob records the placeholder id; named after its blob (as
+    the converter and upstream name per-layer bootstraps) it checks like any other."""
+    from nydus_core.rafs.toc import extract_bootstrap_file
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(random_bytes(70_000, 3))
+    blobs = tmp_path / "blobs"
+    proc = run("create", str(src), "-D", str(blobs), "--blob-inline-meta", "--features", "blob-toc")
+    assert proc.returncode == 0, proc.stderr
+    (blob,) = blobs.iterdir()
+    for name in (blob.name, f"{blob.name}.boot", f"sha256-{blob.name}", f"sha256:{blob.name}"):
+        boot = tmp_path / name
+        boot.write_bytes(extract_bootstrap_file(blob))
+        proc = run("check", str(boot), "-D", str(blobs))
+        assert proc.returncode == 0, proc.stderr
+    odd = tmp_path / "layer.boot"
+    odd.write_bytes(extract_bootstrap_file(blob))
+    one_line_error(run("check", str(odd), "-D", str(blobs)), "placeholder")
