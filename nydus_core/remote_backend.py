@@ -422,7 +422,7 @@ class ProxyHealth:
         #: What requests fall back to, for log lines ("the registry", "the bucket").
         self.origin = origin
         self._redact = redact or Redactor(urlsplit(settings.url).password or "")
-        self._ping = ping or self._default_ping
+        self._ping = ping  # None: the default check (a bound method here would be a reference cycle)
         self._lock = threading.Lock()
         self._healthy: bool | None = None
         self._last_activity = time.monotonic()
@@ -441,7 +441,7 @@ class ProxyHealth:
 
     def check_now(self) -> bool:
         """Run one health check and record its result."""
-        ok = bool(self._ping())
+        ok = bool(self._ping() if self._ping is not None else self._default_ping())
         self.checks += 1
         with self._lock:
             changed = self._healthy is not None and ok != self._healthy

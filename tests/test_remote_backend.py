@@ -3,10 +3,8 @@ proxy health policy every remote backend uses (with a real health endpoint on 12
 
 from __future__ import annotations
 
-import gc
 import http.server
 import io
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -259,12 +257,18 @@ def test_health_checks_at_interval_and_pauses_when_idle() -> None:
 def test_checker_ends_when_its_owner_is_gone() -> None:
     health = ProxyHealth(ProxySettings(url="http://127.0.0.1:1", check_interval=0.05), ping=Answers())
     assert health.use_proxy()
-    checker = next(t for t in threading.enumerate() if t.name == "dragonfly-proxy-health" and t.is_alive()
-                   and t is health._thread)
-    del health
-    gc.collect()
+    checker = health._thread
+    assert checker is not None and checker.is_alive() and checker.name == "dragonfly-proxy-health"
+    del health  # no reference cycle: freed at once, without a garbage collection
     checker.join(2)
     assert not checker.is_alive()
+    with BackgroundHTTPServer(_Health) as server:  # the same with the default check (a TCP connect)
+        health = ProxyHealth(ProxySettings(url=server.url, check_interval=0.05), timeout=1)
+        assert health.use_proxy()
+        checker = health._thread
+        del health
+        checker.join(2)
+        assert not checker.is_alive()
 
 
 def test_health_log_lines_name_the_origin_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
