@@ -81,8 +81,9 @@ def unpack_bootstrap_layer(data: bytes, *, where: str = "bootstrap layer") -> by
     """Return the bootstrap held by a bootstrap layer (tar.gz or tar; ``image/image.boot`` or the
     legacy ``image.boot`` at the root)."""
     try:
-        raw = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+        # streamed: nothing is inflated beyond the member we want, whose size is checked first
+        mode = "r|gz" if data[:2] == b"\x1f\x8b" else "r|"
+        with tarfile.open(fileobj=io.BytesIO(data), mode=mode) as tar:
             for member in tar:
                 name = member.name.lstrip("./").lstrip("/")
                 if name in (ann.BOOTSTRAP_PATH, ann.LEGACY_BOOTSTRAP_PATH) and member.isfile():
