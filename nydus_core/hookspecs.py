@@ -78,13 +78,14 @@ def nydus_register_converters() -> type[Converter] | list[type[Converter]]:
     """Return the :class:`~nydus_core.interfaces.Converter` classes this plugin provides (``oci``)."""
 
 
-@hookspec(firstresult=True)
+@hookspec
 def nydus_resolve_image(reference: str) -> tuple[str, dict[str, Any]] | None:
     """Resolve an image reference (``host[:port]/repo[:tag|@digest]``) to a local bootstrap.
 
     Return ``(bootstrap_path, nydusd_config)`` — the config (a v1 dict) names a backend that reads the
-    image's blobs — or ``None`` when this plugin does not handle ``reference``. The first non-None
-    answer wins. ``nydus ls|cat|mount`` call it for an argument that is not an existing file.
+    image's blobs — or ``None`` when this plugin does not handle ``reference``. Two plugins answering
+    for one reference is an error naming both. ``nydus ls|cat|mount`` call it for an argument that is
+    not an existing file.
     """
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import NydusError, UsageError
+from .errors import DuplicatePluginError, NydusError, UsageError
 
 
 def resolve_image_argument(arg: str) -> tuple[str, dict[str, Any] | None]:
@@ -17,12 +17,22 @@ def resolve_image_argument(arg: str) -> tuple[str, dict[str, Any] | None]:
     from .plugins import get_manager
 
     manager = get_manager()
-    try:
-        answer = manager.pm.hook.nydus_resolve_image(reference=arg)
-    except NydusError:
-        raise
-    except Exception as exc:  # a plugin bug must still end in one line
-        raise UsageError(f"{arg}: resolving the image reference failed: {type(exc).__name__}: {exc}") from exc
+    answers: list[tuple[str, tuple[Any, dict[str, Any]]]] = []
+    for impl in manager.pm.hook.nydus_resolve_image.get_hookimpls():
+        try:
+            result = impl.function(reference=arg)
+        except NydusError:
+            raise
+        except Exception as exc:  # a plugin bug must still end in one line
+            raise UsageError(f"{arg}: plugin '{impl.plugin_name}' failed to resolve the image reference: "
+                             f"{type(exc).__name__}: {exc}") from exc
+        if result is not None:
+            answers.append((impl.plugin_name, result))
+    if len(answers) > 1:  # never let pluggy's call order pick one
+        names = " and ".join(sorted(f"'{name}'" for name, _ in answers))
+        raise DuplicatePluginError(f"{arg}: plugins {names} both resolve this image reference; "
+                                   f"disable one (NYDUS_DISABLE_PLUGINS)")
+    answer = answers[0][1] if answers else None
     if answer is None:
         if "/" in arg or ":" in arg:
             raise UsageError(f"{arg}: no such bootstrap file, and no installed plugin resolves image "

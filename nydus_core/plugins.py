@@ -539,8 +539,12 @@ UPSTREAM_IDS: dict[str, dict[int, str]] = {
 
 def _by_id(kind: str, algorithm_id: int, where: str | None) -> Any:
     reg = registry(kind)
-    for _name, cls in reg.items():
-        if cls.algorithm_id == algorithm_id:
-            return cls()
+    matches = {cls for _name, cls in reg.items() if cls.algorithm_id == algorithm_id}
+    if len(matches) > 1:  # never let registration order pick one
+        names = sorted(f"'{cls.name}' ({reg.provider(cls.name)})" for cls in matches)
+        raise DuplicatePluginError(f"{kind} id {algorithm_id} is claimed by {' and '.join(names)}; "
+                                   f"uninstall or disable one (NYDUS_DISABLE_PLUGINS)")
+    if matches:
+        return matches.pop()()
     name = UPSTREAM_IDS[kind].get(algorithm_id, f"id {algorithm_id}")
     return reg.get(name, where=where)()

@@ -112,10 +112,10 @@ def test_every_hook_is_exercised() -> None:
     result = CliRunner().invoke(cli, ["sample-hello", "tests"])
     assert result.exit_code == 0 and result.output == "hello, tests, from a sample plugin\n"
     exercised.add(COMMANDS_HOOK)
-    answer = m.pm.hook.nydus_resolve_image(reference="sample.invalid/repo")
-    assert answer == ("/sample/sample.invalid/repo.boot",
-                      {"device": {"backend": {"type": "sample", "config": {}}}})
-    assert m.pm.hook.nydus_resolve_image(reference="elsewhere.invalid/repo") is None
+    answers = m.pm.hook.nydus_resolve_image(reference="sample.invalid/repo")
+    assert answers == [("/sample/sample.invalid/repo.boot",
+                        {"device": {"backend": {"type": "sample", "config": {}}}})]
+    assert m.pm.hook.nydus_resolve_image(reference="elsewhere.invalid/repo") == []
     exercised.add(RESOLVE_IMAGE_HOOK)
     assert exercised == set(_hookspecs())
 
@@ -568,5 +568,10 @@ def test_image_reference_hook_first_answer_wins(tmp_path: Path, monkeypatch: pyt
             resolve_image_argument("registry.invalid/repo:tag")
         with pytest.raises(UsageError, match=r"missing\.boot: bootstrap file not found"):
             resolve_image_argument("missing.boot")
+        # two plugins answering for one reference: an error naming both, never call order
+        set_manager(manager(entry_point("sample-every", "EveryHook"),
+                            entry_point("other-resolver", "OtherResolver")).load())
+        with pytest.raises(DuplicatePluginError, match="'other-resolver' and 'sample-every'"):
+            resolve_image_argument("sample.invalid/repo:tag")
     finally:
         set_manager(None)

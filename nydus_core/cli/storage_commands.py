@@ -193,6 +193,8 @@ def _cache_target(config: str | None, work_dir: str | None, cache_type: str) -> 
         return cls, wd, int(cfg.cache.config.get("max_size", 0) or 0)
     if not work_dir:
         raise UsageError("give --config CFG or --work-dir DIR")
+    if not os.path.isdir(work_dir):
+        raise UsageError(f"{work_dir}: not a directory (the cache's work_dir)")
     return registry("cache").get(cache_type), work_dir, 0
 
 

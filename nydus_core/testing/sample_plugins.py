@@ -181,6 +181,17 @@ class EveryHook:
         return f"/sample/{reference}.boot", {"device": {"backend": {"type": "sample", "config": {}}}}
 
 
+class OtherResolver:
+    """A second plugin resolving ``sample.invalid/`` references (clashes with :class:`EveryHook`)."""
+
+    @staticmethod
+    @hookimpl
+    def nydus_resolve_image(reference: str) -> tuple[str, dict[str, Any]] | None:
+        if not reference.startswith("sample.invalid/"):
+            return None
+        return "/other/image.boot", {}
+
+
 class OtherBackend(MemoryBackend):
     """Another backend, named ``other``."""
 

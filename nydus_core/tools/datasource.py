@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import BlobNotFoundError, IntegrityError
+from ..errors import BackendError, BlobNotFoundError, IntegrityError, NydusError
 from ..interfaces import Backend
 from ..rafs.chunkdata import BlobDirReader, ChunkReader
 from ..rafs.image import RafsImage
@@ -34,7 +34,13 @@ class BackendChunkSource(ChunkReader):
 
     def read_stored(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
         """Fetch the chunk's stored bytes from the backend."""
-        return self.backend.read(blob.blob_id, chunk.compressed_offset, chunk.compressed_size)
+        try:
+            return self.backend.read(blob.blob_id, chunk.compressed_offset, chunk.compressed_size)
+        except NydusError:
+            raise
+        except Exception as exc:  # a backend plugin bug still ends in one line
+            raise BackendError(f"backend '{self.backend.name}' failed reading blob {blob.blob_id} at "
+                               f"{chunk.compressed_offset}+{chunk.compressed_size}: {exc}") from exc
 
     def close(self) -> None:
         """Close the backend."""
