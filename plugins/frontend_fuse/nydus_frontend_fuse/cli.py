@@ -76,6 +76,9 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--no-inline-reads", is_flag=True, default=None,
                  help="Serve every read on a worker thread, cache hits too (for measurements). "
                       "Beyond upstream."),
+    click.option("--eager-fuse-workers", is_flag=True, default=None,
+                 help="Let pyfuse3 start its second worker task at the first request, not only when "
+                      "a read has to wait (for measurements). Beyond upstream."),
     click.option("--no-keep-cache", is_flag=True, default=None,
                  help="Drop a file's page cache at every open (FOPEN_KEEP_CACHE off). Beyond upstream."),
 ]
@@ -214,6 +217,7 @@ def build_settings(params: dict[str, Any]) -> Any:
         readahead_kb=DEFAULT_READAHEAD_KB if ra is None else ra,
         cache=_cache_policy(params),
         inline_hits=not params.get("no_inline_reads"),
+        lazy_workers=not params.get("eager_fuse_workers"),
     )
 
 

@@ -29,6 +29,7 @@ from nydus_core.errors import ConfigError, UsageError
 
 from . import __version__
 from .faults import FaultTranslator
+from .fusetasks import LazyWorkers
 from .instance import RafsInstance, open_instance
 from .mountpoint import check_mountpoint, set_readahead
 from .ops import CachePolicy, NydusOperations
@@ -60,6 +61,8 @@ class DaemonSettings:
     supervisor: str | None = None
     readahead_kb: int = DEFAULT_READAHEAD_KB
     inline_hits: bool = True
+    #: start pyfuse3's extra worker tasks only when a handler has to wait (see ``fusetasks``)
+    lazy_workers: bool = True
     cache: CachePolicy = field(default_factory=CachePolicy)
     fsname: str = "nydusd"
     allow_other: bool = True
@@ -156,9 +159,16 @@ class Daemon:
                 log.info("nydusd %s serving %s (%s)", __version__, self.mountpoint,
                          ", ".join(f"{i.mountpoint}={i.bootstrap}" for i in self.vfs.instances())
                          or "no image yet: mount through the API")
+                workers = LazyWorkers()
+                lazy = self.settings.lazy_workers and workers.install()
+                if lazy:
+                    self.ops.before_wait = workers.before_wait
                 try:
-                    await pyfuse3.main(min_tasks=1, max_tasks=MAX_FUSE_TASKS)
+                    # lazily: extra tasks end as soon as one task waits for requests (min_tasks=0)
+                    await pyfuse3.main(min_tasks=0 if lazy else 1, max_tasks=MAX_FUSE_TASKS)
                 finally:
+                    self.ops.before_wait = None
+                    workers.uninstall()
                     self.state = "STOPPED"
                     nursery.cancel_scope.cancel()
         log.info("nydusd stopped; %s unmounted", self.mountpoint)

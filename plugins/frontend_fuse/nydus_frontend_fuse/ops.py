@@ -15,7 +15,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +88,8 @@ class NydusOperations(pyfuse3.Operations):
         self.limiter = limiter or trio.CapacityLimiter(4)
         self.cache = cache or CachePolicy()
         self.inline_hits = inline_hits
+        #: called before a handler awaits (a read going to a worker thread): see ``fusetasks``
+        self.before_wait: Callable[[], None] | None = None
         self._dirs: dict[int, _DirHandle] = {}
         self._next_dir_fh = 1
         self._inflight: dict[int, tuple[int, float]] = {}
@@ -491,6 +493,8 @@ class NydusOperations(pyfuse3.Operations):
                 self._next_req += 1
                 req = self._next_req
                 self._inflight[req] = (fh, time.time())
+                if self.before_wait is not None:
+                    self.before_wait()
                 try:
                     data = await trio.to_thread.run_sync(inst.read, local, off, size,
                                                          limiter=self.limiter)
