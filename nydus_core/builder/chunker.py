@@ -71,7 +71,6 @@ class ChunkPipeline:
         self.total = total
         self._on_no_writer = on_no_writer
         self._position = position
-        self.used_external: set[int] = set()  # blob indexes of reused chunks not written here
 
     def add_file(self, f: Readable, size_hint: int | None = None) -> tuple[list[ChunkInfo], int]:
         """Chunk everything ``f`` yields; return the chunk records and the byte count.
@@ -108,8 +107,6 @@ class ChunkPipeline:
                 stats.chunks_new += 1
             else:
                 stats.chunks_dedup += 1
-                if self.writer is None or chunk.blob_index != self.writer.blob_index:
-                    self.used_external.add(chunk.blob_index)
             chunks.append(chunk)
             stats.chunks += 1
             stats.bytes_read += n

@@ -62,7 +62,7 @@ from .constants import (
 )
 from .model import BlobInfo, TreeInode
 
-__all__ = ["V6Writer", "write_v6_bootstrap", "encode_rdev"]
+__all__ = ["V6Writer", "encode_rdev"]
 
 _SB = struct.Struct("<IIIBBHQQIIII16s16sIHHH38s")
 _EXT_SB = struct.Struct("<QQIIQQQII200s")
@@ -554,21 +554,3 @@ class V6Writer:
         out[self.meta_addr : self.meta_addr + len(self._meta)] = self._meta
         out[self.chunk_table_offset : self.chunk_table_offset + len(self._chunk_table)] = self._chunk_table
         return bytes(out)
-
-
-def write_v6_bootstrap(
-    root: TreeInode,
-    blobs: Sequence[BlobInfo],
-    *,
-    chunk_size: int,
-    compressor: int,
-    digester: int,
-    explicit_uid_gid: bool = True,
-    prefetch: Sequence[TreeInode] = (),
-) -> bytes:
-    """Return the RAFS v6 bootstrap of ``root`` (see :class:`V6Writer`)."""
-    return V6Writer(
-        root, blobs, chunk_size=chunk_size, compressor=compressor, digester=digester,
-        explicit_uid_gid=explicit_uid_gid, prefetch=prefetch,
-    ).dump()
-

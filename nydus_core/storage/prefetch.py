@@ -14,6 +14,7 @@ image follows the plugin's own list.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any
 
+from ..config.model import PrefetchConfig
 from ..errors import NydusError
 from ..interfaces import Prefetcher
 from ..rafs.image import RafsImage
@@ -35,8 +37,8 @@ __all__ = ["DEFAULTS", "BasePrefetcher", "PrefetchRunner", "TokenBucket", "choos
 log = logging.getLogger(__name__)
 
 #: Upstream's ``fs_prefetch`` defaults.
-DEFAULTS: dict[str, Any] = {"enable": False, "threads_count": 8, "merging_size": 1 << 20,
-                            "bandwidth_rate": 0, "prefetch_all": True}
+DEFAULTS: dict[str, Any] = {k: v for k, v in dataclasses.asdict(PrefetchConfig()).items()
+                            if k != "stream_prefetch"}
 
 
 def prefetch_settings(config: Mapping[str, Any] | Any) -> dict[str, Any]:
