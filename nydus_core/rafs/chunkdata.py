@@ -99,9 +99,13 @@ class ChunkReader:
             self._algos[key] = algos
         return algos
 
+    def read_blob(self, blob: BlobInfo, offset: int, length: int) -> bytes:
+        """Return ``length`` bytes of ``blob`` at ``offset`` (fewer at its end)."""
+        raise NotImplementedError
+
     def read_stored(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
         """Return the stored (possibly compressed) bytes of ``chunk``."""
-        raise NotImplementedError
+        return self.read_blob(blob, chunk.compressed_offset, chunk.compressed_size)
 
     def read_chunk(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
         """Return the verified uncompressed bytes of ``chunk`` of ``blob``."""
@@ -181,17 +185,17 @@ class BlobDirReader(ChunkReader):
                 self._fds[blob_id] = fd
         return fd
 
-    def read_stored(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
-        """``pread`` the chunk's stored bytes from the blob file."""
+    def read_blob(self, blob: BlobInfo, offset: int, length: int) -> bytes:
+        """``pread`` a range of the blob file."""
         fd = self._fd(blob.blob_id)
         try:
-            return os.pread(fd, chunk.compressed_size, chunk.compressed_offset)
+            return os.pread(fd, length, offset)
         except OSError as exc:
             raise IntegrityError(
-                f"{_where(blob.blob_id, chunk)}: read failed: {exc.strerror or exc}"
+                f"blob {blob.blob_id}: read of {length} bytes at {offset} failed: {exc.strerror or exc}"
             ) from None
         except (OverflowError, ValueError):
-            raise IntegrityError(f"{_where(blob.blob_id, chunk)}: offset out of range") from None
+            raise IntegrityError(f"blob {blob.blob_id}: offset {offset} out of range") from None
 
     def close(self) -> None:
         """Close every open blob file."""

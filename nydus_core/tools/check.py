@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import IntegrityError, NydusError
+from ..rafs.blobmeta import read_blob_meta
 from ..rafs.image import RafsImage, open_image
+from ..rafs.model import BlobInfo, ChunkInfo
 from .datasource import ChunkSource, algorithm_names, unique_chunks, use_real_blob_ids
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ def check_image(
         if source is None:
             return report
         todo = unique_chunks(image, files)
+        report.errors.extend(_check_blob_meta(image, source, todo)[:max_errors])
         total = len(todo)
         for i, (blob, chunk) in enumerate(todo, 1):
             try:
@@ -113,3 +116,34 @@ def check_image(
         return report
     finally:
         image.close()
+
+
+def _check_blob_meta(image: RafsImage, source: ChunkSource,
+                     chunks: list[tuple[BlobInfo, ChunkInfo]]) -> list[str]:
+    """nydusd locates chunks through each v6 blob's own blob.meta, not the bootstrap: check that its
+    header matches the blob table and that every referenced chunk's record matches the chunk table."""
+    if image.version != 6:
+        return []
+    errors: list[str] = []
+    by_blob: dict[int, list[ChunkInfo]] = {}
+    for blob, chunk in chunks:
+        by_blob.setdefault(blob.blob_index, []).append(chunk)
+    for index, blob_chunks in sorted(by_blob.items()):
+        blob = image.blobs[index]
+        if not blob.ci_uncompressed_size:
+            continue  # no blob meta recorded (older images)
+        try:
+            _header, records = read_blob_meta(lambda off, n, b=blob: source.read_blob(b, off, n), blob)
+        except NydusError as exc:
+            errors.append(str(exc))
+            continue
+        for c in blob_chunks:
+            r = records[c.index] if c.index < len(records) else None
+            if r is None or (r.compressed_offset, r.compressed_size, r.uncompressed_offset,
+                             r.uncompressed_size) != (c.compressed_offset, c.compressed_size,
+                                                      c.uncompressed_offset, c.uncompressed_size):
+                errors.append(f"blob {blob.blob_id}: blob.meta record {c.index} disagrees with the "
+                              f"bootstrap's chunk table ({r} vs offset {c.compressed_offset}+"
+                              f"{c.compressed_size}, uncompressed {c.uncompressed_offset}+"
+                              f"{c.uncompressed_size})")
+    return errors

@@ -20,6 +20,8 @@ class ChunkSource(Protocol):
 
     def read_chunk(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes: ...
 
+    def read_blob(self, blob: BlobInfo, offset: int, length: int) -> bytes: ...
+
     def read(self, image: RafsImage, ino: int, offset: int = 0, size: int | None = None) -> bytes: ...
 
     def close(self) -> None: ...
@@ -32,15 +34,15 @@ class BackendChunkSource(ChunkReader):
         super().__init__()
         self.backend = backend
 
-    def read_stored(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
-        """Fetch the chunk's stored bytes from the backend."""
+    def read_blob(self, blob: BlobInfo, offset: int, length: int) -> bytes:
+        """Fetch a range of the blob from the backend."""
         try:
-            return self.backend.read(blob.blob_id, chunk.compressed_offset, chunk.compressed_size)
+            return self.backend.read(blob.blob_id, offset, length)
         except NydusError:
             raise
         except Exception as exc:  # a backend plugin bug still ends in one line
             raise BackendError(f"backend '{self.backend.name}' failed reading blob {blob.blob_id} at "
-                               f"{chunk.compressed_offset}+{chunk.compressed_size}: {exc}") from exc
+                               f"{offset}+{length}: {exc}") from exc
 
     def close(self) -> None:
         """Close the backend."""

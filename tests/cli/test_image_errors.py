@@ -200,3 +200,23 @@ def test_check_a_bootstrap_extracted_from_an_inline_meta_blob(tmp_path: Path) ->
     odd = tmp_path / "layer.boot"
     odd.write_bytes(extract_bootstrap_file(blob))
     one_line_error(run("check", str(odd), "-D", str(blobs)), "placeholder")
+
+
+def test_check_verifies_blob_meta_against_the_chunk_table(tmp_path: Path) -> None:
+    """nydusd takes chunk locations from the blob's blob.meta: check compares it with the bootstrap."""
+    from nydus_core.rafs.image import open_image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(random_bytes(40_000, 4))
+    boot, blobs = tmp_path / "boot", tmp_path / "blobs"
+    assert run("create", str(src), "-B", str(boot), "-D", str(blobs), "--compressor", "none",
+               "--chunk-size", "0x4000").returncode == 0
+    with open_image(boot) as image:
+        (info,) = image.blobs
+    (blob,) = blobs.iterdir()
+    data = bytearray(blob.read_bytes())
+    data[info.ci_offset + 16 + 9] ^= 0x01  # record 1: comp_info bit 8, its compressed offset
+    blob.write_bytes(bytes(data))
+    line = one_line_error(run("check", str(boot), "-D", str(blobs)), "blob.meta")
+    assert "record 1" in line
