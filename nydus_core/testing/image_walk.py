@@ -2,7 +2,7 @@
 
 :func:`exercise_image` walks the tree and calls every reader primitive on every entry (getattr,
 lookup, readdir with offsets, readlink, xattrs, chunks, ranged chunks, the v6 chunk table, the
-prefetch table) and, given a :class:`~nydus_core.rafs.chunkdata.BlobDirReader`, reads file data.
+prefetch table) and, given a :class:`~nydus_core.tools.chunkreader.BlobDirReader`, reads file data.
 It returns the number of entries seen; any problem surfaces as the reader's exception.
 """
 

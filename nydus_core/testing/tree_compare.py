@@ -163,8 +163,8 @@ def snapshot_bootstrap(bootstrap: str | os.PathLike[str], blob_dir: str | os.Pat
                        ) -> dict[bytes, Entry]:
     """Snapshot a bootstrap with our reader; with ``blob_dir`` file contents are read (and every
     chunk verified) from the blobs in it."""
-    from ..rafs.chunkdata import BlobDirReader
     from ..rafs.image import open_image
+    from ..tools.chunkreader import BlobDirReader
 
     with open_image(bootstrap) as image:
         if blob_dir is None:

@@ -10,9 +10,9 @@ from typing import Any, Protocol
 
 from ..errors import BackendError, BlobNotFoundError, IntegrityError, NydusError
 from ..interfaces import Backend
-from ..rafs.chunkdata import BlobDirReader, ChunkReader
 from ..rafs.image import RafsImage
 from ..rafs.model import BlobInfo, ChunkInfo
+from .chunkreader import BlobDirReader, ChunkReader
 
 
 class ChunkSource(Protocol):

@@ -9,10 +9,11 @@ import pytest
 
 from nydus_core.errors import BlobNotFoundError, IntegrityError, UnsupportedFeatureError
 from nydus_core.plugins import compressor_by_id, digester_by_id
-from nydus_core.rafs.chunkdata import BlobDirReader, decode_chunk
+from nydus_core.rafs.chunkdata import decode_chunk
 from nydus_core.rafs.constants import ChunkFlags
 from nydus_core.rafs.crc32c import crc32c, crc32c_pure
 from nydus_core.rafs.model import BlobInfo, ChunkInfo
+from nydus_core.tools.chunkreader import BlobDirReader
 
 BLOB = "ab" * 32
 

@@ -12,11 +12,11 @@ import random
 import pytest
 
 from nydus_core.errors import NydusError
-from nydus_core.rafs.chunkdata import BlobDirReader
 from nydus_core.rafs.reader import open_bootstrap_bytes
 from nydus_core.testing.fixtures import require_upstream
 from nydus_core.testing.image_walk import exercise_image
 from nydus_core.testing.timeouts import time_limit
+from nydus_core.tools.chunkreader import BlobDirReader
 
 ITERATIONS = 1000
 EXTREMES = (0, 1, 0xFF, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFF, 1 << 40, 1 << 63, (1 << 64) - 1)

@@ -18,13 +18,13 @@ from nydus_core.rafs.blob_writer import (
     pack_chunk_info_v1,
     tar_header,
 )
-from nydus_core.rafs.chunkdata import BlobDirReader
 from nydus_core.rafs.constants import BLOB_ID_INLINE_PLACEHOLDER, BlobFeatures, ChunkFlags
 from nydus_core.rafs.image import open_image
 from nydus_core.rafs.model import ChunkInfo
 from nydus_core.testing.blob_images import decode_chunk_info_v1
 from nydus_core.testing.fixtures import require_upstream
 from nydus_core.testing.samples import payload, random_bytes
+from nydus_core.tools.chunkreader import BlobDirReader
 
 CS = 0x1000
 FIXTURE_BLOB = "be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef"

@@ -14,7 +14,6 @@ import pytest
 from nydus_core.errors import BuildError
 from nydus_core.plugins import get_compressor, get_digester
 from nydus_core.rafs.blob_writer import BlobWriter
-from nydus_core.rafs.chunkdata import BlobDirReader
 from nydus_core.rafs.image import open_image
 from nydus_core.rafs.model import BlobInfo, TreeInode
 from nydus_core.rafs.v6_writer import V6Writer
@@ -23,6 +22,7 @@ from nydus_core.testing.erofs import erofs_mount, fsck_extract, fsck_unavailable
 from nydus_core.testing.fixtures import require_upstream
 from nydus_core.testing.samples import payload, random_bytes
 from nydus_core.testing.tree_compare import diff_snapshots, snapshot_dir, snapshot_image
+from nydus_core.tools.chunkreader import BlobDirReader
 
 CS = 0x1000
 BS = 4096
