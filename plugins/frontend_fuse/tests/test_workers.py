@@ -12,7 +12,7 @@ from pathlib import Path
 import pyfuse3
 import pytest
 import trio
-from nydus_frontend_fuse.fusetasks import LazyWorkers
+from nydus_frontend_fuse.fusetasks import LazyWorkers, ReadLock
 from nydus_frontend_fuse.testing import NydusdProcess
 
 from nydus_core.builder import BuildOptions, build
@@ -45,11 +45,42 @@ def test_lazy_workers_hold_spawns_until_a_handler_waits() -> None:
         assert workers.pending == [] and workers.nursery is None  # dropped when the loop ends
 
     try:
-        assert pyfuse3.trio is not trio and pyfuse3.trio.Lock is trio.Lock
+        assert pyfuse3.trio is not trio and pyfuse3.trio.Lock is ReadLock
+        assert pyfuse3.trio.lowlevel is trio.lowlevel
         trio.run(main)
     finally:
         workers.uninstall()
     assert pyfuse3.trio is trio
+
+
+def test_read_lock_excludes_and_hands_over_in_order() -> None:
+    log: list[str] = []
+
+    async def holder(lock: ReadLock, name: str, hold: float) -> None:
+        async with lock:
+            log.append(f"{name}+")
+            await trio.sleep(hold)
+            log.append(f"{name}-")
+
+    async def main() -> None:
+        lock = ReadLock()
+        async with trio.open_nursery() as nursery:
+            for i, name in enumerate("abc"):
+                nursery.start_soon(holder, lock, name, 0.02)
+                await trio.sleep(0.001 * (i + 1))
+        # a waiter that is cancelled while parked does not take the lock
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(holder, lock, "d", 0.05)
+            await trio.sleep(0.01)
+            with trio.move_on_after(0.01):
+                async with lock:
+                    log.append("never")
+            await trio.sleep(0.1)
+        async with lock:  # free again
+            log.append("e")
+
+    trio.run(main)
+    assert log == ["a+", "a-", "b+", "b-", "c+", "c-", "d+", "d-", "e"]
 
 
 @pytest.mark.parametrize("flags", [[], ["--eager-fuse-workers"]], ids=["lazy", "eager"])
