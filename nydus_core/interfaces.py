@@ -162,6 +162,30 @@ class BlobCache(abc.ABC):
     def put(self, chunk: Any, data: bytes) -> None:
         """Store verified uncompressed bytes of ``chunk`` and mark them ready."""
 
+    # Optional, with working defaults; a cache overrides them to be faster or to say more.
+
+    #: The file holding the blob's cached data, when there is one (listed by the metrics API).
+    data_path: str | None = None
+
+    def read_range(self, chunk: Any, start: int, length: int) -> bytes | None:
+        """Return ``length`` bytes at ``start`` within ``chunk``, or ``None`` on a miss (override to
+        read just that range, e.g. with one ``pread``)."""
+        data = self.get(chunk)
+        return None if data is None else data[start:start + length]
+
+    def put_many(self, items: Sequence[tuple[Any, bytes]]) -> None:
+        """Store several ``(chunk, data)`` pairs (override to batch the durability work)."""
+        for chunk, data in items:
+            self.put(chunk, data)
+
+    def ready_count(self) -> int | None:
+        """Return how many chunks are ready, or ``None`` when the cache cannot tell cheaply."""
+        return None
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until what was put is durable; False on timeout (default: nothing pending)."""
+        return True
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release files."""
 

@@ -52,8 +52,7 @@ _FILE_CACHE_ENTRIES = 1 << 15
 class BlobState:
     """One blob of the image as the pipeline uses it: id, codecs, and its cache (if any)."""
 
-    __slots__ = ("blob_cache", "blob_id", "compressor", "digester", "index", "info", "put_many",
-                 "read_range")
+    __slots__ = ("blob_cache", "blob_id", "compressor", "digester", "index", "info")
 
     def __init__(self, info: BlobInfo, blob_id: str, compressor: Compressor, digester: Digester,
                  blob_cache: BlobCache | None) -> None:
@@ -63,20 +62,11 @@ class BlobState:
         self.compressor = compressor
         self.digester = digester
         self.blob_cache = blob_cache
-        self.read_range = getattr(blob_cache, "read_range", None)
-        self.put_many = getattr(blob_cache, "put_many", None)
 
     def cached(self, chunk: ChunkInfo, start: int, length: int) -> bytes | None:
         """Return ``length`` bytes at ``start`` within ``chunk`` from the cache, or None."""
         bc = self.blob_cache
-        if bc is None:
-            return None
-        if self.read_range is not None:
-            return self.read_range(chunk, start, length)
-        data = bc.get(chunk)
-        if data is None:
-            return None
-        return data[start:start + length]
+        return None if bc is None else bc.read_range(chunk, start, length)
 
     def is_ready(self, chunk: ChunkInfo) -> bool:
         """Return whether ``chunk`` is in the cache."""
@@ -175,10 +165,11 @@ class ReadPipeline:
         self.backend_metrics = BackendMetrics(getattr(backend, "name", type(backend).__name__), id)
         self.cache_metrics = CacheMetrics(id, str(getattr(cache, "work_dir", "")) if cache else "")
         for b in self.blobs:
-            path = getattr(b.blob_cache, "data_path", None)
-            if isinstance(path, str):
-                self.cache_metrics.underlying_files.add(path)
+            if b.blob_cache is not None and b.blob_cache.data_path:
+                self.cache_metrics.underlying_files.add(b.blob_cache.data_path)
         self.read_metrics = ReadMetrics()
+        #: the prefetch token bucket all prefetchers of this pipeline share (storage.prefetch)
+        self.prefetch_bucket: Any = None
         if isinstance(access_pattern, AccessPattern):
             self.access_pattern: AccessPattern | None = access_pattern
         else:
@@ -504,11 +495,7 @@ class ReadPipeline:
             fut.set_exception(exc)
         if good and blob.blob_cache is not None:
             try:
-                if blob.put_many is not None:
-                    blob.put_many(good)
-                else:
-                    for c, data in good:
-                        blob.blob_cache.put(c, data)
+                blob.blob_cache.put_many(good)
             except NydusError as exc:  # readers have their bytes; the cache just missed them
                 log.warning("%s", exc)
             except Exception as exc:  # OSError, or a cache plugin bug: the same, logged
@@ -559,28 +546,19 @@ class ReadPipeline:
         with self._lock:
             if not self._quiet.wait_for(lambda: not self._inflight, timeout):
                 return False
-        for b in self.blobs:
-            flush = getattr(b.blob_cache, "flush", None)
-            if callable(flush) and flush(timeout) is False:
-                return False
-        return True
+        return all(b.blob_cache is None or b.blob_cache.flush(timeout) is not False for b in self.blobs)
 
     # -- metrics and lifetime ---------------------------------------------------------------------
 
     def entries_count(self) -> int:
         """Return the number of ready chunks across the image's blob caches."""
-        total = 0
-        for b in self.blobs:
-            n = getattr(b.blob_cache, "ready_count", None)
-            if callable(n):
-                total += n()
-        return total
+        return sum((b.blob_cache.ready_count() or 0) if b.blob_cache is not None else 0 for b in self.blobs)
 
     def all_ready(self) -> bool:
         """Return whether every chunk of every blob is cached (when the cache can tell)."""
         for b in self.blobs:
-            n = getattr(b.blob_cache, "ready_count", None)
-            if not callable(n) or not b.info.chunk_count or n() < b.info.chunk_count:
+            n = b.blob_cache.ready_count() if b.blob_cache is not None else None
+            if n is None or not b.info.chunk_count or n < b.info.chunk_count:
                 return False
         return True
 

@@ -100,17 +100,13 @@ class TokenBucket:
 _buckets_lock = threading.Lock()
 
 
-def shared_bucket(pipeline: Any, rate: int) -> TokenBucket:
-    """Return the token bucket of ``pipeline`` (created with ``rate`` by the first prefetcher)."""
+def shared_bucket(pipeline: ReadPipeline, rate: int) -> TokenBucket:
+    """Return the token bucket of ``pipeline`` (created with ``rate`` by the first prefetcher), so
+    that every prefetcher of one pipeline shares the bandwidth limit."""
     with _buckets_lock:
-        bucket = getattr(pipeline, "_prefetch_bucket", None)
-        if bucket is None:
-            bucket = TokenBucket(rate)
-            try:
-                pipeline._prefetch_bucket = bucket
-            except AttributeError:  # a pipeline-like object that takes no attributes
-                pass
-        return bucket
+        if pipeline.prefetch_bucket is None:
+            pipeline.prefetch_bucket = TokenBucket(rate)
+        return pipeline.prefetch_bucket  # type: ignore[no-any-return]
 
 
 class PrefetchRunner:
