@@ -5,9 +5,10 @@
 Rows: our defaults (entry/attr timeouts 86400 s, keep_cache, the kernel's 128 KiB read-ahead,
 store-on-open up to 1 MiB, cache hits served inline), then timeouts 0 (pyfuse3's example default),
 keep_cache off, read-ahead 1 MiB, store-on-open off, and store-on-open off with cache hits served
-on worker threads instead of inline on the trio thread. Columns as in bench/fuse.py (cold = fresh
-mount, page cache dropped, data in our blob cache). Figures are minimums of ``--runs`` runs (median
-beside). Needs root and /dev/fuse.
+on worker threads instead of inline on the trio thread, store-on-open up to 8 MiB, and pyfuse3's own
+worker-task spawning and read lock (``--eager-fuse-workers``) instead of ours. Columns as in
+bench/fuse.py (cold = fresh mount, page cache dropped, data in our blob cache). Figures are minimums
+of ``--runs`` runs (median beside). Needs root and /dev/fuse.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ VARIANTS: list[tuple[str, list[str]]] = [
     ("read-ahead 1 MiB", ["--readahead-kb", "1024"]),
     ("store-on-open off", ["--store-on-open-kb", "0"]),
     ("store off, reads on threads", ["--store-on-open-kb", "0", "--no-inline-reads"]),
+    ("store-on-open 8 MiB", ["--store-on-open-kb", "8192"]),
+    ("pyfuse3's eager workers", ["--eager-fuse-workers"]),
 ]
 
 
