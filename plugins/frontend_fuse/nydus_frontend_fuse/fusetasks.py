@@ -8,7 +8,7 @@ local cache goes to a worker thread). :class:`LazyWorkers` holds pyfuse3's spawn
 starts one only when a handler is about to wait (:meth:`LazyWorkers.before_wait`); with
 ``min_tasks=0`` the extra task ends once it is idle again. pyfuse3's read lock becomes a
 :class:`ReadLock`, which does not yield when uncontended (trio's ``Lock`` costs a scheduling round
-per request). Measured together: ~30 % less daemon CPU per request (see the plugin README).
+per request). Measured together: ~35 % less daemon CPU per request (see the plugin README).
 
 It works through the documented way of swapping pyfuse3's event-loop module (the ``pyfuse3.trio``
 attribute that ``pyfuse3_asyncio`` replaces): a stand-in module that is trio except for
