@@ -174,13 +174,14 @@ def read_blob_meta(
     read: Callable[[int, int], bytes],
     blob: BlobInfo,
     *,
-    compressor_for: Callable[[int], Compressor] | None = None,
+    compressor_for: Callable[[int], Compressor],
     where: str | None = None,
 ) -> tuple[BlobMetaHeader, list[BlobChunkMeta]]:
     """Fetch ``[ci_offset, ci_offset + ci_compressed_size + 4096)`` of ``blob`` and decode it.
 
     ``read(offset, length)`` reads the blob; ``compressor_for(algorithm_id)`` returns a compressor
-    (default: the plugin registry). The header is checked against the blob entry.
+    (callers pass ``nydus_core.plugins.compressor_by_id``). The header is checked against the blob
+    entry.
     """
     where = where or f"blob {blob.blob_id}: blob.meta"
     if not blob.ci_uncompressed_size and not blob.chunk_count:
@@ -195,12 +196,7 @@ def read_blob_meta(
     header.check_against(blob, where=where)
     compressor = None
     if header.ci_compressor != COMPRESSOR_NONE:
-        if compressor_for is None:
-            from ..plugins import compressor_by_id
-
-            compressor = compressor_by_id(header.ci_compressor, where=f"recorded in {where}")
-        else:
-            compressor = compressor_for(header.ci_compressor)
+        compressor = compressor_for(header.ci_compressor)
     records = decode_chunk_info_array(
         data[:blob.ci_compressed_size], header, compressor=compressor, blob=blob, where=where
     )

@@ -3,8 +3,8 @@
 Blobs built with ``--blob-inline-meta`` or ``--features blob-toc`` follow each section with a 512-byte
 tar header naming it, and may end with a ToC (``rafs.blob.toc``, 128-byte entries). Every function
 takes ``read(offset, length) -> bytes`` and the blob ``size``, so it works on local files and on
-backends. Section compressors are looked up through the plugin registry unless ``compressor_for``
-is given.
+backends. Compressed sections need ``compressor_for(algorithm_id)`` (callers pass the plugin
+registry's ``nydus_core.plugins.compressor_by_id``: this package never looks plugins up itself).
 
 Bootstraps inlined into blobs carry the placeholder blob id ``"x" * 64``;
 :func:`substitute_placeholder_blob_ids` replaces it with the real id (upstream uses the per-layer
@@ -187,22 +187,12 @@ def read_toc(read: Reader, size: int, *, where: str = "blob") -> BlobToc | None:
     return BlobToc(parse_toc_entries(data, where=f"{where}: ToC"), data, header)
 
 
-def _compressor(
-    algorithm_id: int, compressor_for: Callable[[int], Compressor] | None, where: str
-) -> Compressor:
-    if compressor_for is not None:
-        return compressor_for(algorithm_id)
-    from ..plugins import compressor_by_id
-
-    return compressor_by_id(algorithm_id, where=f"recorded in {where}")
-
-
 def read_section(
     read: Reader,
     size: int,
     entry: TocEntry,
     *,
-    compressor_for: Callable[[int], Compressor] | None = None,
+    compressor_for: Callable[[int], Compressor],
     where: str = "blob",
     max_size: int = MAX_BOOTSTRAP_SIZE,
 ) -> bytes:
@@ -218,7 +208,7 @@ def read_section(
         data = raw
     else:
         try:
-            data = _compressor(algo, compressor_for, what).decompress(raw, entry.uncompressed_size)
+            data = compressor_for(algo).decompress(raw, entry.uncompressed_size)
         except IntegrityError as exc:
             raise IntegrityError(f"{what}: {exc}") from None
         except NydusError:
@@ -236,8 +226,8 @@ def extract_bootstrap(
     read: Reader,
     size: int,
     *,
+    compressor_for: Callable[[int], Compressor],
     where: str = "blob",
-    compressor_for: Callable[[int], Compressor] | None = None,
 ) -> bytes:
     """Return the bootstrap inlined into a data blob (``--blob-inline-meta``).
 
@@ -272,14 +262,15 @@ def file_reader(path: str | os.PathLike[str]) -> tuple[Reader, int, Callable[[],
     return read, size, lambda: os.close(fd)
 
 
-def extract_bootstrap_file(path: str | os.PathLike[str]) -> bytes:
+def extract_bootstrap_file(path: str | os.PathLike[str], *,
+                           compressor_for: Callable[[int], Compressor]) -> bytes:
     """Return the bootstrap inlined into the blob file at ``path``."""
     try:
         read, size, close = file_reader(path)
     except OSError as exc:
         raise FormatError(f"{os.fspath(path)}: cannot read blob: {exc.strerror or exc}") from None
     try:
-        return extract_bootstrap(read, size, where=os.fspath(path))
+        return extract_bootstrap(read, size, compressor_for=compressor_for, where=os.fspath(path))
     finally:
         close()
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import IntegrityError, NydusError
+from ..plugins import compressor_by_id
 from ..rafs.blobmeta import read_blob_meta
 from ..rafs.image import RafsImage, open_image
 from ..rafs.model import BlobInfo, ChunkInfo
@@ -133,7 +134,8 @@ def _check_blob_meta(image: RafsImage, source: ChunkSource,
         if not blob.ci_uncompressed_size:
             continue  # no blob meta recorded (older images)
         try:
-            _header, records = read_blob_meta(lambda off, n, b=blob: source.read_blob(b, off, n), blob)
+            _header, records = read_blob_meta(lambda off, n, b=blob: source.read_blob(b, off, n), blob,
+                                              compressor_for=compressor_by_id)
         except NydusError as exc:
             errors.append(str(exc))
             continue

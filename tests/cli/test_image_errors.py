@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nydus_core.plugins import compressor_by_id
 from nydus_core.testing.samples import random_bytes
 
 BIN = Path(sys.executable).parent / "nydus-image"
@@ -194,11 +195,11 @@ def test_check_a_bootstrap_extracted_from_an_inline_meta_blob(tmp_path: Path) ->
     (blob,) = blobs.iterdir()
     for name in (blob.name, f"{blob.name}.boot", f"sha256-{blob.name}", f"sha256:{blob.name}"):
         boot = tmp_path / name
-        boot.write_bytes(extract_bootstrap_file(blob))
+        boot.write_bytes(extract_bootstrap_file(blob, compressor_for=compressor_by_id))
         proc = run("check", str(boot), "-D", str(blobs))
         assert proc.returncode == 0, proc.stderr
     odd = tmp_path / "layer.boot"
-    odd.write_bytes(extract_bootstrap_file(blob))
+    odd.write_bytes(extract_bootstrap_file(blob, compressor_for=compressor_by_id))
     one_line_error(run("check", str(odd), "-D", str(blobs)), "placeholder")
 
 

@@ -11,6 +11,7 @@ import pytest
 import zstandard
 
 from nydus_core.errors import FormatError, IntegrityError
+from nydus_core.plugins import compressor_by_id
 from nydus_core.rafs.blobmeta import (
     decode_chunk_info_array,
     parse_blob_meta_header,
@@ -48,7 +49,7 @@ def _reader(data: bytes):
 
 def test_blob_meta_agrees_with_chunk_table(v6):
     image, blob, data, _ = v6
-    header, records = read_blob_meta(_reader(data), blob)
+    header, records = read_blob_meta(_reader(data), blob, compressor_for=compressor_by_id)
     assert header.features == blob.features and header.ci_entries == blob.chunk_count == len(records)
     table = {c.index: c for c in image.chunk_table()}
     assert set(table) == {r.index for r in records}
@@ -68,7 +69,6 @@ def test_compressed_and_v2_chunk_info_arrays(v6):
     # The same array zstd-compressed, as the builder writes it when that is smaller.
     packed = zstandard.ZstdCompressor(level=3).compress(ci)
     zheader = dataclasses.replace(header, ci_compressor=3, ci_compressed_size=len(packed))
-    from nydus_core.plugins import compressor_by_id
 
     assert decode_chunk_info_array(packed, zheader, compressor=compressor_by_id(3), blob=blob) == expected
     with pytest.raises(FormatError):
@@ -95,7 +95,7 @@ def test_blob_meta_rejects_bad_input(v6):
     with pytest.raises(FormatError, match="ci_offset"):
         header.check_against(dataclasses.replace(blob, ci_offset=blob.ci_offset + 8))
     with pytest.raises(FormatError):
-        read_blob_meta(_reader(data[:-5000]), blob)  # truncated blob
+        read_blob_meta(_reader(data[:-5000]), blob, compressor_for=compressor_by_id)  # truncated blob
     small = dataclasses.replace(blob, compressed_size=0, uncompressed_size=8192)
     ci = data[blob.ci_offset:blob.ci_offset + blob.ci_compressed_size]
     with pytest.raises(FormatError, match="outside the uncompressed blob"):
@@ -114,8 +114,8 @@ def test_toc_and_tar_trailers_agree_with_blob_entry(v6):
     hdr = toc.get("blob.meta.header")
     assert (hdr.compressed_offset, hdr.compressed_size) == (blob.ci_offset + blob.ci_compressed_size, 4096)
     for name in ("blob.meta", "blob.meta.header"):
-        read_section(read, len(data), toc.get(name))  # SHA-256 checked
-    digests = read_section(read, len(data), toc.get("blob.digest"))
+        read_section(read, len(data), toc.get(name), compressor_for=compressor_by_id)  # SHA-256 checked
+    digests = read_section(read, len(data), toc.get("blob.digest"), compressor_for=compressor_by_id)
     by_index = sorted(image.chunk_table(), key=lambda c: c.index)
     assert digests == b"".join(c.block_id for c in by_index)
 
@@ -140,10 +140,10 @@ def _tar_header(name: str, size: int) -> bytes:
 def test_extract_inlined_bootstrap(v6, tmp_path):
     _, _, data, boot = v6
     with pytest.raises(FormatError, match="no inlined bootstrap"):
-        extract_bootstrap(_reader(data), len(data))
+        extract_bootstrap(_reader(data), len(data), compressor_for=compressor_by_id)
     # Legacy layout: ... bootstrap || tar(image.boot), no ToC.
     legacy = data + boot + _tar_header("image.boot", len(boot))
-    assert extract_bootstrap(_reader(legacy), len(legacy)) == boot
+    assert extract_bootstrap(_reader(legacy), len(legacy), compressor_for=compressor_by_id) == boot
     # ToC layout: ... zstd(bootstrap) || tar(image.boot) || ToC || tar(rafs.blob.toc).
     packed = zstandard.ZstdCompressor(level=3, write_content_size=True).compress(boot)
     start = len(data)
@@ -152,14 +152,14 @@ def test_extract_inlined_bootstrap(v6, tmp_path):
     blob = data + packed + _tar_header("image.boot", len(packed)) + entry + _tar_header("rafs.blob.toc", 128)
     path = tmp_path / "blob"
     path.write_bytes(blob)
-    extracted = extract_bootstrap_file(path)
+    extracted = extract_bootstrap_file(path, compressor_for=compressor_by_id)
     assert extracted == boot
     image = open_bootstrap_bytes(extracted, "inlined")
     assert image.version == 6 and image.lookup(image.root_ino, b"lib.rs") is not None
     # A wrong digest in the ToC is an integrity error.
     bad = blob.replace(hashlib.sha256(boot).digest(), bytes(32))
     with pytest.raises(IntegrityError, match=r"image\.boot"):
-        extract_bootstrap(_reader(bad), len(bad))
+        extract_bootstrap(_reader(bad), len(bad), compressor_for=compressor_by_id)
 
 
 def test_placeholder_blob_ids():
