@@ -14,8 +14,9 @@ import click
 
 from .. import __version__
 from ..errors import BuildError, IntegrityError, UsageError
+from ..logsetup import setup_logging
 from .progress import progress_bar
-from .runner import run_main, setup_logging
+from .runner import run_main
 
 CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

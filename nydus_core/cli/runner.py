@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import traceback
@@ -58,20 +57,3 @@ def run_main(
                    err=True)
         return INTERNAL_ERROR_EXIT
     return rv if isinstance(rv, int) else 0
-
-
-def setup_logging(level: str = "info", log_file: str | None = None) -> None:
-    """Configure the root logger as upstream's ``--log-level``/``--log-file`` do."""
-    levels = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
-              "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR}
-    if level.lower() not in levels:
-        raise click.BadParameter(f"unknown log level '{level}' (trace, debug, info, warn, error)")
-    handlers: list[logging.Handler] = []
-    if log_file:
-        if not os.path.splitext(log_file)[1]:
-            log_file += ".log"
-        handlers.append(logging.FileHandler(log_file))
-    else:
-        handlers.append(logging.StreamHandler(sys.stderr))
-    logging.basicConfig(level=levels[level.lower()], handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

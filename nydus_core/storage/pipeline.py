@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from ..errors import BackendError, CacheError, IntegrityError, NydusError
+from ..errors import BackendError, CacheError, IntegrityError, NydusError, plugin_errors
 from ..interfaces import Backend, BlobCache, CachePolicy, Compressor, Digester
 from ..plugins import compressor_by_id, digester_by_id
 from ..rafs.chunkdata import decode_chunk
@@ -454,13 +454,9 @@ class ReadPipeline:
         failures: list[tuple[Future[bytes], BaseException]] = []
         t0 = time.perf_counter()
         try:
-            try:
+            with plugin_errors(BackendError, f"backend '{self.backend_metrics.backend_type}' failed "
+                               f"reading blob {blob.blob_id} at {start}+{end - start}"):
                 raw = self.backend.read(blob.blob_id, start, end - start)
-            except NydusError:
-                raise
-            except Exception as exc:  # a backend bug must still reach the reader as one line
-                raise BackendError(f"backend '{self.backend_metrics.backend_type}' failed reading blob "
-                                   f"{blob.blob_id} at {start}+{end - start}: {exc}") from exc
         except BaseException as exc:
             self.backend_metrics.record(0, time.perf_counter() - t0, error=True, prefetch=prefetch)
             self._finish(group, [(fut, exc) for fut in group.futures])
@@ -480,13 +476,10 @@ class ReadPipeline:
                         f"blob {blob.blob_id} chunk {c.index} (compressed offset {c.compressed_offset}): "
                         f"blob ends at {start + len(raw)}, before the chunk's end"
                     )
-                data = self._decode(raw if whole else mv[lo:lo + c.compressed_size], c, blob)
+                with plugin_errors(IntegrityError, f"blob {blob.blob_id} chunk {c.index}: cannot decode"):
+                    data = self._decode(raw if whole else mv[lo:lo + c.compressed_size], c, blob)
             except NydusError as exc:
                 failures.append((fut, exc))
-                continue
-            except Exception as exc:  # a compressor/digester plugin bug: one line to the reader
-                failures.append((fut, IntegrityError(
-                    f"blob {blob.blob_id} chunk {c.index}: cannot decode: {type(exc).__name__}: {exc}")))
                 continue
             fut.set_result(data)
             good.append((c, data))

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from nydus_core.cli.runner import run_main, setup_logging
+from nydus_core.cli.runner import run_main
 from nydus_core.errors import UsageError
+from nydus_core.logsetup import setup_logging
 
 
 def _chunk_size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:

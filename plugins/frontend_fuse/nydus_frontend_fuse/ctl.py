@@ -18,6 +18,8 @@ import click
 
 from nydus_core.cli.runner import run_main
 from nydus_core.errors import NydusError, UsageError
+from nydus_core.logsetup import LEVEL_NAMES
+from nydus_core.sizes import format_size
 
 
 class ApiError(NydusError):
@@ -77,14 +79,6 @@ class ApiClient:
         return decoded
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
 def _print(obj: Any, raw: bool) -> None:
     if raw:
         click.echo(json.dumps(obj))
@@ -121,7 +115,8 @@ def info(obj: dict[str, Any]) -> None:
         if "fetched" in desc:
             total = desc.get("blobs_size") or 0
             share = f" ({100 * desc['fetched'] / total:.1f} %)" if total else ""
-            click.echo(f"      fetched {_human(desc['fetched'])} of {_human(total)} of blob data{share}")
+            fetched = format_size(desc["fetched"], long=True)
+            click.echo(f"      fetched {fetched} of {format_size(total, long=True)} of blob data{share}")
 
 
 @nydusctl.group("set")
@@ -130,7 +125,7 @@ def set_group() -> None:
 
 
 @set_group.command("log-level")
-@click.argument("level", type=click.Choice(["trace", "debug", "info", "warn", "error"]))
+@click.argument("level", type=click.Choice(LEVEL_NAMES))
 @click.pass_obj
 def set_log_level(obj: dict[str, Any], level: str) -> None:
     """Change the daemon's log level."""
