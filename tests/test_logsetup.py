@@ -38,7 +38,8 @@ def test_level_table() -> None:
         level_of("loud")
 
 
-def test_log_file_gets_an_extension_and_the_level_filters(tmp_path: Path, root_logger: logging.Logger) -> None:
+def test_log_file_gets_an_extension_and_the_level_filters(tmp_path: Path,
+                                                          root_logger: logging.Logger) -> None:
     setup_logging("warn", str(tmp_path / "nydus"), fmt="%(levelname)s %(message)s")
     logging.getLogger("x").info("not written")
     logging.getLogger("x").warning("written")
@@ -74,4 +75,5 @@ def test_daemons_offer_upstreams_levels() -> None:
     for cmd in ("nydusd", "containerd-nydus-grpc"):
         proc = subprocess.run([str(BIN / cmd), "--log-level", "loud"], capture_output=True, text=True,
                               timeout=60)
-        assert proc.returncode == 2 and "'trace', 'debug', 'info', 'warn', 'error'" in proc.stderr, proc.stderr
+        assert proc.returncode == 2, proc.stderr
+        assert "'trace', 'debug', 'info', 'warn', 'error'" in proc.stderr

@@ -29,25 +29,22 @@ from nydus_core.tools.datasource import BackendChunkSource
 
 
 def test_foreign_exceptions_become_the_given_error_chained() -> None:
-    with pytest.raises(BackendError) as info:
-        with plugin_errors(BackendError, "backend 'x' failed reading blob b"):
-            raise ValueError("bad\nstate")
-    assert str(info.value) == "backend 'x' failed reading blob b: ValueError: bad state"
+    with pytest.raises(BackendError) as info, plugin_errors(BackendError, "backend 'x' reading blob b"):
+        raise ValueError("bad\nstate")
+    assert str(info.value) == "backend 'x' reading blob b: ValueError: bad state"
     assert isinstance(info.value.__cause__, ValueError)  # --debug shows the plugin's traceback
 
 
 def test_nydus_errors_pass_or_are_reworded() -> None:
     original = BlobNotFoundError("no blob b")
-    with pytest.raises(BlobNotFoundError) as passed:
-        with plugin_errors(BackendError, "reading"):
-            raise original
+    with pytest.raises(BlobNotFoundError) as passed, plugin_errors(BackendError, "reading"):
+        raise original
     assert passed.value is original
-    with pytest.raises(IntegrityError, match="^chunk 3: cannot decompress: corrupt frame$"):
-        with plugin_errors(IntegrityError, "chunk 3: cannot decompress", reword=NydusError):
-            raise BackendError("corrupt frame")
-    with pytest.raises(KeyboardInterrupt):
-        with plugin_errors(BackendError, "reading"):
-            raise KeyboardInterrupt
+    with (pytest.raises(IntegrityError, match=r"^chunk 3: cannot decompress: corrupt frame$"),
+          plugin_errors(IntegrityError, "chunk 3: cannot decompress", reword=NydusError)):
+        raise BackendError("corrupt frame")
+    with pytest.raises(KeyboardInterrupt), plugin_errors(BackendError, "reading"):
+        raise KeyboardInterrupt
     with plugin_errors(BackendError, "reading"):
         pass  # no exception: nothing happens
 
@@ -72,12 +69,12 @@ def test_backend_bug_reaches_pipeline_readers_as_backend_error(tmp_path: Path) -
     img = open_image(boot)
     p = ReadPipeline(img, _BuggyBackend({"dir": blobs}), amplify_io=0, workers=1)
     try:
-        with pytest.raises(BackendError, match=r"failed reading blob [0-9a-f]{64} at 0\+\d+: KeyError: 'cursor'"):
+        with pytest.raises(BackendError, match=r"reading blob [0-9a-f]{64} at 0\+\d+: KeyError: 'cursor'"):
             p.read(img.resolve("/f"), 0, 100)
     finally:
         p.close()
     source = BackendChunkSource(_BuggyBackend({"dir": blobs}))
-    with pytest.raises(BackendError, match="backend 'buggy' failed reading blob .* KeyError"):
+    with pytest.raises(BackendError, match=r"backend 'buggy' failed reading blob .* KeyError"):
         source.read(img, img.resolve("/f"))
 
 
@@ -93,12 +90,13 @@ def test_compressor_bug_is_an_integrity_error_naming_the_chunk() -> None:
     stored = compressor_by_id(0).compress(data)
     c = ChunkInfo(hashlib.sha256(data).digest(), 0, ChunkFlags.COMPRESSED, len(stored), len(data),
                   0, 0, 0, 7, 0)
-    with pytest.raises(IntegrityError, match="chunk 7 .*cannot decompress: ZeroDivisionError: libfoo: no frame"):
+    with pytest.raises(IntegrityError, match=r"chunk 7 .*cannot decompress: ZeroDivisionError: libfoo"):
         decode_chunk(stored, c, _BuggyCompressor(), digester_by_id(1), validate=True,  # type: ignore[arg-type]
                      blob_id="ab" * 32)
 
 
-def test_image_reference_plugin_bug_is_one_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_image_reference_plugin_bug_is_one_usage_error(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "nydus_test_buggy_resolver.py").write_text(
         "from nydus_core import hookimpl\n"
         "@hookimpl\n"

@@ -23,7 +23,7 @@ def test_parse(text: int | str, expected: int) -> None:
     (1.5, "got 1.5"),
 ])
 def test_parse_errors_are_one_line(value: object, message: str) -> None:
-    with pytest.raises(ValueError, match="^[^\n]*$") as info:
+    with pytest.raises(ValueError, match=r"^[^\n]*$") as info:
         parse_size(value)  # type: ignore[arg-type]
     assert message in str(info.value)
 
