@@ -202,7 +202,7 @@ def build_settings(params: dict[str, Any]) -> Any:
 
 def _cache_policy(params: dict[str, Any]) -> Any:
     from .daemon import DEFAULT_STORE_ON_OPEN_KB
-    from .ops import CachePolicy
+    from .ops import KernelCaching
 
     store = params.get("store_on_open_kb")
     timeout = params.get("kernel_cache_timeout")
@@ -212,7 +212,7 @@ def _cache_policy(params: dict[str, Any]) -> Any:
     }
     if timeout is not None:
         kwargs.update(entry_timeout=timeout, attr_timeout=timeout, negative_timeout=timeout)
-    return CachePolicy(**kwargs)
+    return KernelCaching(**kwargs)
 
 
 def _serve(params: dict[str, Any]) -> None:

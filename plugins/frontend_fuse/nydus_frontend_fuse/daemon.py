@@ -32,7 +32,7 @@ from .faults import FaultTranslator
 from .fusetasks import LazyWorkers
 from .instance import RafsInstance, open_instance
 from .mountpoint import check_mountpoint, set_readahead
-from .ops import CachePolicy, NydusOperations
+from .ops import KernelCaching, NydusOperations
 from .vfs import Vfs
 
 log = logging.getLogger("nydusd")
@@ -63,7 +63,7 @@ class DaemonSettings:
     inline_hits: bool = True
     #: start pyfuse3's extra worker tasks only when a handler has to wait (see ``fusetasks``)
     lazy_workers: bool = True
-    cache: CachePolicy = field(default_factory=CachePolicy)
+    cache: KernelCaching = field(default_factory=KernelCaching)
     fsname: str = "nydusd"
     allow_other: bool = True
     dev_suid: bool = True
