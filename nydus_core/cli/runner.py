@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import click
 
-from ..errors import NydusError
+from ..errors import NydusError, describe
 
 INTERNAL_ERROR_EXIT = 70
 
@@ -53,7 +53,6 @@ def run_main(
     except Exception as exc:  # a bug: still one line unless --debug
         if debug:
             traceback.print_exc()
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
-                   err=True)
+        click.echo(f"error: internal error: {describe(exc)} (run with --debug for details)", err=True)
         return INTERNAL_ERROR_EXIT
     return rv if isinstance(rv, int) else 0

@@ -32,6 +32,8 @@ from urllib.parse import parse_qs
 
 import trio
 
+from nydus_core.errors import describe
+
 log = logging.getLogger("nydusd.api")
 
 #: The largest request body accepted (a mount request carries a config: a few KiB).
@@ -155,7 +157,7 @@ class HttpServer:
             return 400, {"code": "UNDEFINED", "message": f"request body is not valid JSON: {exc}"}
         except Exception as exc:  # a bug in a handler must not kill the daemon
             log.exception("API %s %s failed", request.method, request.path)
-            return 500, {"code": "UNDEFINED", "message": f"internal error: {type(exc).__name__}: {exc}"}
+            return 500, {"code": "UNDEFINED", "message": f"internal error: {describe(exc)}"}
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes:
