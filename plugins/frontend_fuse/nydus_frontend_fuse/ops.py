@@ -18,7 +18,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -56,6 +56,7 @@ class KernelCaching:
     store_on_open: int = 1 << 20
 
 
+@dataclass(slots=True, eq=False)
 class Request:
     """Errors and metrics of one FUSE request on one instance: ``with Request(...) as req: ...``.
 
@@ -65,20 +66,16 @@ class Request:
     ``FUSEError`` the fault translator chooses. With ``fop`` None nothing is counted.
     """
 
-    __slots__ = ("dir", "faults", "fop", "ino", "inst", "ok", "size", "started")
-
-    def __init__(self, faults: FaultTranslator, fop: Fop | None, inst: RafsInstance, ino: int,
-                 started: int = 0, directory: _DirHandle | None = None) -> None:
-        self.faults = faults
-        self.fop = fop
-        self.inst = inst
-        #: the image inode counted (and named in a fault's log line)
-        self.ino = ino
-        #: ``started`` is ``time.monotonic_ns()`` for requests whose latency is measured, else 0
-        self.started = started
-        self.ok = True
-        self.size = 0
-        self.dir = directory
+    faults: FaultTranslator
+    fop: Fop | None
+    inst: RafsInstance
+    #: the image inode counted (and named in a fault's log line)
+    ino: int
+    #: ``time.monotonic_ns()`` for requests whose latency is measured, else 0
+    started: int = 0
+    dir: _DirHandle | None = None
+    ok: bool = field(default=True, init=False)
+    size: int = field(default=0, init=False)
 
     def __enter__(self) -> Request:
         return self
