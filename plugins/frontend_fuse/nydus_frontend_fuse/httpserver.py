@@ -27,12 +27,15 @@ import socket
 import stat
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs
 
 import trio
 
 from nydus_core.errors import describe
+
+if TYPE_CHECKING:
+    from hypercorn.typing import ASGIFramework
 
 log = logging.getLogger("nydusd.api")
 
@@ -107,7 +110,7 @@ class HttpServer:
         server_log.setLevel(logging.WARNING)  # not its "Running on ... (CTRL + C to quit)"
         config.errorlog = server_log
         try:
-            await serve(self, config, mode="asgi", task_status=task_status)
+            await serve(cast("ASGIFramework", self), config, mode="asgi", task_status=task_status)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)

@@ -528,8 +528,9 @@ class NydusOperations(pyfuse3.Operations):
         """Refused with EROFS: the filesystem is read-only."""
         raise FUSEError(errno.EROFS)
 
-    setattr = mknod = mkdir = unlink = rmdir = symlink = rename = link = _read_only
-    write = create = setxattr = removexattr = _read_only
+    _refuse: Any = _read_only  # one handler for every signature below
+    setattr = mknod = mkdir = unlink = rmdir = symlink = rename = link = _refuse
+    write = create = setxattr = removexattr = _refuse
 
 
 def _permitted(st_mode: int, uid: int, gid: int, want: int, ctx: Any) -> bool:
