@@ -8,6 +8,7 @@ umount --mountpoint /sub | exit``. The HTTP client is httpx with its unix-socket
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -49,6 +50,10 @@ class ApiClient:
 
     def _http(self) -> httpx.Client:
         if self._client is None:
+            # httpx logs every request at INFO and httpcore every step at DEBUG: a daemon's log
+            # (the snapshotter's) wants neither; callers log what matters
+            for name in ("httpx", "httpcore"):
+                logging.getLogger(name).setLevel(logging.WARNING)
             # no TLS on a unix socket: verify=False spares loading the CA bundle
             transport = httpx.HTTPTransport(uds=self.sock, verify=False)
             self._client = httpx.Client(transport=transport, base_url="http://nydusd", timeout=self.timeout)

@@ -74,8 +74,8 @@ class NydusdManager:
             self._proc.poll()  # reap a daemon of ours that died
         from nydus_frontend_fuse.testing import force_unmount
 
+        force_unmount(self.mountpoint)  # a dead daemon's mount answers ENOTCONN, even to mkdir
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        force_unmount(self.mountpoint)  # a dead daemon's mount answers ENOTCONN
         self.apisock.unlink(missing_ok=True)
         argv = [self.command, "-M", str(self.mountpoint), "-A", str(self.apisock),
                 "--id", "containerd-nydus", "-L", str(self.log_path)]
