@@ -22,7 +22,7 @@ import tarfile
 import urllib.parse
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from ..errors import BuildError
 from ..rafs.model import TreeInode
@@ -146,7 +146,7 @@ class TarSource:
                 return open(Path(self.source), "rb"), True
             except OSError as exc:
                 raise BuildError(f"{self.name}: cannot open source: {exc.strerror or exc}") from None
-        return self.source, False  # type: ignore[return-value]
+        return self.source, False
 
     def load(self, pipeline: ChunkPipeline, stats: BuildStats) -> TreeInode:
         """Read the whole stream; return the tree with file chunks."""
@@ -157,9 +157,11 @@ class TarSource:
         try:
             counted = _Counting(fileobj, self)
             try:
-                tf = tarfile.open(  # noqa: SIM115 - used as a context manager below
-                    fileobj=counted, mode="r|gz" if self.gzip else "r|",
-                    encoding="utf-8", errors="surrogateescape",
+                mode: Literal["r|gz", "r|"] = "r|gz" if self.gzip else "r|"
+                # SIM115: tf is used as a context manager below. The ignore: stream mode calls only read(),
+                # typeshed asks every fileobj for write/seek/close too.
+                tf = tarfile.open(  # type: ignore[call-overload]  # stream mode only reads  # noqa: SIM115
+                    fileobj=counted, mode=mode, encoding="utf-8", errors="surrogateescape",
                 )
             except tarfile.ReadError as exc:
                 if str(exc) == "empty file":
@@ -203,6 +205,7 @@ class TarSource:
         perm = m.mode & 0o7777
         xattrs = _xattrs(m)
 
+        target: TreeInode | None
         if m.isdir():
             if not parts:
                 target = root
