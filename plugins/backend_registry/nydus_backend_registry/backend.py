@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -116,7 +116,7 @@ class RegistryBackend(Backend):
         return f"/v2/{self.cfg.repo}/blobs/{digest}"
 
     def _rewrite(self, location: str, base: str) -> str:
-        url = requests.compat.urljoin(base, location)
+        url = urljoin(base, location)
         parts = urlsplit(url)
         scheme = self.cfg.blob_url_scheme or parts.scheme
         netloc = self.cfg.blob_redirected_host or parts.netloc
