@@ -316,8 +316,10 @@ class RegistryBackend(Backend):
             client.push_blob(self.cfg.repo, head, digest=digest, skip_existing=False)
         else:
             counted = _CountingReader(head, stream)
-            client.push_blob(self.cfg.repo, counted, digest=digest, chunk_size=WRITE_CHUNK,  # type: ignore[arg-type]
-                             skip_existing=False, expected_size=size)
+            client.push_blob(
+                self.cfg.repo,
+                counted,  # type: ignore[arg-type]  # chunked, digest given: push_blob only reads it
+                digest=digest, chunk_size=WRITE_CHUNK, skip_existing=False, expected_size=size)
         with self._lock:
             self._sizes.pop(digest, None)
 
