@@ -31,7 +31,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from .errors import BackendError, BlobNotFoundError, ConfigError
@@ -231,7 +231,7 @@ class ExactSizeReader:
     upload in progress fails and stores nothing. ``size=None`` passes the stream through unchecked.
     """
 
-    def __init__(self, stream: Any, size: int | None, what: str) -> None:
+    def __init__(self, stream: BinaryIO, size: int | None, what: str) -> None:
         self._stream = stream
         self._size = size
         self._what = what
