@@ -4,7 +4,7 @@ that a plugin resolves (``nydus_resolve_image``; nydus-converter-oci handles reg
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from .errors import DuplicatePluginError, UsageError, plugin_errors
 
@@ -17,11 +17,12 @@ def resolve_image_argument(arg: str) -> tuple[str, dict[str, Any] | None]:
     from .plugins import get_manager
 
     manager = get_manager()
-    answers: list[tuple[str, tuple[Any, dict[str, Any]]]] = []
+    answers: list[tuple[str, tuple[str, dict[str, Any]]]] = []
     for impl in manager.pm.hook.nydus_resolve_image.get_hookimpls():
         with plugin_errors(UsageError, f"{arg}: plugin '{impl.plugin_name}' failed to resolve the "
                            "image reference"):
-            result = impl.function(reference=arg)
+            # pluggy types a hook implementation as returning object; the hookspec declares this shape
+            result = cast("tuple[str, dict[str, Any]] | None", impl.function(reference=arg))
         if result is not None:
             answers.append((impl.plugin_name, result))
     if len(answers) > 1:  # never let pluggy's call order pick one
