@@ -2,12 +2,13 @@
 
 :class:`NydusOperations` only maps FUSE requests to the image API. Whether an inode is a pseudo
 directory is :meth:`Vfs.is_pseudo`'s answer; every request on an image runs inside one
-:class:`Request` context, which counts it in the instance's metrics and turns any exception other
-than ``FUSEError`` into one through :class:`~.faults.FaultTranslator` (EIO, logged once, counted),
-so handlers raise only ``FUSEError``. Metadata operations decode the ``mmap``ed bootstrap inline on
-the trio thread (they are short); data reads that miss the local cache go to worker threads through
-``trio.to_thread.run_sync`` with a capacity limiter, while reads the cache can serve are answered
-inline (measured faster: see the plugin README). Every write-ish operation answers EROFS.
+:class:`FuseRequest` context, which counts it in the instance's metrics and turns any exception
+other than ``FUSEError`` into one through :class:`~.faults.FaultTranslator` (EIO, logged once,
+counted), so handlers raise only ``FUSEError``. Metadata operations decode the ``mmap``ed bootstrap
+inline on the trio thread (they are short); data reads that miss the local cache go to worker
+threads through ``trio.to_thread.run_sync`` with a capacity limiter, while reads the cache can serve
+are answered inline (measured faster: see the plugin README). Every write-ish operation answers
+EROFS.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ class KernelCaching:
 
 
 @dataclass(slots=True, eq=False)
-class Request:
-    """Errors and metrics of one FUSE request on one instance: ``with Request(...) as req: ...``.
+class FuseRequest:
+    """Errors and metrics of one FUSE request on one instance: ``with FuseRequest(...) as req: ...``.
 
     Leaving the block normally counts the request in ``inst.metrics`` (with ``req.ok``, ``req.size``
     and ``req.ino`` as the block left them); an exception counts it as an error, resets the open
@@ -77,7 +78,7 @@ class Request:
     ok: bool = field(default=True, init=False)
     size: int = field(default=0, init=False)
 
-    def __enter__(self) -> Request:
+    def __enter__(self) -> FuseRequest:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -146,9 +147,9 @@ class NydusOperations(pyfuse3.Operations):
     # -- helpers --------------------------------------------------------------------------------
 
     def _request(self, fop: Fop | None, inst: RafsInstance, ino: int, *, timed: bool = False,
-                 directory: _DirHandle | None = None) -> Request:
-        """Return the :class:`Request` context of one request on ``inst`` (latency with ``timed``)."""
-        return Request(self.faults, fop, inst, ino, time.monotonic_ns() if timed else 0, directory)
+                 directory: _DirHandle | None = None) -> FuseRequest:
+        """Return the :class:`FuseRequest` context of one request on ``inst`` (latency with ``timed``)."""
+        return FuseRequest(self.faults, fop, inst, ino, time.monotonic_ns() if timed else 0, directory)
 
     def _attrs(self, inst: RafsInstance, local: int, fuse_ino: int) -> EntryAttributes:
         a = inst.image.getattr(local)
