@@ -1,4 +1,4 @@
-"""A reader process for crash tests: ``python -m nydus_core.testing.crash_reader BOOT CONFIG SEED``.
+"""A reader process for crash tests: ``python -m nydus_testsupport.crash_reader BOOT CONFIG SEED``.
 
 Opens the image with the config (whose cache is under test), prefetches the whole image in the
 background (the config's ``fs_prefetch`` rate applies) and meanwhile reads random ranges of random

@@ -1,4 +1,4 @@
-"""Tests of the generic server helpers in nydus_core.testing.servers."""
+"""Tests of the generic server helpers in nydus_testkit.servers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import time
 import urllib.request
 
 import pytest
-
-from nydus_core.testing.servers import (
+from nydus_testkit.servers import (
     BackgroundHTTPServer,
     BlackholeServer,
     ServerProcess,

@@ -4,7 +4,9 @@
 - :class:`ServerProcess`: a child process (a registry, moto, nginx...) with a log file, a readiness
   check and a clean stop (terminate, then kill), usable as a context manager.
 - :class:`BackgroundHTTPServer`: an ``http.server`` handler served from a thread, stoppable and
-  restartable on the same port (for proxies a test takes down and brings back).
+  restartable on the same port (for proxies a test takes down and brings back);
+  :func:`reset_connection` drops a handler's connection with a TCP reset (fault injection).
+- :class:`BlackholeServer`: accepts connections and never answers (a hung server).
 
 Every server binds to 127.0.0.1 only. Everything is cleaned up on ``stop()`` and, as a safety net,
 at interpreter exit.
@@ -18,6 +20,7 @@ import http.server
 import os
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -25,6 +28,18 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+__all__ = [
+    "LOCALHOST",
+    "BackgroundHTTPServer",
+    "BlackholeServer",
+    "ServerProcess",
+    "free_port",
+    "port_open",
+    "reset_connection",
+    "wait_for_port",
+    "wait_until",
+]
 
 LOCALHOST = "127.0.0.1"
 
@@ -194,6 +209,17 @@ class _ThreadingServer(http.server.ThreadingHTTPServer):
                 conn.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 conn.close()
+
+
+def reset_connection(handler: http.server.BaseHTTPRequestHandler) -> None:
+    """Close ``handler``'s client connection with a TCP RST (the client sees "connection reset")."""
+    handler.close_connection = True
+    try:
+        # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        handler.connection.close()
+    except OSError:
+        pass
 
 
 class BackgroundHTTPServer:

@@ -13,10 +13,10 @@ import os
 import struct
 from pathlib import Path
 
-from ..plugins import compressor_by_id
-from ..rafs.constants import BLOB_META_HEADER_SIZE, BLOB_META_MAGIC, COMPRESSOR_NONE
-from ..rafs.image import open_image
-from ..rafs.model import BlobInfo
+from nydus_core.plugins import compressor_by_id
+from nydus_core.rafs.constants import BLOB_META_HEADER_SIZE, BLOB_META_MAGIC, COMPRESSOR_NONE
+from nydus_core.rafs.image import open_image
+from nydus_core.rafs.model import BlobInfo
 
 __all__ = ["blob_image_from_meta", "decode_chunk_info_v1", "make_blob_images"]
 

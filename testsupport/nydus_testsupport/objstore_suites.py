@@ -2,11 +2,11 @@
 
 A plugin's test module subclasses each suite and sets the class attributes of :class:`ObjectStoreCase`
 (``backend_cls``, ``bucket``, ``extra_config``); the suites build configs, start moto and the fault
-servers of :mod:`nydus_core.testing.objstore`, and check behaviour both backends promise:
+servers of :mod:`nydus_testsupport.objstore`, and check behaviour both backends promise:
 
 - :class:`ObjectStoreConfigSuite`: upstream's keys and defaults, a ConfigError naming each bad key,
   no secret in errors or ``repr``, CA files merged, unknown keys warned about.
-- :class:`ObjectStoreContract`: :class:`~nydus_core.testing.contracts.BackendContract` on moto.
+- :class:`ObjectStoreContract`: :class:`~nydus_testkit.contracts.BackendContract` on moto.
 - :class:`ObjectStoreServerSuite`: multipart uploads, missing objects and buckets, a closed port, a
   hung server, injected 5xx and resets, secrets kept out of errors and logs, blob id forms.
 - :class:`ObjectStoreProxySuite`: the Dragonfly ``proxy`` block (fallback, recovery, ``use_http``).
@@ -29,14 +29,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from nydus_testkit.cli import clean_env
+from nydus_testkit.contracts import BackendContract
+from nydus_testkit.samples import blob_id_of, payload, random_bytes
+from nydus_testkit.servers import BlackholeServer, free_port, wait_until
 
-from ..errors import BlobNotFoundError, ConfigError, NydusError, TransientBackendError
-from ..interfaces import Backend
-from .cli import clean_env
-from .contracts import BackendContract
+from nydus_core.errors import BlobNotFoundError, ConfigError, NydusError, TransientBackendError
+from nydus_core.interfaces import Backend
+
 from .objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, FlakyFront, ForwardProxy, MotoServer, shared_moto
-from .samples import blob_id_of, payload, random_bytes
-from .servers import BlackholeServer, free_port, wait_until
 from .storage_helpers import build_image
 
 __all__ = [

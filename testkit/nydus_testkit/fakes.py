@@ -1,6 +1,13 @@
-"""Small, real implementations of the interfaces for tests: an in-memory backend and a
-one-file-per-chunk cache. The core runs the contract suites on them (tests/test_contracts_core.py),
-and tests of the read pipeline can use them where the real plugins are not the subject.
+"""Small, real implementations of the interfaces for tests.
+
+- :class:`MemoryBackend`: blobs in a dict (writable); :class:`DirBackend`: blobs as files in a
+  directory (read-only), for tests that must not depend on the localfs plugin.
+- :class:`RecordingBackend` wraps any backend and records every ranged read (blob, offset, length)
+  so tests can assert exactly what was fetched; it can also slow reads down.
+- :class:`DirectoryChunkCache`: a one-file-per-chunk cache.
+
+The core runs the contract suites on them (tests/test_contracts_core.py), and tests of the read
+pipeline can use them where the real plugins are not the subject.
 
 They are not registered as plugins.
 """
@@ -10,14 +17,15 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import BackendError, BlobNotFoundError, CacheError, ConfigError
-from ..interfaces import Backend, BlobCache, CachePolicy
+from nydus_core.errors import BackendError, BlobNotFoundError, CacheError, ConfigError
+from nydus_core.interfaces import Backend, BlobCache, CachePolicy
 
-__all__ = ["DirectoryChunkCache", "MemoryBackend"]
+__all__ = ["DirBackend", "DirectoryChunkCache", "MemoryBackend", "RecordingBackend"]
 
 
 class MemoryBackend(Backend):
@@ -60,6 +68,74 @@ class MemoryBackend(Backend):
         if size is not None and len(data) != size:
             raise BackendError(f"memory backend: blob {blob_id}: got {len(data)} bytes, expected {size}")
         self.put(blob_id, data)
+
+
+class DirBackend(Backend):
+    """Blobs as files named by id in ``config["dir"]`` (read-only)."""
+
+    name = "testdir"
+
+    def _path(self, blob_id: str) -> str:
+        path = os.path.join(self.config["dir"], blob_id)
+        if not os.path.isfile(path):
+            raise BlobNotFoundError(f"blob {blob_id} not found in {self.config['dir']}")
+        return path
+
+    def size(self, blob_id: str) -> int:
+        """Return the blob's size."""
+        return os.path.getsize(self._path(blob_id))
+
+    def read(self, blob_id: str, offset: int, length: int) -> bytes:
+        """Return a range of the blob."""
+        with open(self._path(blob_id), "rb") as f:
+            return os.pread(f.fileno(), length, offset)
+
+
+class RecordingBackend(Backend):
+    """Wraps ``inner`` and records every ``read`` as ``(blob_id, offset, length, returned)``.
+
+    ``delay`` seconds are slept before each read (to widen races in concurrency tests).
+    """
+
+    def __init__(self, inner: Backend, *, delay: float = 0.0) -> None:
+        super().__init__(inner.config)
+        self.inner = inner
+        self.name = getattr(inner, "name", "recording")  # type: ignore[misc]
+        self.delay = delay
+        self._lock = threading.Lock()
+        self.requests: list[tuple[str, int, int, int]] = []
+
+    def size(self, blob_id: str) -> int:
+        """Return the inner backend's answer."""
+        return self.inner.size(blob_id)
+
+    def read(self, blob_id: str, offset: int, length: int) -> bytes:
+        """Read through the inner backend, recording the request."""
+        if self.delay:
+            time.sleep(self.delay)
+        data = self.inner.read(blob_id, offset, length)
+        with self._lock:
+            self.requests.append((blob_id, offset, length, len(data)))
+        return data
+
+    def bytes_fetched(self) -> int:
+        """Return the total bytes returned by the inner backend."""
+        with self._lock:
+            return sum(r[3] for r in self.requests)
+
+    def ranges(self) -> list[tuple[str, int, int]]:
+        """Return ``(blob_id, offset, length)`` of every request so far."""
+        with self._lock:
+            return [(b, o, n) for b, o, n, _ in self.requests]
+
+    def reset(self) -> None:
+        """Forget recorded requests."""
+        with self._lock:
+            self.requests.clear()
+
+    def close(self) -> None:
+        """Close the inner backend."""
+        self.inner.close()
 
 
 class _DirectoryBlobCache(BlobCache):

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nydus_core.mounts import force_unmount, mounts_under
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -119,7 +121,7 @@ class SnapshotterProcess:
 
     def stop_nydusd(self) -> None:
         """Stop the shared nydusd this snapshotter started (end of a test)."""
-        from .nydusd import NydusdManager
+        from nydus_snapshotter_containerd.nydusd import NydusdManager
 
         NydusdManager(self.root).stop()
 
@@ -203,23 +205,12 @@ class ContainerdProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout)
-        for mp in _mounts_under(self.workdir):
-            subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
+        for mp in mounts_under(self.workdir.resolve()):
+            force_unmount(mp)
 
     def log(self) -> str:
         """What containerd logged."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def _mounts_under(path: Path) -> list[str]:
-    prefix = str(path.resolve()) + "/"
-    out = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        for line in fh:
-            mp = line.split()[4]
-            if mp.startswith(prefix):
-                out.append(mp)
-    return sorted(out, key=len, reverse=True)
 
 
 # -- images -----------------------------------------------------------------------------------
@@ -398,8 +389,8 @@ class ContainerdEnv:
         finally:
             self.snapshotter.stop()
             self.snapshotter.stop_nydusd()
-            for mp in _mounts_under(self.snapshotter.workdir):
-                subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
+            for mp in mounts_under(self.snapshotter.workdir.resolve()):
+                force_unmount(mp)
 
     def logs(self) -> str:
         """The tail of both logs, for failure messages."""
@@ -411,8 +402,8 @@ class ContainerdEnv:
 class Lab:
     """A test registry, a counting proxy in front of it, and containerd + snapshotter trusting both."""
 
-    registry: Any  # nydus_backend_registry.testing.RegistryFlavour
-    proxy: Any  # nydus_backend_registry.testing.FaultProxy
+    registry: Any  # nydus_testsupport.registry.RegistryFlavour
+    proxy: Any  # nydus_testsupport.registry.FaultProxy
     env: ContainerdEnv
 
     def ctr(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -425,8 +416,7 @@ class SnapshotsClient:
 
     def __init__(self, address: Path | str) -> None:
         import grpc
-
-        from .api import snapshots_grpc, snapshots_pb2
+        from nydus_snapshotter_containerd.api import snapshots_grpc, snapshots_pb2
 
         self.pb = snapshots_pb2
         self.channel = grpc.insecure_channel(f"unix://{address}")

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .samples import payload, random_bytes
+from nydus_testkit.samples import payload, random_bytes
 
 __all__ = ["SampleTree", "make_random_tree", "make_sample_tree", "tar_directory"]
 

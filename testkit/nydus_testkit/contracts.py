@@ -3,7 +3,7 @@
 A plugin's tests subclass a contract and provide its fixture(s) for the real implementation; the
 inherited tests then run against it::
 
-    from nydus_core.testing import CompressorContract
+    from nydus_testkit import CompressorContract
 
     class TestZstd(CompressorContract):
         @pytest.fixture
@@ -17,7 +17,7 @@ inherited tests then run against it::
   ``(blob_id, data) -> None`` that stores a blob where ``backend`` will find it, without going
   through ``backend``); class attribute ``writable`` says whether ``backend.write`` must work.
 - :class:`CacheContract`: fixture ``cache_policy`` (a function ``work_dir -> CachePolicy``).
-  Sample blobs come from :func:`~nydus_core.testing.samples.make_sample_blob` (fixture ``sample``).
+  Sample blobs come from :func:`~nydus_testkit.samples.make_sample_blob` (fixture ``sample``).
 
 Expected values come from upstream's tables (rafs-format.md §2) and from independent
 implementations (``hashlib``, ``blake3``, slicing the bytes that were stored), never from the code
@@ -36,8 +36,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from ..errors import BlobNotFoundError, IntegrityError, NydusError, UnsupportedOperationError
-from ..interfaces import Backend, BlobCache, CachePolicy, Compressor, Digester
+from nydus_core.errors import BlobNotFoundError, IntegrityError, NydusError, UnsupportedOperationError
+from nydus_core.interfaces import Backend, BlobCache, CachePolicy, Compressor, Digester
+
 from .samples import SampleBlob, blob_id_of, make_sample_blob, payload, random_bytes
 
 __all__ = [

@@ -24,12 +24,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .ctl import ApiClient
-from .mountpoint import mounts_at
+from nydus_frontend_fuse.ctl import ApiClient
+
+from nydus_core.mounts import force_unmount, is_mountpoint
 
 __all__ = [
     "NydusdProcess",
-    "force_unmount",
     "fuse_unavailable",
     "script",
     "snapshot_tree",
@@ -49,17 +49,6 @@ def fuse_unavailable() -> str | None:
 def script(name: str) -> str:
     """Return the path of an installed console script next to this Python (``nydusd``, ...)."""
     return str(Path(sys.executable).with_name(name))
-
-
-def force_unmount(mountpoint: str | os.PathLike[str]) -> None:
-    """Detach whatever is mounted at ``mountpoint`` (lazy), ignoring errors."""
-    mp = os.fspath(mountpoint)
-    for _ in range(4):
-        if not mounts_at(mp):
-            return
-        subprocess.run(["fusermount3", "-u", "-z", mp], capture_output=True, check=False)
-        if mounts_at(mp):
-            subprocess.run(["umount", "-l", mp], capture_output=True, check=False)
 
 
 class NydusdProcess:
@@ -99,7 +88,7 @@ class NydusdProcess:
                                      env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if mounts_at(self.mountpoint) and (self.apisock is None or os.path.exists(self.apisock)):
+            if is_mountpoint(self.mountpoint) and (self.apisock is None or os.path.exists(self.apisock)):
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nydusd exited with {self.proc.returncode}: {self.output().strip()}")

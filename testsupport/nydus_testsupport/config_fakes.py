@@ -15,11 +15,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from .. import plugins
-from ..config.fields import REQUIRED, Section
-from ..errors import BlobNotFoundError, ConfigError, UnsupportedOperationError
-from ..hookspecs import hookimpl
-from ..interfaces import Backend, BlobCache, CachePolicy
+from nydus_core import plugins
+from nydus_core.config.fields import REQUIRED, Section
+from nydus_core.errors import BlobNotFoundError, ConfigError, UnsupportedOperationError
+from nydus_core.hookspecs import hookimpl
+from nydus_core.interfaces import Backend, BlobCache, CachePolicy
 
 ENTRY_POINT_NAME = "config-fakes"
 

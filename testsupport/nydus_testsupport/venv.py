@@ -16,7 +16,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .cli import clean_env
+from nydus_testkit.cli import clean_env
 
 __all__ = ["Venv", "build_wheel", "create_venv", "repo_root"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..rafs.image import RafsImage
+from nydus_core.rafs.image import RafsImage
 
 
 def exercise_image(

@@ -1,4 +1,4 @@
-"""Run moto's server (``python -m nydus_core.testing.moto_server -H HOST -p PORT``) for the object-store
+"""Run moto's server (``python -m nydus_testsupport.moto_server -H HOST -p PORT``) for the object-store
 tests, with requests that are not SigV4-signed always routed to moto's S3.
 
 moto guesses the service of a signed request from the SigV4 credential scope in ``Authorization``

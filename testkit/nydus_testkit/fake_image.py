@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..builtins import NoneCompressor, Sha256Digester
-from ..interfaces import Compressor, Digester
-from ..rafs.constants import BlobFeatures, ChunkFlags
-from ..rafs.image import RafsImage
-from ..rafs.model import BlobInfo, ChunkInfo, InodeAttrs
+from nydus_core.builtins import NoneCompressor, Sha256Digester
+from nydus_core.interfaces import Compressor, Digester
+from nydus_core.rafs.constants import BlobFeatures, ChunkFlags
+from nydus_core.rafs.image import RafsImage
+from nydus_core.rafs.model import BlobInfo, ChunkInfo, InodeAttrs
 
 __all__ = ["FakeImage", "Symlink", "build_fake_image"]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from ..rafs.image import RafsImage
+from nydus_core.rafs.image import RafsImage
 
 __all__ = ["Entry", "diff_snapshots", "snapshot_bootstrap", "snapshot_dir", "snapshot_image"]
 
@@ -163,8 +163,8 @@ def snapshot_bootstrap(bootstrap: str | os.PathLike[str], blob_dir: str | os.Pat
                        ) -> dict[bytes, Entry]:
     """Snapshot a bootstrap with our reader; with ``blob_dir`` file contents are read (and every
     chunk verified) from the blobs in it."""
-    from ..rafs.image import open_image
-    from ..tools.chunkreader import BlobDirReader
+    from nydus_core.rafs.image import open_image
+    from nydus_core.tools.chunkreader import BlobDirReader
 
     with open_image(bootstrap) as image:
         if blob_dir is None:

@@ -12,10 +12,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..builtins import NoneCompressor, Sha256Digester
-from ..interfaces import Compressor, Digester
-from ..rafs.constants import BlobFeatures, ChunkFlags
-from ..rafs.model import BlobInfo, ChunkInfo
+from nydus_core.builtins import NoneCompressor, Sha256Digester
+from nydus_core.interfaces import Compressor, Digester
+from nydus_core.rafs.constants import BlobFeatures, ChunkFlags
+from nydus_core.rafs.model import BlobInfo, ChunkInfo
 
 __all__ = ["SampleBlob", "blob_id_of", "make_sample_blob", "payload", "random_bytes"]
 

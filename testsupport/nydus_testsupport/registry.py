@@ -10,7 +10,7 @@ Needs the Debian ``docker-registry`` (distribution 2.8) and the ``testing`` extr
 - :class:`FaultProxy`: a reverse proxy in front of a registry that can answer 503 for a burst,
   reset connections, truncate bodies, and redirect blob GETs (307) to a fake object store.
 - :class:`ForwardingProxy`: an HTTP forward proxy with ``/server/ping`` (a stand-in for a Dragonfly
-  dfdaemon) that a test stops and starts: :class:`nydus_core.testing.objstore.ForwardProxy`, which the
+  dfdaemon) that a test stops and starts: :class:`nydus_testsupport.objstore.ForwardProxy`, which the
   object-store backends' tests use too.
 
 Pytest fixtures: ``registry_open``, ``registry_basic``, ``registry_token`` (session-scoped) and
@@ -26,8 +26,6 @@ import http.server
 import json
 import secrets
 import shutil
-import socket
-import struct
 import threading
 import time
 import uuid
@@ -38,9 +36,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from nydus_testkit.servers import BackgroundHTTPServer, ServerProcess, free_port, reset_connection
 
-from nydus_core.testing.objstore import ForwardProxy
-from nydus_core.testing.servers import BackgroundHTTPServer, ServerProcess, free_port
+from nydus_testsupport.objstore import ForwardProxy
 
 #: distribution 2.8 accepts a token up to 60 s after ``exp`` (clock-skew leeway); the issuer
 #: subtracts it so that a token really stops working after ``lifetime`` seconds.
@@ -372,7 +370,7 @@ class RegistryServer:
 
     def client(self, **kwargs: Any) -> Any:
         """A :class:`~nydus_backend_registry.client.RegistryClient` for this server."""
-        from .client import RegistryClient
+        from nydus_backend_registry.client import RegistryClient
 
         if self.tls and self.cert is not None:
             kwargs.setdefault("ca_cert_files", [str(self.cert.cert_path)])
@@ -392,16 +390,6 @@ def basic_auth(user: str, password: str) -> str:
 
 
 # -- proxies --------------------------------------------------------------------------------------
-
-
-def _reset(handler: http.server.BaseHTTPRequestHandler) -> None:
-    """Close the client connection with a TCP RST."""
-    handler.close_connection = True
-    try:
-        handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        handler.connection.close()
-    except OSError:
-        pass
 
 
 class _ForwardingHandler(http.server.BaseHTTPRequestHandler):
@@ -463,7 +451,7 @@ class _ForwardingHandler(http.server.BaseHTTPRequestHandler):
         if truncate and len(data) > 1:
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
-            _reset(self)
+            reset_connection(self)
             return
         self.wfile.write(data)
 
@@ -487,7 +475,7 @@ class _FaultHandler(_ForwardingHandler):
         fp._log(self.command, path, fault.kind if fault else "forward")
         if fault is not None:
             if fault.kind == "reset":
-                _reset(self)
+                reset_connection(self)
                 return
             if fault.kind == "status":
                 err = json.dumps({"errors": [{"code": "UNAVAILABLE", "message": "injected"}]}).encode()

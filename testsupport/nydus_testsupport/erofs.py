@@ -2,7 +2,7 @@
 
 ``fsck_extract`` runs ``fsck.erofs --device=BLOBIMG... --extract=DIR BOOTSTRAP``; ``erofs_mount`` loop-
 mounts the bootstrap with the uncompressed blob images as extra devices (root only). Both take the
-blob images :func:`nydus_core.testing.blob_images.make_blob_images` writes, in blob-table order.
+blob images :func:`nydus_testsupport.blob_images.make_blob_images` writes, in blob-table order.
 """
 
 from __future__ import annotations

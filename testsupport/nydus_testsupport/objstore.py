@@ -1,15 +1,15 @@
 """Test servers for the object-store backends (s3, oss), all on 127.0.0.1.
 
 - :class:`MotoServer`: ``moto`` in server mode (an S3 API; oss2 also speaks to it path-style, and
-  moto checks no signatures), a :class:`~nydus_core.testing.servers.ServerProcess` on a free port,
-  run through :mod:`nydus_core.testing.moto_server` so that OSS-signed requests always reach S3.
+  moto checks no signatures), a :class:`~nydus_testkit.servers.ServerProcess` on a free port,
+  run through :mod:`nydus_testsupport.moto_server` so that OSS-signed requests always reach S3.
 - :class:`ForwardProxy`: a plain-HTTP forwarding proxy that counts what it forwards and can be
   stopped and started again on the same port (a stand-in for a Dragonfly dfdaemon proxy).
 - :class:`FlakyFront`: a reverse proxy in front of a server that fails the next N requests (an HTTP
   error status, or a connection reset) before forwarding again.
 
 For a server that accepts connections and never answers, use
-:class:`~nydus_core.testing.servers.BlackholeServer`. ``moto`` and ``boto3`` are test dependencies
+:class:`~nydus_testkit.servers.BlackholeServer`. ``moto`` and ``boto3`` are test dependencies
 (the root ``dev`` group), imported only when used.
 """
 
@@ -20,7 +20,6 @@ import http.client
 import http.server
 import os
 import socket
-import struct
 import sys
 import tempfile
 import threading
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .servers import BackgroundHTTPServer, ServerProcess, free_port
+from nydus_testkit.servers import BackgroundHTTPServer, ServerProcess, free_port, reset_connection
 
 __all__ = ["ACCESS_KEY_ID", "ACCESS_KEY_SECRET", "FlakyFront", "ForwardProxy", "MotoServer", "shared_moto"]
 
@@ -291,10 +290,7 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)
-            # SO_LINGER 0: close() sends RST, the client sees "connection reset by peer"
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            self.connection.close()
+            reset_connection(self)
             return
         if failure is not None:
             length = int(self.headers.get("Content-Length") or 0)

@@ -1,5 +1,5 @@
 """Small plugins for testing the plugin manager, good and bad, each a namespace class that an entry
-point can name: ``EntryPoint("x", "nydus_core.testing.sample_plugins:EveryHook", "nydus")``.
+point can name: ``EntryPoint("x", "nydus_testsupport.sample_plugins:EveryHook", "nydus")``.
 
 :func:`entry_point` builds such an entry point. :class:`EveryHook` implements every hook; the others
 each break the contract in one way.
@@ -12,10 +12,10 @@ from importlib.metadata import EntryPoint
 from typing import Any
 
 import click
+from nydus_testkit.fakes import DirectoryChunkCache, MemoryBackend
 
-from ..hookspecs import hookimpl
-from ..interfaces import Backend, Compressor, Converter, Digester, Frontend, HashObject, Prefetcher
-from .fakes import DirectoryChunkCache, MemoryBackend
+from nydus_core.hookspecs import hookimpl
+from nydus_core.interfaces import Backend, Compressor, Converter, Digester, Frontend, HashObject, Prefetcher
 
 __all__ = ["SAMPLE_NAMES", "entry_point"]
 

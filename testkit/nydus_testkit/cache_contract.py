@@ -1,8 +1,8 @@
-""":class:`PipelineCacheContract`: the basic :class:`~nydus_core.testing.contracts.CacheContract` plus
+""":class:`PipelineCacheContract`: the basic :class:`~nydus_testkit.contracts.CacheContract` plus
 what the read pipeline relies on. Cache plugins subclass it with their ``cache_policy`` fixture.
 
 It drives the real :class:`~nydus_core.storage.ReadPipeline` over an in-memory image whose blobs are
-real files (:mod:`nydus_core.testing.fake_image`) and checks: every byte read through the cache is
+real files (:mod:`nydus_testkit.fake_image`) and checks: every byte read through the cache is
 right; a restarted reader is served without touching the backend; two readers of one blob in one
 process share it; concurrent puts and reads of one chunk are safe; a ranged read, when the cache
 offers ``read_range``, returns exactly the asked slice.
@@ -15,13 +15,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ..interfaces import CachePolicy
-from ..plugins import get_compressor
-from ..storage import ReadPipeline
+from nydus_core.interfaces import CachePolicy
+from nydus_core.plugins import get_compressor
+from nydus_core.storage import ReadPipeline
+
 from .contracts import CacheContract
 from .fake_image import FakeImage, build_fake_image
+from .fakes import DirBackend, RecordingBackend
 from .samples import make_sample_blob
-from .storage_helpers import DirBackend, RecordingBackend
 
 __all__ = ["PipelineCacheContract", "sample_tree"]
 
