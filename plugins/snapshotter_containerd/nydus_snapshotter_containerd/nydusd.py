@@ -61,8 +61,10 @@ class NydusdManager:
             return False
         if self._proc is not None:
             self._proc.poll()  # reap a daemon of ours that died
+        # First detach a dead daemon's mount: it answers ENOTCONN to everything, mkdir's stat included
+        # (once the kernel's cached attributes of its root have expired).
+        force_unmount(self.mountpoint)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        force_unmount(self.mountpoint)  # a dead daemon's mount answers ENOTCONN
         self.apisock.unlink(missing_ok=True)
         argv = [self.command, "-M", str(self.mountpoint), "-A", str(self.apisock),
                 "--id", "containerd-nydus", "-L", str(self.log_path)]
