@@ -139,6 +139,7 @@ def test_testkit_wheel_is_the_kit_and_testsupport_is_private(tmp_path: Path) -> 
     assert {"nydus_testkit/contracts.py", "nydus_testkit/rangeserver.py",
             "nydus_testkit/entry_points.py"} <= modules
     assert all(n.startswith("nydus_testkit/") for n in modules), modules
+    assert "nydus_testkit/py.typed" in names
     assert "Requires-Dist: nydus-core" in metadata and "Requires-Dist: pytest" in metadata
     support = build_wheel(ROOT / "testsupport", tmp_path / "support")
     with zipfile.ZipFile(support) as zf:

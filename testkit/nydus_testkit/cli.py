@@ -53,7 +53,10 @@ def nydus_plugins_json(
     proc = run_nydus("plugins", "--json", bin_dir=bin_dir, env=env)
     if proc.returncode != 0:
         raise AssertionError(f"nydus plugins --json exited {proc.returncode}: {proc.stderr.strip()}")
-    return json.loads(proc.stdout)
+    listing = json.loads(proc.stdout)
+    if not isinstance(listing, dict):
+        raise AssertionError(f"nydus plugins --json printed {type(listing).__name__}, not an object")
+    return listing
 
 
 def plugin_record(listing: Mapping[str, Any], name: str) -> dict[str, Any]:
