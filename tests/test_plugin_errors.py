@@ -8,6 +8,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from nydus_testsupport.storage_helpers import DirBackend, build_image
 
 from nydus_core.errors import (
     BackendError,
@@ -24,7 +25,6 @@ from nydus_core.rafs.constants import ChunkFlags
 from nydus_core.rafs.image import open_image
 from nydus_core.rafs.model import ChunkInfo
 from nydus_core.storage import ReadPipeline
-from nydus_core.testing.storage_helpers import DirBackend, build_image
 from nydus_core.tools.datasource import BackendChunkSource
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from nydus_testkit.entry_points import EntryPointSuite
+
 from nydus_core.plugins import registry
 from nydus_core.storage.prefetch import BasePrefetcher
-from nydus_core.testing.entry_points import EntryPointSuite
 
 
 class TestTableEntryPoint(EntryPointSuite):
