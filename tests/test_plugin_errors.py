@@ -8,7 +8,8 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
-from nydus_testsupport.storage_helpers import DirBackend, build_image
+from nydus_testkit.fakes import DirBackend
+from nydus_testsupport.storage_helpers import build_image
 
 from nydus_core.errors import (
     BackendError,
