@@ -178,3 +178,27 @@ def test_nydusctl_without_socket_is_one_line() -> None:
     proc = run("nydusctl", "info")
     assert proc.returncode == 2
     assert proc.stderr == "error: nydusctl needs the daemon's API socket: --sock/-S PATH\n"
+
+
+def test_readme_lists_every_exit_code() -> None:
+    """The README's exit-code table names every NydusError class in the row of its exit code."""
+    import inspect
+
+    from nydus_core import errors
+    from nydus_core.cli.runner import INTERNAL_ERROR_EXIT
+    from nydus_core.testing.venv import repo_root
+
+    readme = (repo_root() / "README.md").read_text()
+    table = readme.split("### Exit codes", 1)[1].split("\n\n", 2)[2]
+    rows: dict[int, str] = {}
+    for line in table.splitlines():
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0].isdigit():
+            rows[int(cells[0])] = cells[2]
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.NydusError)]
+    assert len(classes) >= 15
+    for cls in classes:
+        assert f"`{cls.__name__}`" in rows.get(cls.exit_code, ""), f"{cls.__name__} (exit {cls.exit_code})"
+    assert {0, INTERNAL_ERROR_EXIT, 130, 141} <= set(rows)
