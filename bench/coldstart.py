@@ -276,7 +276,7 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     """The run with the median total time (its own parts and bytes), plus every total."""
     ordered = sorted(runs, key=lambda r: r["total"])
     out = dict(ordered[len(ordered) // 2])
-    out["all_totals"] = [round(r["total"], 3) for r in runs]  # type: ignore[assignment]
+    out["all_totals"] = [round(r["total"], 3) for r in runs]
     return out
 
 

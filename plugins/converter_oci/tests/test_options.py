@@ -200,7 +200,7 @@ def test_bad_options_are_one_line_errors(args: tuple[str, ...], message: str | N
 
 
 def test_insecure_flags_with_a_tls_registry(registry_factory: object, tmp_path: Path) -> None:
-    server = registry_factory.registry(tls=True)  # type: ignore[attr-defined]
+    server = registry_factory.registry(tls=True)
     client = server.client()
     push_image(client, "src/tls", "v1", small_layers(60))
     args = ("convert", "--source", f"{server.host}/src/tls:v1", "--target", f"{server.host}/nydus/tls:v1",

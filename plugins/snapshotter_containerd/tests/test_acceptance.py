@@ -103,7 +103,7 @@ def nydus_image(lab: Lab, rootfs: Path, tmp_path_factory: pytest.TempPathFactory
 
 def test_lazy_pull_run_restart_and_remove(lab: Lab, nydus_image: dict[str, object]) -> None:
     ref = str(nydus_image["ref"])
-    manifest: dict = nydus_image["manifest"]  # type: ignore[assignment]
+    manifest: dict = nydus_image["manifest"]
     layers = manifest["layers"]
     bootstrap_digest = layers[-1]["digest"]
     blob_digests = [la["digest"] for la in layers[:-1]]
