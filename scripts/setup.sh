@@ -37,6 +37,6 @@ source scripts/uv.sh
 ensure_uv
 mkdir -p .tools/bin
 if [ "$UV" = "$PWD/.tools/uv/bin/uv" ]; then ln -sfn ../uv/bin/uv .tools/bin/uv; else ln -sfn "$UV" .tools/bin/uv; fi
-export UV_LINK_MODE=copy
+export UV_LINK_MODE=${UV_LINK_MODE:-copy}
 "$UV" sync --all-packages --locked --quiet
 echo "setup: ready (.venv)"

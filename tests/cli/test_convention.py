@@ -78,7 +78,7 @@ def parse_help(text: str) -> Help:
 def walk() -> list[tuple[str, ...]]:
     """Every command path, found through the commands' own help (so plugin commands are included)."""
     paths: list[tuple[str, ...]] = []
-    todo = [(cmd,) for cmd in sorted(console_commands())]
+    todo: list[tuple[str, ...]] = [(cmd,) for cmd in sorted(console_commands())]
     while todo:
         path = todo.pop(0)
         paths.append(path)
