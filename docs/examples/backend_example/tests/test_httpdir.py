@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -60,7 +61,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[http.server.ThreadingHTTPServer]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)  # port 0: any free port
     srv.daemon_threads = True
     srv.root = tmp_path  # type: ignore[attr-defined]
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -95,3 +96,9 @@ def test_server_down_is_transient(server: http.server.ThreadingHTTPServer) -> No
     server.server_close()
     with pytest.raises(TransientBackendError, match="httpdir: blob"):
         backend.size("ab" * 32)
+
+
+def test_unknown_key_is_a_warning_with_a_suggestion(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        HttpDirBackend({"url": "http://127.0.0.1/", "timout": 5})
+    assert "timout: unknown key, ignored (did you mean 'timeout'?)" in caplog.text
