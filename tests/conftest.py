@@ -6,8 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from nydus_core.testing.venv import repo_root
+from nydus_testsupport.venv import repo_root
 
 
 @pytest.fixture(scope="session")

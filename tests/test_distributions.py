@@ -15,13 +15,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from nydus_testsupport.venv import Venv, create_venv, repo_root
 from packaging.requirements import Requirement
 from packaging.version import Version
 
 import nydus_core
 from nydus_core.errors import UnknownPluginError
 from nydus_core.plugins import DEFAULT_SET, FIRST_PARTY, META_DISTRIBUTION
-from nydus_core.testing.venv import Venv, create_venv, repo_root
 
 # The wheelhouse (built once per session, by whichever test asks first) can take minutes on a busy
 # machine: every test here may be the one that builds it.

@@ -15,12 +15,12 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+from nydus_testsupport.sample_plugins import entry_point
 
 import nydus_core
 from nydus_core import pluginapi
 from nydus_core.errors import ConfigError, PluginLoadError, UnknownPluginError
 from nydus_core.plugins import CAPABILITIES, GROUP, PluginManager
-from nydus_core.testing.sample_plugins import entry_point
 
 CORE_API = nydus_core.PLUGIN_API_VERSION
 Writer = Callable[[str, str], EntryPoint]
@@ -47,7 +47,7 @@ def _backend_plugin(declaration: str | None) -> str:
     line = f"NYDUS_PLUGIN_API = {declaration}\n" if declaration is not None else ""
     return (
         "from nydus_core import hookimpl\n"
-        "from nydus_core.testing.fakes import MemoryBackend\n"
+        "from nydus_testkit.fakes import MemoryBackend\n"
         + line +
         "class WebBlob(MemoryBackend):\n"
         "    name = 'webblob'\n"
@@ -143,7 +143,7 @@ def test_a_disabled_plugin_is_not_named_as_failed(plugin_module: Writer) -> None
 
 def test_every_first_party_plugin_declares_the_core_api() -> None:
     """The plugins of this repository are written for the API this core provides."""
-    from nydus_core.testing.venv import repo_root
+    from nydus_testsupport.venv import repo_root
 
     hooks = sorted((repo_root() / "plugins").glob("*/nydus_*/hooks.py"))
     assert len(hooks) >= 14
@@ -205,8 +205,8 @@ NYDUS_PLUGIN_API = "1.0"
 
 @pytest.mark.slow
 def test_installed_plugin_of_another_api_major_and_a_broken_one(tmp_path: Path) -> None:
-    from nydus_core.testing.cli import nydus_plugins_json, plugin_record, run_nydus
-    from nydus_core.testing.venv import build_wheel, create_venv, repo_root
+    from nydus_testkit.cli import nydus_plugins_json, plugin_record, run_nydus
+    from nydus_testsupport.venv import build_wheel, create_venv, repo_root
 
     future = _tiny_project(tmp_path, "nydus-compressor-future", FUTURE_HOOKS)
     broken = _tiny_project(tmp_path, "nydus-backend-webblob", BROKEN_HOOKS)

@@ -12,9 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from nydus_core.testing.cli import clean_env
-from nydus_core.testing.venv import repo_root
+from nydus_testkit.cli import clean_env
+from nydus_testsupport.venv import repo_root
 
 EXAMPLE = repo_root() / "docs" / "examples" / "backend_example"
 GUIDE = repo_root() / "docs" / "plugin-authoring.md"

@@ -12,8 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from nydus_core.testing.venv import repo_root
+from nydus_testsupport.venv import repo_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from nydus_testkit.cli import clean_env
 
 import nydus_core
-from nydus_core.testing.cli import clean_env
 
 BIN = Path(sys.executable).parent
 EXPECTED_COMMANDS = {"nydus", "nydus-image", "nydusd", "nydusctl", "nydusify", "containerd-nydus-grpc"}
@@ -184,9 +184,10 @@ def test_readme_lists_every_exit_code() -> None:
     """The README's exit-code table names every NydusError class in the row of its exit code."""
     import inspect
 
+    from nydus_testsupport.venv import repo_root
+
     from nydus_core import errors
     from nydus_core.cli.runner import INTERNAL_ERROR_EXIT
-    from nydus_core.testing.venv import repo_root
 
     readme = (repo_root() / "README.md").read_text()
     table = readme.split("### Exit codes", 1)[1].split("\n\n", 2)[2]

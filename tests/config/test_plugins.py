@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nydus_testsupport.config_fakes import entry_point
 
 from nydus_core import PLUGIN_API_VERSION, hookimpl, plugins
 from nydus_core.config import AUTH_ENV, Section, parse_config
 from nydus_core.errors import ConfigError, PluginError, UnsupportedOperationError
 from nydus_core.interfaces import Backend
-from nydus_core.testing.config_fakes import entry_point
 
 REGISTRY_V1 = {"device": {"backend": {"type": "registry", "config": {"host": "h:5000", "repo": "ns/r"}}}}
 REGISTRY_V2 = (

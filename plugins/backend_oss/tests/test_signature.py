@@ -32,8 +32,7 @@ from urllib.parse import unquote
 import pytest
 from nydus_backend_oss.backend import OSSBackend
 from nydus_backend_oss.sdk import import_oss2
-
-from nydus_core.testing.servers import BackgroundHTTPServer
+from nydus_testkit.servers import BackgroundHTTPServer
 
 DOC_KEY_ID = "44CF9590006BF252F707"
 DOC_KEY_SECRET = "OtxrzxIsfpFjA7SwPzILwy8Bw21TLhquhboDYROV"

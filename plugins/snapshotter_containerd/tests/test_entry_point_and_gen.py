@@ -11,8 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-from nydus_core.testing.cli import nydus_plugins_json, plugin_record
+from nydus_testkit.cli import nydus_plugins_json, plugin_record
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 

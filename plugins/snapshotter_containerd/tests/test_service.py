@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from nydus_snapshotter_containerd import labels as L
-from nydus_snapshotter_containerd.testing import (
+from nydus_testsupport.containerd import (
     SnapshotsClient,
     SnapshotterProcess,
     containerd_unavailable,
@@ -185,7 +185,7 @@ def test_nydus_blob_layer_is_committed_at_once(client: SnapshotsClient, proc: Sn
 @pytest.fixture
 def nydus_proc(tmp_path: Path, registry_open) -> Iterator[tuple[SnapshotterProcess, object]]:
     """A snapshotter trusting the test registry and a FaultProxy in front of it."""
-    from nydus_backend_registry.testing import FaultProxy
+    from nydus_testsupport.registry import FaultProxy
 
     reason = containerd_unavailable()
     if reason:
@@ -310,7 +310,7 @@ def test_bootstrap_download_is_checked(nydus_proc, registry_open, tmp_path: Path
             client.prepare("e2", chains[0], wrong)
         assert "0000000000" in info.value.details()
         # a layer that is a valid tar.gz but whose image.boot is not a RAFS bootstrap
-        from nydus_snapshotter_containerd.testing import bootstrap_layer
+        from nydus_testsupport.containerd import bootstrap_layer
 
         junk, _ = bootstrap_layer(b"not a bootstrap" * 300)
         with registry_open.client() as c:
