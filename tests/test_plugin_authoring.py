@@ -61,7 +61,7 @@ def test_following_the_guide_outside_the_repository(wheelhouse: Path,
     site = list((project / ".venv" / "lib").glob("python3*/site-packages"))
     assert len(site) == 1
     assert (site[0] / "nydus_backend_httpdir" / "backend.py").is_file()
-    assert (site[0] / "nydus_core").is_dir()
+    assert (site[0] / "nydus_core").is_dir() and (site[0] / "nydus_testkit").is_dir()
     assert "backend httpdir: nydus_backend_httpdir.backend.HttpDirBackend" in proc.stdout
 
     # The contract suite ran against it and nothing was skipped.
