@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import click
 
 from ..errors import NydusError, describe
+from .convention import apply_convention
 
 INTERNAL_ERROR_EXIT = 70
 
@@ -31,6 +32,7 @@ def run_main(
     try:
         if not isinstance(command, click.Command):
             command = command()
+        apply_convention(command)
         rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
