@@ -99,7 +99,8 @@ def test_compressor_bug_is_an_integrity_error_naming_the_chunk() -> None:
 def test_image_reference_plugin_bug_is_one_usage_error(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "nydus_test_buggy_resolver.py").write_text(
-        "from nydus_core import hookimpl\n"
+        "from nydus_core import PLUGIN_API_VERSION, hookimpl\n"
+        "NYDUS_PLUGIN_API = PLUGIN_API_VERSION\n"
         "@hookimpl\n"
         "def nydus_resolve_image(reference):\n"
         "    return {}['missing']\n")
