@@ -236,8 +236,7 @@ class BasePrefetcher(Prefetcher):
                                      bandwidth_rate=cfg["bandwidth_rate"], stop=self._stop)
 
         def work() -> None:
-            metrics = pipeline.cache_metrics
-            metrics.prefetch_started(cfg["threads_count"])
+            pipeline.prefetch_started(cfg["threads_count"])
             try:
                 assert self.runner is not None
                 self.runner.run(self.targets(image, hints))
@@ -246,7 +245,7 @@ class BasePrefetcher(Prefetcher):
             except Exception as exc:  # never kill the host process from a background thread
                 log.warning("prefetch stopped: %s", exc)
             finally:
-                metrics.prefetch_finished()
+                pipeline.prefetch_finished()
                 self.done.set()
 
         self._thread = threading.Thread(target=work, name=f"nydus-prefetch-{self.name}", daemon=True)
