@@ -20,17 +20,26 @@ import logging
 import threading
 from array import array
 from collections.abc import Iterable, Iterator
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from ..rafs.image import RafsImage
 from ..rafs.model import ChunkInfo
 
-__all__ = ["BlobChunks", "CompressedOrder", "UncompressedLayout", "image_chunks"]
+__all__ = ["BlobChunks", "ChunkTable", "CompressedOrder", "UncompressedLayout", "image_chunks"]
 
 log = logging.getLogger("nydus_core.storage.pipeline")
 
 _RECORD = 80
 Key = Literal["compressed", "uncompressed"]
+
+
+@runtime_checkable
+class ChunkTable(Protocol):
+    """An image with a chunk table (RAFS v6): every chunk record of the image, decoded and checked."""
+
+    def chunk_table(self) -> list[ChunkInfo]:
+        """Return the records of the bootstrap's chunk table."""
+        ...
 
 
 class BlobChunks:
@@ -75,9 +84,8 @@ class BlobChunks:
 def image_chunks(image: RafsImage) -> Iterable[ChunkInfo]:
     """Return every chunk record of ``image``: its chunk table (RAFS v6) when it has one, else the
     records of every regular file (repeats included)."""
-    table = getattr(image, "chunk_table", None)
-    if table is not None:
-        records: list[ChunkInfo] = table()
+    if isinstance(image, ChunkTable):
+        records = image.chunk_table()
         if records:
             return records
     return _file_chunks(image)
@@ -119,7 +127,7 @@ class CompressedOrder:
 
     def __init__(self, image: RafsImage, *, enabled: bool) -> None:
         self._image = image
-        self._enabled = enabled and hasattr(image, "chunk_table")
+        self._enabled = enabled and isinstance(image, ChunkTable)
         self._orders: dict[int, BlobChunks] | None = None
 
     def get(self, blob_index: int) -> BlobChunks | None:
@@ -141,8 +149,11 @@ class CompressedOrder:
         return bool(self._orders)
 
     def _build(self) -> None:
+        image = self._image
+        if not isinstance(image, ChunkTable):
+            return
         try:
-            table: list[ChunkInfo] = getattr(self._image, "chunk_table")()  # checked in __init__
+            table = image.chunk_table()
         except Exception as exc:  # read-ahead across files is an optimisation only
             log.debug("no blob-order read-ahead: %s", exc)
             return

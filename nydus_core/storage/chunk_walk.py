@@ -11,14 +11,22 @@ walk for every kind of read. Internal to the pipeline.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Protocol, cast
 
 from ..rafs.model import ChunkInfo
 from .blob_state import BlobState
 
-__all__ = ["RangePlan", "plan_range"]
+__all__ = ["ChunkSequence", "RangePlan", "plan_range"]
 
 Piece = bytes | memoryview
+
+
+class ChunkSequence(Protocol):
+    """Chunk records by position: a file's chunk list, or a blob's ``chunk_order.BlobChunks``."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int, /) -> ChunkInfo: ...
 
 
 class RangePlan:
@@ -50,7 +58,7 @@ class RangePlan:
         return b"".join(pieces)
 
 
-def plan_range(chunks: Sequence[ChunkInfo], i: int, offset: int, end: int, blobs: Sequence[BlobState],
+def plan_range(chunks: ChunkSequence, i: int, offset: int, end: int, blobs: Sequence[BlobState],
                starts: Sequence[int] | None = None, *, stop_at_miss: bool = False) -> RangePlan | None:
     """Walk ``chunks`` (sorted by position) over ``[offset, end)`` from chunk index ``i``.
 

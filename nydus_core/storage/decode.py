@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import Future
+from typing import cast
 
 from ..errors import IntegrityError, NydusError
 from ..rafs.chunkdata import decode_chunk
@@ -34,7 +35,9 @@ def decode_group(group: FetchGroup, raw: bytes, *, validate: bool
                         f"blob {blob.blob_id} chunk {c.index} (compressed offset {c.compressed_offset}): "
                         f"blob ends at {start + len(raw)}, before the chunk's end"
                     )
-                piece = raw if whole else mv[lo:lo + c.compressed_size]
+                # a slice of the response, not a copy: compressors take any bytes-like object
+                # (Compressor.decompress), which the annotation cannot say without a Buffer type
+                piece = raw if whole else cast(bytes, mv[lo:lo + c.compressed_size])
                 data = decode_chunk(piece, c, blob.compressor, blob.digester,
                                     validate=validate, blob_id=blob.blob_id)
             except NydusError as exc:

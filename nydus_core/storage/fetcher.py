@@ -66,8 +66,8 @@ class GroupFetcher:
                 good.append((c, data))
             else:
                 failures.append((fut, data))
-        for fut, exc in failures:
-            fut.set_exception(exc)
+        for fut, error in failures:
+            fut.set_exception(error)
         blob.store(good)
         self._inflight.release(group)
         return len(raw)

@@ -244,13 +244,13 @@ class ReadPipeline:
                     futures[k] = seen[key]
                     continue
                 entry = inflight.get(key)
+                fut: Future[bytes] | None
                 if entry is not None:
                     fut, group = entry
                     if group.priority != ON_DEMAND:
                         promote.append(group)
                 elif blobs[c.blob_index].is_ready(c):
-                    seen[key] = None
-                    continue
+                    fut = None
                 else:
                     fut = Future()
                     mine.append((c, fut))
@@ -267,11 +267,8 @@ class ReadPipeline:
             self._dispatch.run_inline(inline)
         if promote:
             self._dispatch.promote(promote)
-        out: list[bytes] = []
-        for k, c in enumerate(chunks):
-            fut = futures[k]
-            out.append(self._from_cache(c) if fut is None else fut.result())
-        return out
+        return [self._from_cache(c) if f is None else f.result()
+                for c, f in zip(chunks, futures, strict=True)]
 
     def _from_cache(self, c: ChunkInfo) -> bytes:
         data = self._blobs[c.blob_index].read_cached(c, 0, c.uncompressed_size)

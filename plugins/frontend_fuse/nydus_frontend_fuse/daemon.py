@@ -26,6 +26,7 @@ import trio
 
 from nydus_core.config import NydusConfig, parse_config
 from nydus_core.errors import ConfigError, UsageError
+from nydus_core.interfaces import FS_DRIVERS, ServeOptions
 
 from . import __version__
 from .faults import FaultTranslator
@@ -46,6 +47,22 @@ DEFAULT_STORE_ON_OPEN_KB = 1024
 MAX_FUSE_TASKS = 64
 
 
+@dataclass(frozen=True)
+class FuseTuning:
+    """The FUSE frontend's own knobs, beyond upstream (nydusd's ``--readahead-kb``,
+    ``--store-on-open-kb``, ``--kernel-cache-timeout``, ``--no-inline-reads``,
+    ``--eager-fuse-workers``, ``--no-keep-cache`` set them)."""
+
+    readahead_kb: int = DEFAULT_READAHEAD_KB
+    inline_hits: bool = True
+    #: start pyfuse3's extra worker tasks only when a handler has to wait (see ``fusetasks``)
+    lazy_workers: bool = True
+    cache: CachePolicy = field(default_factory=CachePolicy)
+    fsname: str = "nydusd"
+    allow_other: bool = True
+    dev_suid: bool = True
+
+
 @dataclass
 class DaemonSettings:
     """Everything nydusd was asked to do, after flag parsing (nothing opened yet)."""
@@ -59,6 +76,7 @@ class DaemonSettings:
     threads: int = 4
     daemon_id: str = ""
     supervisor: str | None = None
+    fs_driver: str = "fusedev"
     readahead_kb: int = DEFAULT_READAHEAD_KB
     inline_hits: bool = True
     #: start pyfuse3's extra worker tasks only when a handler has to wait (see ``fusetasks``)
@@ -67,6 +85,19 @@ class DaemonSettings:
     fsname: str = "nydusd"
     allow_other: bool = True
     dev_suid: bool = True
+
+    @classmethod
+    def from_options(cls, options: ServeOptions, tuning: FuseTuning | None = None) -> DaemonSettings:
+        """Combine the frontend-neutral ``options`` with this frontend's ``tuning``."""
+        t = tuning or FuseTuning()
+        return cls(
+            mountpoint=options.mountpoint, bootstrap=options.bootstrap, config=options.config,
+            virtual_mountpoint=options.virtual_mountpoint, apisock=options.apisock,
+            prefetch_files=list(options.prefetch_files), threads=options.threads,
+            daemon_id=options.daemon_id, supervisor=options.supervisor, fs_driver=options.fs_driver,
+            readahead_kb=t.readahead_kb, inline_hits=t.inline_hits, lazy_workers=t.lazy_workers,
+            cache=t.cache, fsname=t.fsname, allow_other=t.allow_other, dev_suid=t.dev_suid,
+        )
 
 
 class Daemon:
@@ -95,6 +126,11 @@ class Daemon:
 
         Raises NydusError (one line) and leaves nothing behind on failure."""
         s = self.settings
+        if s.fs_driver not in FS_DRIVERS:
+            raise UsageError(f"fs_driver {s.fs_driver!r}: choose one of {', '.join(FS_DRIVERS)}")
+        if s.fs_driver != "fusedev":
+            raise UsageError(f"fs_driver {s.fs_driver!r} is not available in this nydusd yet; "
+                             "use fusedev")
         self.mountpoint = check_mountpoint(s.mountpoint)
         try:
             if s.bootstrap:
