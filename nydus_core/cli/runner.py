@@ -12,6 +12,8 @@ import click
 
 from ..errors import NydusError
 
+__all__ = ["INTERNAL_ERROR_EXIT", "debug_requested", "run_main", "setup_logging"]
+
 INTERNAL_ERROR_EXIT = 70
 
 

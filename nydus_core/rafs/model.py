@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 from .constants import BlobFeatures, ChunkFlags
 
+__all__ = ["BlobInfo", "ChunkInfo", "InodeAttrs", "TreeInode"]
+
 _CHUNK = struct.Struct("<32sIIIIQQQII")
 assert _CHUNK.size == 80
 

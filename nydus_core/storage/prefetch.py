@@ -33,7 +33,7 @@ from .pipeline import ReadPipeline
 from .pool import PREFETCH
 
 __all__ = ["DEFAULTS", "BasePrefetcher", "PrefetchRunner", "TokenBucket", "choose_prefetcher",
-           "prefetch_settings", "resolve_hints"]
+           "prefetch_settings", "resolve_hints", "shared_bucket"]
 
 log = logging.getLogger(__name__)
 

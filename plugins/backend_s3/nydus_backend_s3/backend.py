@@ -59,7 +59,7 @@ class S3Backend(ObjectStoreBackend):
         client = self._clients.get(proxied)
         if client is not None:
             return client
-        with self._lock:
+        with self.handles_lock:
             client = self._clients.get(proxied)
             if client is None:
                 client = self._clients[proxied] = self._make_client(proxied)
@@ -100,7 +100,8 @@ class S3Backend(ObjectStoreBackend):
             region_name=s.region,
         )
         return session.client(
-            "s3", endpoint_url=endpoint_url, use_ssl=use_ssl, verify=self._verify(), config=Config(**options)
+            "s3", endpoint_url=endpoint_url, use_ssl=use_ssl, verify=self.tls_verify(),
+            config=Config(**options),
         )
 
     def _is_proxy_failure(self, exc: BaseException) -> bool:
@@ -108,7 +109,7 @@ class S3Backend(ObjectStoreBackend):
 
     def _map_error(self, exc: BaseException, what: str) -> BackendError:
         endpoint = self.settings.endpoint_url or f"AWS S3 ({self.settings.region})"
-        return map_error(exc, what, endpoint=endpoint, secrets=self._secrets())
+        return map_error(exc, what, endpoint=endpoint, secrets=self.secrets())
 
     # -- Backend API -------------------------------------------------------------------------
 
@@ -121,7 +122,7 @@ class S3Backend(ObjectStoreBackend):
         try:
             return super().size(blob_id)
         except PermissionDeniedError:
-            return self._size_from_get(self._key(blob_id))
+            return self._size_from_get(self.key_of(blob_id))
 
     def _head_size(self, client: Any, key: str) -> int:
         return int(client.head_object(Bucket=self.settings.bucket_name, Key=key)["ContentLength"])
@@ -143,7 +144,7 @@ class S3Backend(ObjectStoreBackend):
             total = content_range.rpartition("/")[2]
             return int(total) if total.isdigit() else int(resp["ContentLength"])
 
-        return self._call(f"GET {self.settings.location(key)} (bytes=0-0)", op)
+        return self.call(f"GET {self.settings.location(key)} (bytes=0-0)", op)
 
     def _get_range(self, client: Any, key: str, offset: int, end: int) -> bytes:
         from botocore.exceptions import ClientError
@@ -177,11 +178,11 @@ class S3Backend(ObjectStoreBackend):
         )
         self.log.debug("PUT %s (size %s)", self.settings.location(key), size)
         bucket = self.settings.bucket_name
-        self._call(what, lambda c: c.upload_fileobj(source, bucket, key, Config=transfer), via_proxy=False)
+        self.call(what, lambda c: c.upload_fileobj(source, bucket, key, Config=transfer), via_proxy=False)
 
     def _close_handles(self) -> None:
         """Close the clients' connection pools."""
-        with self._lock:
+        with self.handles_lock:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             try:
