@@ -18,7 +18,7 @@ prefetch. Everything here is synchronous and thread-safe. The hot path has no pl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -44,6 +44,9 @@ __all__ = ["MAX_USER_REQUEST", "ReadPipeline"]
 
 #: Largest single backend request an on-demand read issues when amplify_io is smaller.
 MAX_USER_REQUEST = 4 << 20
+
+#: A read of (file or blob, offset, size, cached only) -> bytes (None: not all cached).
+_RangeRead = Callable[[int, int, int, bool], "bytes | None"]
 
 
 class ReadPipeline:
@@ -126,14 +129,7 @@ class ReadPipeline:
         """Return up to ``size`` bytes of file ``ino`` from ``offset`` (short only at end of file)."""
         if self.access_pattern is not None:
             self.access_pattern.record(ino)
-        try:
-            data = self._read_file(ino, offset, size, cached_only=False)
-        except BaseException:
-            self._metrics.reads.record_error()
-            raise
-        assert data is not None
-        self._metrics.reads.record(size, len(data))
-        return data
+        return self._counted(self._read_file, ino, offset, size)
 
     def read_if_cached(self, ino: int, offset: int, size: int) -> bytes | None:
         """Like :meth:`read` when every chunk the read needs is in the local cache, else None.
@@ -141,16 +137,32 @@ class ReadPipeline:
         Never fetches or waits for a fetch: the fast path a frontend can run inline (one
         ``pread`` per chunk from the cache files). Without a cache it is always None.
         """
+        data = self._counted_if_cached(self._read_file, ino, offset, size)
+        if data is not None and self.access_pattern is not None:
+            self.access_pattern.record(ino)
+        return data
+
+    def _counted(self, read: _RangeRead, key: int, offset: int, size: int) -> bytes:
+        """Run a fetching ``read`` and count it in the read metrics (errors too)."""
+        try:
+            data = read(key, offset, size, False)
+        except BaseException:
+            self._metrics.reads.record_error()
+            raise
+        assert data is not None  # a fetching read always has the bytes
+        self._metrics.reads.record(size, len(data))
+        return data
+
+    def _counted_if_cached(self, read: _RangeRead, key: int, offset: int, size: int) -> bytes | None:
+        """Run ``read`` from the cache only; count it when it could be served."""
         if self.cache is None:
             return None
-        data = self._read_file(ino, offset, size, cached_only=True)
+        data = read(key, offset, size, True)
         if data is not None:
-            if self.access_pattern is not None:
-                self.access_pattern.record(ino)
             self._metrics.reads.record(size, len(data))
         return data
 
-    def _read_file(self, ino: int, offset: int, size: int, *, cached_only: bool) -> bytes | None:
+    def _read_file(self, ino: int, offset: int, size: int, cached_only: bool) -> bytes | None:
         f = self._files.get(ino)
         end = min(offset + size, f.size)
         if offset < 0 or size <= 0 or offset >= end:
@@ -176,30 +188,18 @@ class ReadPipeline:
         blob's ``uncompressed_size``, else the end of its last chunk). Chunks go through the same
         cache, merged and deduplicated fetches, read-ahead and verification as file reads.
         """
-        try:
-            data = self._read_blob(blob_index, offset, size, cached_only=False)
-        except BaseException:
-            self._metrics.reads.record_error()
-            raise
-        assert data is not None
-        self._metrics.reads.record(size, len(data))
-        return data
+        return self._counted(self._read_blob, blob_index, offset, size)
 
     def read_blob_if_cached(self, blob_index: int, offset: int, size: int) -> bytes | None:
         """Like :meth:`read_blob` when every chunk of the range is cached, else None (no fetch)."""
-        if self.cache is None:
-            return None
-        data = self._read_blob(blob_index, offset, size, cached_only=True)
-        if data is not None:
-            self._metrics.reads.record(size, len(data))
-        return data
+        return self._counted_if_cached(self._read_blob, blob_index, offset, size)
 
     def blob_size(self, blob_index: int) -> int:
         """Return the size of blob ``blob_index``'s uncompressed layout (see :meth:`read_blob`)."""
         recorded = self.image.blobs[blob_index].uncompressed_size
         return max(recorded, self._layouts.get(blob_index).end)
 
-    def _read_blob(self, blob_index: int, offset: int, size: int, *, cached_only: bool) -> bytes | None:
+    def _read_blob(self, blob_index: int, offset: int, size: int, cached_only: bool) -> bytes | None:
         layout = self._layouts.get(blob_index)
         end = min(offset + size, max(self.image.blobs[blob_index].uncompressed_size, layout.end))
         if offset < 0 or size <= 0 or offset >= end:

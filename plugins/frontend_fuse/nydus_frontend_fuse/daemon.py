@@ -63,53 +63,20 @@ class FuseTuning:
     dev_suid: bool = True
 
 
-@dataclass
-class DaemonSettings:
-    """Everything nydusd was asked to do, after flag parsing (nothing opened yet)."""
-
-    mountpoint: str
-    bootstrap: str | None = None
-    config: NydusConfig | None = None
-    virtual_mountpoint: str = "/"
-    apisock: str | None = None
-    prefetch_files: list[str] = field(default_factory=list)
-    threads: int = 4
-    daemon_id: str = ""
-    supervisor: str | None = None
-    fs_driver: str = "fusedev"
-    readahead_kb: int = DEFAULT_READAHEAD_KB
-    inline_hits: bool = True
-    #: start pyfuse3's extra worker tasks only when a handler has to wait (see ``fusetasks``)
-    lazy_workers: bool = True
-    cache: CachePolicy = field(default_factory=CachePolicy)
-    fsname: str = "nydusd"
-    allow_other: bool = True
-    dev_suid: bool = True
-
-    @classmethod
-    def from_options(cls, options: ServeOptions, tuning: FuseTuning | None = None) -> DaemonSettings:
-        """Combine the frontend-neutral ``options`` with this frontend's ``tuning``."""
-        t = tuning or FuseTuning()
-        return cls(
-            mountpoint=options.mountpoint, bootstrap=options.bootstrap, config=options.config,
-            virtual_mountpoint=options.virtual_mountpoint, apisock=options.apisock,
-            prefetch_files=list(options.prefetch_files), threads=options.threads,
-            daemon_id=options.daemon_id, supervisor=options.supervisor, fs_driver=options.fs_driver,
-            readahead_kb=t.readahead_kb, inline_hits=t.inline_hits, lazy_workers=t.lazy_workers,
-            cache=t.cache, fsname=t.fsname, allow_other=t.allow_other, dev_suid=t.dev_suid,
-        )
-
-
 class Daemon:
-    """One nydusd process: the VFS, FUSE operations, API server and lifecycle."""
+    """One nydusd process: the VFS, FUSE operations, API server and lifecycle.
 
-    def __init__(self, settings: DaemonSettings) -> None:
+    ``settings`` is what to serve (the core's :class:`~nydus_core.interfaces.ServeOptions`),
+    ``tuning`` this frontend's own knobs."""
+
+    def __init__(self, settings: ServeOptions, tuning: FuseTuning | None = None) -> None:
         self.settings = settings
+        self.tuning = tuning = tuning or FuseTuning()
         self.vfs = Vfs()
         self.faults = FaultTranslator()
         self.limiter = trio.CapacityLimiter(max(1, settings.threads))
         self.ops = NydusOperations(self.vfs, faults=self.faults, limiter=self.limiter,
-                                   cache=settings.cache, inline_hits=settings.inline_hits)
+                                   cache=tuning.cache, inline_hits=tuning.inline_hits)
         self.state = "INIT"
         self.mountpoint = settings.mountpoint
         self.started = time.time()
@@ -162,11 +129,11 @@ class Daemon:
 
     def fuse_options(self) -> set[str]:
         """Return the mount options given to ``pyfuse3.init``."""
-        s = self.settings
-        opts = {"ro", f"fsname={s.fsname}", "subtype=rafs", "default_permissions"}
-        if s.allow_other:
+        t = self.tuning
+        opts = {"ro", f"fsname={t.fsname}", "subtype=rafs", "default_permissions"}
+        if t.allow_other:
             opts.add("allow_other")
-        if s.dev_suid and os.geteuid() == 0:
+        if t.dev_suid and os.geteuid() == 0:
             opts |= {"dev", "suid"}
         return opts
 
@@ -196,7 +163,7 @@ class Daemon:
                          ", ".join(f"{i.mountpoint}={i.bootstrap}" for i in self.vfs.instances())
                          or "no image yet: mount through the API")
                 workers = LazyWorkers()
-                lazy = self.settings.lazy_workers and workers.install()
+                lazy = self.tuning.lazy_workers and workers.install()
                 if lazy:
                     self.ops.before_wait = workers.before_wait
                 try:
@@ -211,9 +178,8 @@ class Daemon:
         return 0
 
     def _tune_kernel(self) -> None:
-        s = self.settings
-        if s.readahead_kb:
-            set_readahead(self.mountpoint, s.readahead_kb)
+        if self.tuning.readahead_kb:
+            set_readahead(self.mountpoint, self.tuning.readahead_kb)
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

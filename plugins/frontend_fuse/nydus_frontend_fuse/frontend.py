@@ -26,8 +26,8 @@ class FuseFrontend(Frontend):
         """Run a daemon for ``options`` until it is stopped; return its exit status."""
         import trio
 
-        from .daemon import Daemon, DaemonSettings
+        from .daemon import Daemon
 
-        daemon = Daemon(DaemonSettings.from_options(options, self.tuning))
+        daemon = Daemon(options, self.tuning)
         daemon.prepare()
         return trio.run(daemon.run)
