@@ -191,3 +191,35 @@ def test_upstream_images(boot: str, tmp_path: Path) -> None:
         assert size >= len(want) > 0
         got = pipe.read_blob(0, 0, size)
         assert got[:len(want)] == want and not any(got[len(want):])
+
+
+def test_read_if_cached_serves_hits_only_and_counts_them(built: tuple[Path, Path, dict[str, bytes]],
+                                                         tmp_path: Path) -> None:
+    """`read_if_cached` walks the chunks as `read` does, but never fetches: None until cached."""
+    boot, blobs, files = built
+    with open_fs(boot, _config(blobs, tmp_path / "cache", access_pattern=True)) as fs:
+        pipe = _pipeline(fs)
+        path, data = max(files.items(), key=lambda kv: len(kv[1]))
+        ino = fs.resolve(path)
+        assert pipe.read_if_cached(ino, 0, len(data)) is None
+        assert fs.metrics()["backend"]["read_count"] == 0
+        assert fs.metrics()["reads"]["reads"] == 0  # a miss is not a read
+        assert pipe.read(ino, CHUNK + 5, 10) == data[CHUNK + 5:CHUNK + 15]  # fetches one chunk
+        assert pipe.wait_idle(10)
+        fetched = fs.metrics()["backend"]["read_amount_total"]
+        assert pipe.read_if_cached(ino, CHUNK + 1, CHUNK - 1) == data[CHUNK + 1:2 * CHUNK]
+        assert pipe.read_if_cached(ino, CHUNK - 1, 2) is None  # straddles an uncached chunk
+        assert pipe.read_if_cached(ino, len(data), 10) == b""  # at the end of the file
+        assert pipe.read(ino, 0, len(data)) == data
+        assert pipe.wait_idle(10)
+        assert pipe.read_if_cached(ino, 0, len(data) + 100) == data
+        m = fs.metrics()
+        assert m["backend"]["read_amount_total"] > fetched
+        assert m["reads"]["reads"] == 5  # two reads, three served from the cache
+        assert m["blobcache"]["whole_hits"] == 2  # the two non-empty reads from the cache
+        assert fs.access_pattern() == [path]
+    with open_fs(boot, _config(blobs, None)) as fs:  # no cache: nothing is ever "cached"
+        pipe = _pipeline(fs)
+        ino = fs.resolve(path)
+        assert pipe.read(ino, 0, 10) == data[:10]
+        assert pipe.read_if_cached(ino, 0, 10) is None
