@@ -147,6 +147,10 @@ class RafsFS:
     inside the image (an absolute target starts at the image's root). :meth:`lstat` and
     :meth:`readlink` do not follow the last component. Without a pipeline (:func:`open_metadata`)
     only metadata can be read.
+
+    Public attributes (read-only): ``image`` (the :class:`~nydus_core.rafs.image.RafsImage`),
+    ``pipeline`` (the :class:`~nydus_core.storage.ReadPipeline`, or None), ``config``, ``backend``,
+    ``cache`` and ``prefetcher`` (the plugins it opened, or None).
     """
 
     def __init__(self, image: RafsImage, pipeline: ReadPipeline | None, *, config: NydusConfig | None = None,

@@ -11,12 +11,12 @@ walk for every kind of read. Internal to the pipeline.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, cast
+from typing import Protocol
 
 from ..rafs.model import ChunkInfo
 from .blob_state import BlobState
 
-__all__ = ["ChunkSequence", "RangePlan", "plan_range"]
+__all__ = ["ChunkSequence", "Miss", "RangePlan", "fill", "join", "plan_range"]
 
 Piece = bytes | memoryview
 
@@ -29,46 +29,37 @@ class ChunkSequence(Protocol):
     def __getitem__(self, i: int, /) -> ChunkInfo: ...
 
 
-class RangePlan:
-    """The pieces of one read, in order: data, zeros for holes, or ``None`` for a missing chunk.
+#: ``(piece index, chunk, start in chunk, stop in chunk, position in the layout)`` of a missing chunk.
+Miss = tuple[int, ChunkInfo, int, int, int]
+#: ``(pieces, misses, hits)``: the read's pieces in order (data, zeros for holes, an empty
+#: placeholder for each miss), its misses, and how many chunks came from the cache.
+RangePlan = tuple[list[Piece], list[Miss], int]
 
-    ``misses`` lists ``(piece index, chunk, start in chunk, stop in chunk, position in the layout)``;
-    ``hits`` counts the chunks read from the cache.
-    """
 
-    __slots__ = ("hits", "misses", "pieces")
+def fill(pieces: list[Piece], misses: list[Miss], datas: Sequence[bytes]) -> None:
+    """Put the fetched whole-chunk bytes ``datas`` (one per miss, in order) in their places."""
+    for (pi, _c, cs, ce, _i), data in zip(misses, datas, strict=True):
+        pieces[pi] = data if (cs == 0 and ce == len(data)) else memoryview(data)[cs:ce]
 
-    def __init__(self) -> None:
-        self.pieces: list[Piece | None] = []
-        self.misses: list[tuple[int, ChunkInfo, int, int, int]] = []
-        self.hits = 0
 
-    def fill(self, datas: Sequence[bytes]) -> None:
-        """Put the fetched whole-chunk bytes ``datas`` (one per miss, in order) in their places."""
-        pieces = self.pieces
-        for (pi, _c, cs, ce, _i), data in zip(self.misses, datas, strict=True):
-            pieces[pi] = data if (cs == 0 and ce == len(data)) else memoryview(data)[cs:ce]
-
-    def join(self) -> bytes:
-        """Return the read's bytes (every miss filled)."""
-        pieces = cast("list[Piece]", self.pieces)  # filled: no None left
-        if len(pieces) == 1:
-            p = pieces[0]
-            return p if isinstance(p, bytes) else bytes(p)
-        return b"".join(pieces)
+def join(pieces: list[Piece]) -> bytes:
+    """Return the read's bytes (every miss filled)."""
+    if len(pieces) == 1:
+        p = pieces[0]
+        return p if type(p) is bytes else bytes(p)
+    return b"".join(pieces)
 
 
 def plan_range(chunks: ChunkSequence, i: int, offset: int, end: int, blobs: Sequence[BlobState],
-               starts: Sequence[int] | None = None, *, stop_at_miss: bool = False) -> RangePlan | None:
+               starts: Sequence[int] | None, stop_at_miss: bool) -> RangePlan | None:
     """Walk ``chunks`` (sorted by position) over ``[offset, end)`` from chunk index ``i``.
 
     A chunk's position is ``starts[k]`` when ``starts`` is given, else its ``file_offset``.
     With ``stop_at_miss`` the walk gives up at the first chunk the cache does not hold and returns
     None (nothing is fetched or waited for).
     """
-    plan = RangePlan()
-    pieces = plan.pieces
-    misses = plan.misses
+    pieces: list[Piece] = []
+    misses: list[Miss] = []
     n = len(chunks)
     hits = 0
     pos = offset
@@ -93,11 +84,10 @@ def plan_range(chunks: ChunkSequence, i: int, offset: int, end: int, blobs: Sequ
             if stop_at_miss:
                 return None
             misses.append((len(pieces), c, cs, ce, i))
-            pieces.append(None)
+            pieces.append(b"")  # filled once fetched
         else:
             hits += 1
             pieces.append(data)
         pos = at + ce
         i += 1
-    plan.hits = hits
-    return plan
+    return pieces, misses, hits

@@ -30,7 +30,7 @@ from .access_pattern import AccessPattern
 from .blob_state import open_blob_states
 from .blobids import resolve_blob_ids
 from .chunk_order import CompressedOrder, UncompressedLayout
-from .chunk_walk import RangePlan, plan_range
+from .chunk_walk import fill, join, plan_range
 from .dispatch import Dispatcher
 from .fetch_group import FetchGroup
 from .fetcher import GroupFetcher
@@ -101,6 +101,8 @@ class ReadPipeline:
         self._blobs = open_blob_states(image, cache, blob_ids)
         self._metrics = PipelineMetrics(getattr(backend, "name", type(backend).__name__), id,
                                         str(getattr(cache, "work_dir", "")) if cache else "")
+        self._reads = self._metrics.reads
+        self._cache_reads = self._metrics.cache
         for b in self._blobs:
             if b.blob_cache is not None and b.blob_cache.data_path:
                 self._metrics.cache.underlying_files.add(b.blob_cache.data_path)
@@ -129,7 +131,14 @@ class ReadPipeline:
         """Return up to ``size`` bytes of file ``ino`` from ``offset`` (short only at end of file)."""
         if self.access_pattern is not None:
             self.access_pattern.record(ino)
-        return self._counted(self._read_file, ino, offset, size)
+        try:  # the hot path: _counted, without its indirection
+            data = self._read_file(ino, offset, size, False)
+        except BaseException:
+            self._reads.record_error()
+            raise
+        assert data is not None  # a fetching read always has the bytes
+        self._reads.record(size, len(data))
+        return data
 
     def read_if_cached(self, ino: int, offset: int, size: int) -> bytes | None:
         """Like :meth:`read` when every chunk the read needs is in the local cache, else None.
@@ -147,7 +156,7 @@ class ReadPipeline:
         try:
             data = read(key, offset, size, False)
         except BaseException:
-            self._metrics.reads.record_error()
+            self._reads.record_error()
             raise
         assert data is not None  # a fetching read always has the bytes
         self._metrics.reads.record(size, len(data))
@@ -159,7 +168,7 @@ class ReadPipeline:
             return None
         data = read(key, offset, size, True)
         if data is not None:
-            self._metrics.reads.record(size, len(data))
+            self._reads.record(size, len(data))
         return data
 
     def _read_file(self, ino: int, offset: int, size: int, cached_only: bool) -> bytes | None:
@@ -168,16 +177,20 @@ class ReadPipeline:
         if offset < 0 or size <= 0 or offset >= end:
             return b""
         chunks = f.chunks
-        plan = plan_range(chunks, f.index_of(offset, self.chunk_size), offset, end, self._blobs,
-                          stop_at_miss=cached_only)
+        plan = plan_range(chunks, f.index_of(offset, self.chunk_size), offset, end, self._blobs, None,
+                          cached_only)
         if plan is None:
             return None
-        if plan.misses:
-            follow = chunks[plan.misses[-1][4] + 1:] if self.amplify_io else ()
-            self._fetch_misses(plan, follow)
+        pieces, misses, hits = plan
+        if misses:
+            follow = chunks[misses[-1][4] + 1:] if self.amplify_io else ()
+            fill(pieces, misses, self.fetch([m[1] for m in misses], follow=follow))
         if self.cache is not None:
-            self._metrics.cache.record_read(plan.hits, len(plan.misses))
-        return plan.join()
+            self._cache_reads.record_read(hits, len(misses))
+        if len(pieces) == 1:  # join(pieces), inline: the hot path
+            p = pieces[0]
+            return p if type(p) is bytes else bytes(p)
+        return b"".join(pieces)
 
     def read_blob(self, blob_index: int, offset: int, size: int) -> bytes:
         """Return up to ``size`` bytes at ``offset`` of blob ``blob_index``'s uncompressed layout.
@@ -205,19 +218,16 @@ class ReadPipeline:
         if offset < 0 or size <= 0 or offset >= end:
             return b""
         plan = plan_range(layout, layout.covering(offset), offset, end, self._blobs, layout.keys,
-                          stop_at_miss=cached_only)
+                          cached_only)
         if plan is None:
             return None
-        if plan.misses:
-            last = plan.misses[-1][4] + 1
-            follow = layout.iter_from(last, 1024) if self.amplify_io else ()
-            self._fetch_misses(plan, follow)
+        pieces, misses, hits = plan
+        if misses:
+            follow = layout.iter_from(misses[-1][4] + 1, 1024) if self.amplify_io else ()
+            fill(pieces, misses, self.fetch([m[1] for m in misses], follow=follow))
         if self.cache is not None:
-            self._metrics.cache.record_read(plan.hits, len(plan.misses))
-        return plan.join()
-
-    def _fetch_misses(self, plan: RangePlan, follow: Iterable[ChunkInfo]) -> None:
-        plan.fill(self.fetch([m[1] for m in plan.misses], follow=follow))
+            self._cache_reads.record_read(hits, len(misses))
+        return join(pieces)
 
     # -- fetching ---------------------------------------------------------------------------------
 

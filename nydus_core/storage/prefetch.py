@@ -239,6 +239,9 @@ class BasePrefetcher(Prefetcher):
     ``prefetch_all``). After :meth:`targets`, the whole image follows when ``prefetch_all`` is set,
     so a host starts one prefetcher per image (:func:`choose_prefetcher`). Prefetchers started on
     the same pipeline share one ``bandwidth_rate`` budget and never fetch a chunk twice.
+
+    Public attributes: ``done`` (an event set when prefetching has ended; see :meth:`wait`) and
+    ``runner`` (the :class:`PrefetchRunner` once started: ``bytes_queued``, ``errors``).
     """
 
     name = "base"
