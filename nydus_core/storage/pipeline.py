@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CacheError
 from ..interfaces import Backend, CachePolicy
@@ -35,10 +35,13 @@ from .dispatch import Dispatcher
 from .fetch_group import FetchGroup
 from .fetcher import GroupFetcher
 from .file_index import FileChunks, FileIndex
-from .inflight import ChunkKey, InFlight
+from .inflight import InFlight
 from .pool import ON_DEMAND, PREFETCH, FetchPool
 from .read_ahead import ReadAhead
 from .stats import PipelineMetrics
+
+if TYPE_CHECKING:
+    from .prefetch import TokenBucket
 
 __all__ = ["MAX_USER_REQUEST", "ReadPipeline"]
 
@@ -106,7 +109,7 @@ class ReadPipeline:
         for b in self._blobs:
             if b.blob_cache is not None and b.blob_cache.data_path:
                 self._metrics.cache.underlying_files.add(b.blob_cache.data_path)
-        self.prefetch_bucket: Any = None
+        self.prefetch_bucket: TokenBucket | None = None
         if isinstance(access_pattern, AccessPattern):
             self.access_pattern: AccessPattern | None = access_pattern
         else:
@@ -238,34 +241,12 @@ class ReadPipeline:
         in merged requests; ``follow`` are the chunks after the last one in file order, used for
         read-ahead up to ``amplify_io``.
         """
-        futures: list[Future[bytes] | None] = [None] * len(chunks)
-        promote: list[FetchGroup] = []
         inline: FetchGroup | None = None
-        blobs = self._blobs
         inflight = self._inflight
         with inflight.lock:
             if inflight.closed:  # before anything is registered in flight
                 raise CacheError("read after the image was closed")
-            mine: list[tuple[ChunkInfo, Future[bytes]]] = []
-            seen: dict[ChunkKey, Future[bytes] | None] = {}
-            for k, c in enumerate(chunks):
-                key = (c.blob_index, c.compressed_offset)
-                if key in seen:
-                    futures[k] = seen[key]
-                    continue
-                entry = inflight.get(key)
-                fut: Future[bytes] | None
-                if entry is not None:
-                    fut, group = entry
-                    if group.priority != ON_DEMAND:
-                        promote.append(group)
-                elif blobs[c.blob_index].is_ready(c):
-                    fut = None
-                else:
-                    fut = Future()
-                    mine.append((c, fut))
-                seen[key] = fut
-                futures[k] = fut
+            futures, mine, promote = inflight.claim(chunks, self._blobs)
             if mine:
                 extra = self._read_ahead.extend(mine, follow)
                 groups = self._dispatch.make_groups(mine + extra, ON_DEMAND,
@@ -304,24 +285,14 @@ class ReadPipeline:
         Returns the pool futures (each resolves to the bytes fetched by its request) and the total
         compressed size queued.
         """
-        futures: list[Future[Any]] = []
-        queued = 0
-        blobs = self._blobs
         inflight = self._inflight
         with inflight.lock:
             if inflight.closed:
                 return [], 0
-            items: list[tuple[ChunkInfo, Future[bytes]]] = []
-            seen: set[ChunkKey] = set()
-            for c in chunks:
-                key = (c.blob_index, c.compressed_offset)
-                if key in seen or key in inflight or blobs[c.blob_index].is_ready(c):
-                    continue
-                seen.add(key)
-                items.append((c, Future()))
-                queued += c.compressed_size
-            for group in self._dispatch.make_groups(items, priority, max(max_request, 1)):
-                futures.append(self._dispatch.submit(group))
+            items = inflight.unclaimed(chunks, self._blobs)
+            groups = self._dispatch.make_groups(items, priority, max(max_request, 1))
+            futures = [self._dispatch.submit(group) for group in groups]
+        queued = sum(c.compressed_size for c, _fut in items)
         return futures, queued
 
     def prefetch_started(self, workers: int) -> None:

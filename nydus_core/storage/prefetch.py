@@ -135,7 +135,7 @@ def shared_bucket(pipeline: ReadPipeline, rate: int) -> TokenBucket:
     with _buckets_lock:
         if pipeline.prefetch_bucket is None:
             pipeline.prefetch_bucket = TokenBucket(rate)
-        return pipeline.prefetch_bucket  # type: ignore[no-any-return]
+        return pipeline.prefetch_bucket
 
 
 class PrefetchRunner:
