@@ -56,6 +56,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nydus_core.mounts import force_unmount, is_mountpoint
+
 OUT = Path(__file__).resolve().parent / "out"
 BIN = Path(sys.executable).parent
 NETNS = "nydus-coldstart"
@@ -216,12 +218,6 @@ def lo_tx_bytes() -> int:
     raise RuntimeError("no lo in /proc/net/dev")
 
 
-def mounted(path: Path) -> bool:
-    """Whether something is mounted at ``path``."""
-    with open("/proc/self/mountinfo") as fh:
-        return any(line.split()[4] == str(path) for line in fh)
-
-
 def oci_start(ref: str, work: Path) -> dict[str, float]:
     """Pull + unpack + run; times in seconds and bytes over the link."""
     layout, bundle = work / "oci-layout", work / "oci-bundle"
@@ -252,7 +248,7 @@ def nydus_start(ref: str, work: Path, *, prefetch: bool = False) -> dict[str, fl
                              *(["--prefetch"] if prefetch else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        while not mounted(mnt):
+        while not is_mountpoint(mnt):
             if proc.poll() is not None:
                 raise SystemExit(f"nydusify mount failed: {proc.stderr.read() if proc.stderr else ''}")
             time.sleep(0.005)
@@ -267,8 +263,7 @@ def nydus_start(ref: str, work: Path, *, prefetch: bool = False) -> dict[str, fl
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-        if mounted(mnt):
-            subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+        force_unmount(mnt)
     return {"mount": t1 - t0, "run": t2 - t1, "total": t2 - t0, "bytes": sent}
 
 
@@ -276,7 +271,7 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     """The run with the median total time (its own parts and bytes), plus every total."""
     ordered = sorted(runs, key=lambda r: r["total"])
     out = dict(ordered[len(ordered) // 2])
-    out["all_totals"] = [round(r["total"], 3) for r in runs]  # type: ignore[assignment]
+    out["all_totals"] = [round(r["total"], 3) for r in runs]
     return out
 
 
@@ -285,7 +280,7 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
 def inside(args: argparse.Namespace) -> int:
     """Everything after the namespace is set up (this process runs inside it)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from nydus_backend_registry.testing import RegistryServer
+    from nydus_testsupport.registry import RegistryServer
 
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)

@@ -32,9 +32,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from common import OUT, mb, python_tree, table, tree_size
-from nydus_frontend_fuse.testing import NydusdProcess, force_unmount
+from nydus_testsupport.fuse import NydusdProcess
 
 from nydus_core.builder import BuildOptions, build
+from nydus_core.mounts import force_unmount
 
 WORK = OUT / "fuse"
 

@@ -20,7 +20,9 @@ import sys
 
 from common import python_tree, table
 from fuse import WORK, build_images, drop_caches, full_read, mounts, walk
-from nydus_frontend_fuse.testing import NydusdProcess, force_unmount
+from nydus_testsupport.fuse import NydusdProcess
+
+from nydus_core.mounts import force_unmount
 
 VARIANTS: list[tuple[str, list[str]]] = [
     ("defaults", []),

@@ -162,7 +162,7 @@ def main() -> int:
         results[name] = {"native_mbps": n_mbps, "ours_mbps": o_mbps, "ratio": o_mbps / n_mbps,
                          "amplification": amp if amp is not None else float("nan")}
 
-    def alternate(native_fn, ours_fn, n: int):  # type: ignore[no-untyped-def]
+    def alternate(native_fn, ours_fn, n: int):
         """Run native and ours alternately ``n`` times (the machine's noise hits both alike);
         return the median (seconds, bytes) of each."""
         nat, our = [], []

@@ -4,7 +4,7 @@ that a plugin resolves (``nydus_resolve_image``; nydus-converter-oci handles reg
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 from .errors import DuplicatePluginError, NydusError, UsageError
 
@@ -19,10 +19,11 @@ def resolve_image_argument(arg: str) -> tuple[str, dict[str, Any] | None]:
     from .plugins import get_manager
 
     manager = get_manager()
-    answers: list[tuple[str, tuple[Any, dict[str, Any]]]] = []
+    answers: list[tuple[str, tuple[str, dict[str, Any]]]] = []
     for impl in manager.pm.hook.nydus_resolve_image.get_hookimpls():
         try:
-            result = impl.function(reference=arg)
+            # pluggy types a hook implementation as returning object; the hookspec declares this shape
+            result = cast("tuple[str, dict[str, Any]] | None", impl.function(reference=arg))
         except NydusError:
             raise
         except Exception as exc:  # a plugin bug must still end in one line

@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, BinaryIO, ClassVar, TypeVar
+from typing import Any, BinaryIO, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import (
@@ -58,6 +58,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+#: The SDK object an object-store backend makes requests with (an S3 client, an OSS bucket).
+H = TypeVar("H")
 S = TypeVar("S", bound="ObjectStoreSettings")
 
 # -- config ---------------------------------------------------------------------------------------
@@ -234,15 +236,15 @@ def unmapped_error(exc: BaseException, prefix: str, secrets: Iterable[str] = ())
 # -- the backend ----------------------------------------------------------------------------------
 
 
-class ObjectStoreBackend(Backend):
+class ObjectStoreBackend(Backend, Generic[H]):
     """Blobs as objects ``<object_prefix><blob_id>`` in one bucket; the SDK parts are the subclass's.
 
     Subclasses set ``name`` and ``settings_class`` and implement :meth:`_handle` (an SDK client for
-    the direct or the proxied route), :meth:`_get_range`, :meth:`_head_size`, :meth:`_upload`,
-    :meth:`_is_proxy_failure`, :meth:`_map_error` and :meth:`_close_handles`; they may use
-    :meth:`call`, :meth:`tls_verify`, :meth:`secrets`, :meth:`key_of` and ``handles_lock``. Reads go
-    through the Dragonfly proxy while it is healthy (falling back to the bucket when it fails);
-    writes never do.
+    the direct or the proxied route, of the class parameter's type ``H``), :meth:`_get_range`,
+    :meth:`_head_size`, :meth:`_upload`, :meth:`_is_proxy_failure`, :meth:`_map_error` and
+    :meth:`_close_handles`; they may use :meth:`call`, :meth:`tls_verify`, :meth:`secrets`,
+    :meth:`key_of` and ``handles_lock``. Reads go through the Dragonfly proxy while it is healthy
+    (falling back to the bucket when it fails); writes never do.
     """
 
     settings_class: ClassVar[type[ObjectStoreSettings]]
@@ -282,15 +284,15 @@ class ObjectStoreBackend(Backend):
     # -- for subclasses ---------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def _handle(self, proxied: bool) -> Any:
+    def _handle(self, proxied: bool) -> H:
         """Return the SDK object requests are made with (through the proxy when ``proxied``)."""
 
     @abc.abstractmethod
-    def _get_range(self, handle: Any, key: str, offset: int, end: int) -> bytes:
+    def _get_range(self, handle: H, key: str, offset: int, end: int) -> bytes:
         """GET bytes ``offset..end`` (inclusive) of object ``key``: fewer at its end, none past it."""
 
     @abc.abstractmethod
-    def _head_size(self, handle: Any, key: str) -> int:
+    def _head_size(self, handle: H, key: str) -> int:
         """Return the size of object ``key`` from a HEAD request."""
 
     @abc.abstractmethod
@@ -332,7 +334,7 @@ class ObjectStoreBackend(Backend):
                 self._ca_bundle = ca_bundle(s.ca_cert_files)
             return self._ca_bundle
 
-    def call(self, what: str, op: Callable[[Any], T], *, via_proxy: bool = True) -> T:
+    def call(self, what: str, op: Callable[[H], T], *, via_proxy: bool = True) -> T:
         """Run ``op(handle)`` through the proxy when it is healthy, else directly; map SDK errors."""
         try:
             health = self.proxy_health

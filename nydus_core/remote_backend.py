@@ -31,7 +31,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from .errors import BackendError, BlobNotFoundError, ConfigError
@@ -231,7 +231,7 @@ class ExactSizeReader:
     upload in progress fails and stores nothing. ``size=None`` passes the stream through unchecked.
     """
 
-    def __init__(self, stream: Any, size: int | None, what: str) -> None:
+    def __init__(self, stream: BinaryIO, size: int | None, what: str) -> None:
         self._stream = stream
         self._size = size
         self._what = what
@@ -482,15 +482,15 @@ class ProxyHealth:
         paused = bool(pause) and now - self._last_activity > pause
         self._last_activity = now
         if self._thread is None:
+            thread: threading.Thread | None = None
             with self._lock:
-                start = self._thread is None and not self._stop.is_set()
-                if start:
-                    self._thread = threading.Thread(
+                if self._thread is None and not self._stop.is_set():
+                    thread = self._thread = threading.Thread(
                         target=_run_checker, args=(weakref.ref(self), self._stop, self._wake),
                         name="dragonfly-proxy-health", daemon=True)
-            if start:
+            if thread is not None:
                 self.check_now()
-                self._thread.start()
+                thread.start()
         elif paused:
             self._wake.set()
         with self._lock:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh) and run the whole test suite: lint, then pytest with strict plugin loading.
+# Set up (scripts/setup.sh) and run the whole test suite: lint, type check, then pytest with strict plugin
+# loading.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export NYDUS_STRICT_PLUGINS=1
 .venv/bin/ruff check .
+bash scripts/typecheck.sh
 exec .venv/bin/pytest -q "$@"

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from nydus_testkit.cli import nydus_plugins_json, run_nydus
+from nydus_testsupport.venv import Venv, build_wheel, create_venv, repo_root
 
 from nydus_core.errors import UnknownPluginError
 from nydus_core.plugins import CAPABILITIES
-from nydus_core.testing.cli import nydus_plugins_json, run_nydus
-from nydus_core.testing.venv import Venv, build_wheel, create_venv, repo_root
 
 pytestmark = pytest.mark.slow
 

@@ -6,17 +6,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from nydus_core.builtins import NoneCompressor, Sha256Digester
-from nydus_core.interfaces import CachePolicy
-from nydus_core.plugins import PluginManager
-from nydus_core.testing import (
+from nydus_testkit import (
     BackendContract,
     CacheContract,
     CompressorContract,
     DigesterContract,
 )
-from nydus_core.testing.fakes import DirectoryChunkCache, MemoryBackend
+from nydus_testkit.fakes import DirectoryChunkCache, MemoryBackend
+
+from nydus_core.builtins import NoneCompressor, Sha256Digester
+from nydus_core.interfaces import CachePolicy
+from nydus_core.plugins import PluginManager
 
 
 class TestNoneCompressor(CompressorContract):
@@ -62,8 +62,8 @@ BROKEN_IMPLEMENTATIONS = '''
 import hashlib
 import pytest
 from nydus_core.interfaces import Compressor, Digester
-from nydus_core.testing import BackendContract, CompressorContract, DigesterContract
-from nydus_core.testing.fakes import MemoryBackend
+from nydus_testkit import BackendContract, CompressorContract, DigesterContract
+from nydus_testkit.fakes import MemoryBackend
 
 
 class SloppyCompressor(Compressor):

@@ -116,7 +116,7 @@ def test_settings_parse_defaults_hooks_and_as_dict() -> None:
         ([], "config"),
     ]:
         with pytest.raises(ConfigError) as info:
-            DictSettings.parse(config)  # type: ignore[arg-type]
+            DictSettings.parse(config)
         assert info.value.key == key
     secret = "very-secret-value"
     assert secret not in repr(DictSettings.parse({"bucket_name": "b", "access_key_id": "i",

@@ -1,5 +1,6 @@
 """The worked example of docs/plugin-authoring.md really works: its wheel, pip-installed with
-nydus-core into a fresh venv, is listed by `nydus plugins` and passes BackendContract there."""
+nydus-core and nydus-testkit into a fresh venv, is listed by `nydus plugins` and passes
+BackendContract there."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from nydus_core.testing.cli import nydus_plugins_json, plugin_record, run_nydus
-from nydus_core.testing.venv import Venv, build_wheel, create_venv, repo_root
+from nydus_testkit.cli import nydus_plugins_json, plugin_record, run_nydus
+from nydus_testsupport.venv import Venv, build_wheel, create_venv, repo_root
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def example_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def example_venv(tmp_path_factory: pytest.TempPathFactory, example_copy: Path) -> Venv:
     venv = create_venv(tmp_path_factory.mktemp("example-venv") / "venv")
     example_wheel = build_wheel(example_copy, example_copy.parent / "dist")
-    venv.install(build_wheel(repo_root()), example_wheel, "pytest>=8")
+    venv.install(build_wheel(repo_root()), build_wheel(repo_root() / "testkit"), example_wheel, "pytest>=8")
     return venv
 
 

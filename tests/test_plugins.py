@@ -1,7 +1,7 @@
 """The plugin manager: guarded loading, strict and disable switches, clashes, kind errors, hooks.
 
 Plugins here are real entry points (importlib.metadata.EntryPoint) naming the sample plugins of
-nydus_core.testing.sample_plugins, or modules written to a temporary directory on sys.path. The last
+nydus_testsupport.sample_plugins, or modules written to a temporary directory on sys.path. The last
 test installs a real broken distribution into a fresh venv and drives the `nydus` command.
 """
 
@@ -19,6 +19,8 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
+from nydus_testsupport import sample_plugins
+from nydus_testsupport.sample_plugins import SAMPLE_NAMES, entry_point
 
 from nydus_core import hookspecs
 from nydus_core.builtins import NoneCompressor, Sha256Digester
@@ -40,8 +42,6 @@ from nydus_core.plugins import (
     registry,
     set_manager,
 )
-from nydus_core.testing import sample_plugins
-from nydus_core.testing.sample_plugins import SAMPLE_NAMES, entry_point
 
 
 def manager(*eps: EntryPoint, strict: bool = False, disabled: tuple[str, ...] = ()) -> PluginManager:
@@ -158,7 +158,7 @@ def test_strict_mode_makes_a_load_failure_fatal(broken_module: str) -> None:
 def test_missing_module_and_missing_attribute_fail_the_plugin_only() -> None:
     m = manager(
         entry_point("gone", "nydus_test_no_such_module_anywhere"),
-        entry_point("no-attr", "nydus_core.testing.sample_plugins:NoSuchPlugin"),
+        entry_point("no-attr", "nydus_testsupport.sample_plugins:NoSuchPlugin"),
         entry_point("other", "OtherBackendPlugin"),
     ).load()
     assert m.records["gone"].error.startswith("ModuleNotFoundError: No module named")
@@ -432,7 +432,7 @@ def test_plugins_check(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run_cli(capsys, m, "plugins", "--check", "backend:sample", "--check", "compressor:none")
     assert code == 0, err
     assert out.splitlines() == [
-        "backend sample: nydus_core.testing.sample_plugins.SampleBackend from plugin 'sample-every'",
+        "backend sample: nydus_testsupport.sample_plugins.SampleBackend from plugin 'sample-every'",
         "compressor none: nydus_core.builtins.NoneCompressor from plugin 'core' (nydus-core 0.1.0)",
     ]
     code, out, err = _run_cli(capsys, manager(entry_point("sample-every", "EveryHook")),
@@ -478,7 +478,7 @@ def nydus_register_backends():
 
 @pytest.fixture(scope="module")
 def broken_venv(tmp_path_factory: pytest.TempPathFactory):
-    from nydus_core.testing.venv import build_wheel, create_venv, repo_root
+    from nydus_testsupport.venv import build_wheel, create_venv, repo_root
 
     root = tmp_path_factory.mktemp("broken-dist")
     project = root / "nydus-backend-s3"
@@ -495,7 +495,7 @@ def broken_venv(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.slow
 def test_installed_broken_distribution_end_to_end(broken_venv) -> None:
-    from nydus_core.testing.cli import nydus_plugins_json, plugin_record, run_nydus
+    from nydus_testkit.cli import nydus_plugins_json, plugin_record, run_nydus
 
     assert {"nydus-core", "nydus-compressor-zstd", "nydus-backend-s3"} <= broken_venv.distributions()
     cause = "ModuleNotFoundError: No module named 'nydus_test_sdk_that_is_not_installed'"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nydus_testkit.servers import BackgroundHTTPServer, free_port, wait_until
 
 from nydus_core.errors import BackendError, BlobNotFoundError, ConfigError
 from nydus_core.remote_backend import (
@@ -30,7 +31,6 @@ from nydus_core.remote_backend import (
     ping,
     redact,
 )
-from nydus_core.testing.servers import BackgroundHTTPServer, free_port, wait_until
 
 
 def test_value_checks_name_the_key() -> None:

@@ -15,16 +15,16 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 from ..errors import BuildError, UnknownPluginError, UsageError
 from ..interfaces import Compressor, Digester
 from ..plugins import get_compressor, get_digester
 from ..rafs.blob_writer import BlobWriter
+from ..rafs.checks import recorded_id
 from ..rafs.constants import BLOB_ID_INLINE_PLACEHOLDER
 from ..rafs.model import BlobInfo, ChunkInfo, TreeInode
 from ..rafs.v6_writer import V6Writer
-from .chunker import ChunkKey, ChunkPipeline, finalize_chunks, remap_blob_indexes, unique_inodes
+from .chunker import ChunkKey, ChunkPipeline, Readable, finalize_chunks, remap_blob_indexes, unique_inodes
 from .inputs import LoadedImage, chunk_map, load_image, strip_chunk_dict_prefix
 from .options import SOURCE_TYPES, UNSUPPORTED_SOURCE_TYPES, BuildOptions, BuildResult, BuildStats
 from .outputs import OutputFile, write_file
@@ -83,7 +83,7 @@ def _referenced_blobs(root: TreeInode) -> set[int]:
 
 
 def build(
-    source: str | os.PathLike[str] | BinaryIO,
+    source: str | os.PathLike[str] | Readable,
     source_type: str = "dir-rafs",
     *,
     bootstrap: str | os.PathLike[str] | None = None,
@@ -94,9 +94,10 @@ def build(
     """Build a RAFS v6 image from ``source`` (``nydus-image create``).
 
     ``source_type``: ``dir-rafs``/``directory`` (a directory), ``tar-rafs`` or ``targz-rafs`` (a tar
-    path, a fifo, ``"-"`` for stdin, or an open binary file). Outputs: ``bootstrap`` (required
-    unless ``options.inline_meta``), and the blob to ``blob`` (a path or fifo) or into ``blob_dir``
-    named by its id. A build without file data writes no blob (unless the metadata is inlined).
+    path, a fifo, ``"-"`` for stdin, or an open binary stream: anything with ``read(n)``). Outputs:
+    ``bootstrap`` (required unless ``options.inline_meta``), and the blob to ``blob`` (a path or fifo)
+    or into ``blob_dir`` named by its id. A build without file data writes no blob (unless the
+    metadata is inlined).
     """
     opts = options or BuildOptions()
     opts.validate()
@@ -179,8 +180,8 @@ def build(
         table = table + own_slot + [dict_blobs[k] for k in used]
         prefetch = resolve_paths(root, opts.prefetch) if opts.prefetch else []
         writer = V6Writer(
-            root, table, chunk_size=cs, compressor=int(compressor.algorithm_id),  # type: ignore[arg-type]
-            digester=int(digester.algorithm_id),  # type: ignore[arg-type]
+            root, table, chunk_size=cs, compressor=recorded_id(compressor, "compressor"),
+            digester=recorded_id(digester, "digester"),
             explicit_uid_gid=not opts.repeatable, prefetch=prefetch,
         )
 
@@ -195,7 +196,11 @@ def build(
             if opts.blob_id:
                 info.blob_id = opts.blob_id
             info.blob_index = own_index
-            written = out.commit(None if blob_path is not None else Path(blob_dir) / info.blob_id)  # type: ignore[arg-type]
+            if blob_path is not None:
+                written = out.commit(None)
+            else:
+                assert blob_dir is not None  # one of blob and blob_dir is given (checked above)
+                written = out.commit(Path(blob_dir) / info.blob_id)
         else:
             bw.abort()
             out.discard()

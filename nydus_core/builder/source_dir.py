@@ -13,11 +13,10 @@ import logging
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 from ..errors import BuildError
 from ..rafs.model import TreeInode
-from .chunker import ChunkPipeline
+from .chunker import ChunkPipeline, Readable
 from .options import BuildStats
 
 log = logging.getLogger("nydus.builder")
@@ -168,7 +167,7 @@ class DirectorySource:
             with os.fdopen(fd, "rb", buffering=0) as raw:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise _error(path, "cannot read", OSError(0, "no longer a regular file"))
-                chunks, size = pipeline.add_file(_SourceReader(raw, path), node.size)  # type: ignore[arg-type]
+                chunks, size = pipeline.add_file(_SourceReader(raw, path), node.size)
             if size != node.size:
                 log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path), node.size, size)
                 node.size = size
@@ -178,7 +177,7 @@ class DirectorySource:
 class _SourceReader:
     """A source file whose read errors become BuildErrors naming it (write errors stay OSErrors)."""
 
-    def __init__(self, f: Any, path: bytes) -> None:
+    def __init__(self, f: Readable, path: bytes) -> None:
         self._f, self._path = f, path
 
     def read(self, n: int = -1) -> bytes:

@@ -22,11 +22,11 @@ import tarfile
 import urllib.parse
 import zlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from ..errors import BuildError
 from ..rafs.model import TreeInode
-from .chunker import ChunkPipeline
+from .chunker import ChunkPipeline, Readable
 from .options import BuildStats
 from .source_dir import allowed_xattr
 
@@ -96,7 +96,7 @@ def _xattrs(member: tarfile.TarInfo) -> dict[bytes, bytes]:
 class _Counting:
     """A read-only stream wrapper counting the bytes read (for progress on pipes too)."""
 
-    def __init__(self, raw: BinaryIO, owner: TarSource) -> None:
+    def __init__(self, raw: Readable, owner: TarSource) -> None:
         self._raw = raw
         self._owner = owner
 
@@ -109,12 +109,12 @@ class _Counting:
 class TarSource:
     """A tar (or gzip-compressed tar) stream read into a tree while its file data is chunked.
 
-    ``source`` is a path (a regular file, a fifo), ``"-"`` for stdin, or an open binary file.
+    ``source`` is a path (a regular file, a fifo), ``"-"`` for stdin, or an open binary stream (``read(n)``).
     """
 
     def __init__(
         self,
-        source: str | os.PathLike[str] | BinaryIO,
+        source: str | os.PathLike[str] | Readable,
         *,
         gzip: bool = False,
         repeatable: bool = False,
@@ -138,28 +138,32 @@ class TarSource:
             except OSError:
                 self.size = None
 
-    def _open(self) -> tuple[BinaryIO, bool]:
+    def _open(self) -> tuple[Readable, BinaryIO | None]:
+        """Return the stream to read and the file to close afterwards (None when the caller's)."""
         if self.source == "-":
-            return sys.stdin.buffer, False
+            return sys.stdin.buffer, None
         if isinstance(self.source, (str, os.PathLike)):
             try:
-                return open(Path(self.source), "rb"), True
+                f = open(Path(self.source), "rb")  # noqa: SIM115 - closed by load
             except OSError as exc:
                 raise BuildError(f"{self.name}: cannot open source: {exc.strerror or exc}") from None
-        return self.source, False  # type: ignore[return-value]
+            return f, f
+        return self.source, None
 
     def load(self, pipeline: ChunkPipeline, stats: BuildStats) -> TreeInode:
         """Read the whole stream; return the tree with file chunks."""
         root = TreeInode(mode=IMPLICIT_DIR_MODE)
         self.implicit_dirs = {id(root)}
         stats.dirs += 1
-        fileobj, close = self._open()
+        fileobj, owned = self._open()
         try:
             counted = _Counting(fileobj, self)
             try:
-                tf = tarfile.open(  # noqa: SIM115 - used as a context manager below
-                    fileobj=counted, mode="r|gz" if self.gzip else "r|",
-                    encoding="utf-8", errors="surrogateescape",
+                mode: Literal["r|gz", "r|"] = "r|gz" if self.gzip else "r|"
+                # SIM115: tf is used as a context manager below. The ignore: stream mode calls only read(),
+                # typeshed asks every fileobj for write/seek/close too.
+                tf = tarfile.open(  # type: ignore[call-overload]  # stream mode only reads  # noqa: SIM115
+                    fileobj=counted, mode=mode, encoding="utf-8", errors="surrogateescape",
                 )
             except tarfile.ReadError as exc:
                 if str(exc) == "empty file":
@@ -172,8 +176,8 @@ class TarSource:
             what = "gzip-compressed tar" if self.gzip else "tar"
             raise BuildError(f"{self.name}: invalid {what}: {exc}") from None
         finally:
-            if close:
-                fileobj.close()
+            if owned is not None:
+                owned.close()
         return root
 
     def _parent(self, root: TreeInode, parts: list[bytes], member: str) -> TreeInode:
@@ -203,6 +207,7 @@ class TarSource:
         perm = m.mode & 0o7777
         xattrs = _xattrs(m)
 
+        target: TreeInode | None
         if m.isdir():
             if not parts:
                 target = root

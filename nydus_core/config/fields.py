@@ -8,6 +8,7 @@ config layer prefixes the section's path (``device.backend.config.proxy.url``).
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import json
 import logging
@@ -142,7 +143,7 @@ class Section:
 
     # -- scalars -----------------------------------------------------------------------------
 
-    def bool(self, name: str, default: Any = False) -> bool:
+    def bool(self, name: str, default: Any = False) -> builtins.bool:
         """Read a boolean (``true``/``false`` only: no strings, no numbers)."""
         value = self._get(name, default)
         if not isinstance(value, bool):
@@ -154,10 +155,10 @@ class Section:
         name: str,
         default: Any = 0,
         *,
-        minimum: int | None = 0,
-        maximum: int | None = None,
-        hex_bounds: bool = False,
-    ) -> int:
+        minimum: builtins.int | None = 0,
+        maximum: builtins.int | None = None,
+        hex_bounds: builtins.bool = False,
+    ) -> builtins.int:
         """Read an integer within ``minimum..maximum`` (both inclusive; None means unbounded)."""
         value = self._get(name, default)
         if isinstance(value, bool) or not isinstance(value, int):
@@ -166,20 +167,28 @@ class Section:
         return value
 
     def check_range(
-        self, name: str, value: int, minimum: int | None, maximum: int | None, *, hex_bounds: bool = False
+        self,
+        name: str,
+        value: builtins.int,
+        minimum: builtins.int | None,
+        maximum: builtins.int | None,
+        *,
+        hex_bounds: builtins.bool = False,
     ) -> None:
         """Raise a ConfigError unless ``minimum <= value <= maximum``."""
         if (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
             return
 
-        def fmt(bound: int | None) -> str:
+        def fmt(bound: builtins.int | None) -> str:
             if bound is None:
                 return ""
             return f"{bound} ({bound:#x})" if hex_bounds and bound > 9 else str(bound)
 
         raise self.error(name, f"{value} is out of range (allowed: {fmt(minimum)}..{fmt(maximum)})")
 
-    def str(self, name: str, default: Any = "", *, choices: Iterable[str] | None = None) -> str:
+    def str(
+        self, name: builtins.str, default: Any = "", *, choices: Iterable[builtins.str] | None = None
+    ) -> builtins.str:
         """Read a string; with ``choices``, one of them."""
         value = self._get(name, default)
         if not isinstance(value, str):
@@ -191,7 +200,7 @@ class Section:
                 raise self.error(name, f"{describe(value)} is not allowed (allowed: {listing})")
         return value
 
-    def optional_str(self, name: str, default: str | None = None) -> str | None:
+    def optional_str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str | None:
         """Read a string that may be left out or ``null``."""
         value = self._get(name, default)
         if value is None:
@@ -200,7 +209,7 @@ class Section:
             raise self._type_error(name, "a string", value)
         return value
 
-    def str_list(self, name: str, default: Iterable[str] = ()) -> list[str]:
+    def str_list(self, name: builtins.str, default: Iterable[builtins.str] = ()) -> list[builtins.str]:
         """Read an array of strings."""
         value = self._get(name, list(default))
         if not isinstance(value, list | tuple):
@@ -212,11 +221,11 @@ class Section:
 
     # -- containers --------------------------------------------------------------------------
 
-    def table(self, name: str) -> Section:
+    def table(self, name: builtins.str) -> Section:
         """Return the sub-section ``name`` (empty when missing or ``null``)."""
         return Section(self.mapping(name), self.key(name), self.ctx)
 
-    def mapping(self, name: str) -> Mapping[str, Any]:
+    def mapping(self, name: builtins.str) -> Mapping[builtins.str, Any]:
         """Return the raw object at ``name`` (``{}`` when missing or ``null``), checking its type."""
         value = self._get(name, None)
         if value is None:
@@ -225,7 +234,7 @@ class Section:
             raise self._type_error(name, "an object (a TOML table)", value)
         return value
 
-    def array(self, name: str) -> list[Any]:
+    def array(self, name: builtins.str) -> list[Any]:
         """Return the raw array at ``name`` (``[]`` when missing or ``null``), checking its type."""
         value = self._get(name, None)
         if value is None:
@@ -236,7 +245,7 @@ class Section:
 
     # -- end ---------------------------------------------------------------------------------
 
-    def unknown(self) -> list[str]:
+    def unknown(self) -> list[builtins.str]:
         """Return the keys present in this section that no getter asked for."""
         return [k for k in self.data if k not in self.known]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, overload
 
 
 class FrozenMap(Mapping[str, Any]):
@@ -52,6 +52,10 @@ def freeze(value: Any) -> Any:
     return value
 
 
+@overload
+def thaw(value: Mapping[str, Any]) -> dict[str, Any]: ...
+@overload
+def thaw(value: Any) -> Any: ...
 def thaw(value: Any) -> Any:
     """Return a plain, mutable, JSON-ready deep copy of a (possibly frozen) value."""
     if isinstance(value, Mapping):

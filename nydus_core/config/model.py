@@ -5,6 +5,7 @@ See ``docs/config.md`` for every key, its default, and where we differ from upst
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from collections.abc import Mapping
@@ -75,7 +76,7 @@ class BackendConfig:
         """Return the options as a plain, mutable deep copy."""
         return thaw(self.config)
 
-    def plugin_class(self) -> type[Backend]:
+    def plugin_class(self) -> builtins.type[Backend]:
         """Return the installed backend class for :attr:`type`."""
         return plugins.registry("backend").get(self.type)
 
@@ -110,7 +111,7 @@ class CacheConfig:
         """Return the options as a plain, mutable deep copy."""
         return thaw(self.config)
 
-    def plugin_class(self) -> type[CachePolicy]:
+    def plugin_class(self) -> builtins.type[CachePolicy]:
         """Return the installed cache class for :attr:`type`."""
         return plugins.registry("cache").get(self.type)
 

@@ -92,7 +92,7 @@ def _read_cache(section: Section, ctx: ParseContext) -> tuple[CacheConfig | None
 def _options_table(section: Section, type_name: str, cls: type[Any]) -> str:
     """Name the table that holds a cache's options: ``filecache`` for the blob cache (upstream),
     else the type name; any of the plugin's names is accepted, but only one may be given."""
-    names = [type_name, cls.name, *getattr(cls, "aliases", ())]
+    names: list[str] = [type_name, cls.name, *getattr(cls, "aliases", ())]
     if "filecache" in names:
         names.insert(0, "filecache")
     candidates = list(dict.fromkeys(names))

@@ -14,7 +14,7 @@ import io
 import json
 import tarfile
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import FormatError
 from . import annotations as ann
@@ -100,7 +100,7 @@ def unpack_bootstrap_layer(data: bytes, *, where: str = "bootstrap layer") -> by
     legacy ``image.boot`` at the root)."""
     try:
         # streamed: nothing is inflated beyond the member we want, whose size is checked first
-        mode = "r|gz" if data[:2] == b"\x1f\x8b" else "r|"
+        mode: Literal["r|gz", "r|"] = "r|gz" if data[:2] == b"\x1f\x8b" else "r|"
         with tarfile.open(fileobj=io.BytesIO(data), mode=mode) as tar:
             for member in tar:
                 name = member.name.lstrip("./").lstrip("/")
@@ -168,7 +168,8 @@ def bootstrap_layer_of(manifest: dict[str, Any], *, where: str) -> dict[str, Any
     if not is_nydus_manifest(manifest):
         raise FormatError(f"{where}: not a Nydus image (its last layer has no "
                           f"{ann.NYDUS_BOOTSTRAP} annotation)")
-    return manifest["layers"][-1]
+    layer: dict[str, Any] = manifest["layers"][-1]
+    return layer
 
 
 def merged_index(entries: Sequence[dict[str, Any]], *, docker: bool = False) -> dict[str, Any]:

@@ -58,6 +58,7 @@ def select_manifest(index: dict[str, Any], wanted: Platform, *, where: str,
     from .image import is_nydus_descriptor
 
     seen = []
+    desc: dict[str, Any]
     for desc in index.get("manifests") or []:
         plat = Platform.from_json(desc.get("platform"))
         if plat is None:
@@ -76,6 +77,7 @@ def select_nydus_manifest(index: dict[str, Any], wanted: Platform, *, where: str
     """Return the Nydus manifest descriptor for ``wanted`` in a merged index."""
     from .image import is_nydus_descriptor
 
+    desc: dict[str, Any]
     for desc in index.get("manifests") or []:
         plat = Platform.from_json(desc.get("platform"))
         if plat is not None and is_nydus_descriptor(desc) and wanted.matches(plat):

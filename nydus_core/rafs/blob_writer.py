@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 from ..errors import BuildError
 from ..interfaces import Compressor, Digester
+from .checks import recorded_id
 from .constants import (
     BLOB_ID_INLINE_PLACEHOLDER,
     BLOB_META_HEADER_SIZE,
@@ -307,7 +308,7 @@ class BlobWriter:
             packed = self.compressor.compress(ci_raw)
             if len(packed) < len(ci_raw):
                 ci_stored = packed
-                ci_compressor = int(self.compressor.algorithm_id)  # type: ignore[arg-type]
+                ci_compressor = recorded_id(self.compressor, "compressor")
                 ci_flag = self.compressor.toc_flag or TOC_FLAG_NONE
         ci_offset = self._pos
         header = pack_blob_meta_header(
@@ -341,8 +342,8 @@ class BlobWriter:
             blob_index=self.blob_index,
             chunk_size=self.chunk_size,
             chunk_count=len(self._chunks),
-            compressor=int(self.compressor.algorithm_id),  # type: ignore[arg-type]
-            digester=int(self.digester.algorithm_id),  # type: ignore[arg-type]
+            compressor=recorded_id(self.compressor, "compressor"),
+            digester=recorded_id(self.digester, "digester"),
             features=features,
             compressed_size=self._pos,
             uncompressed_size=self._ucursor,

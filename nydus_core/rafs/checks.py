@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import UnsupportedFeatureError
+from typing import TYPE_CHECKING
+
+from ..errors import UnsupportedFeatureError, UsageError
 from .constants import (
     COMPRESSION_FLAG_ORDER,
     COMPRESSOR_LZ4_BLOCK,
@@ -16,6 +18,9 @@ from .constants import (
 from .mapped import MappedBootstrap
 from .model import BlobInfo, ChunkInfo
 
+if TYPE_CHECKING:
+    from ..interfaces import Compressor, Digester
+
 KNOWN_COMPRESSORS = frozenset({0, 1, 2, 3})
 KNOWN_DIGESTERS = frozenset({0, 1})
 KNOWN_CHUNK_FLAGS = int(
@@ -25,6 +30,18 @@ KNOWN_CHUNK_FLAGS = int(
 _BAD_CHUNK_FLAGS = ~KNOWN_CHUNK_FLAGS | int(ChunkFlags.ENCRYPTED | ChunkFlags.BATCH)
 #: A stored chunk is never larger than this (blob.meta v1 records sizes up to 2^24).
 MAX_STORED_CHUNK = MAX_CHUNK_SIZE
+
+
+def recorded_id(plugin: Compressor | Digester, kind: str) -> int:
+    """Return the upstream on-disk id a ``kind`` plugin (compressor, digester) records in an image.
+
+    UsageError when it has none: such an algorithm cannot be written into a RAFS image.
+    """
+    if plugin.algorithm_id is None:
+        raise UsageError(
+            f"{kind} '{plugin.name}' has no upstream on-disk id and cannot be used in a RAFS image"
+        )
+    return plugin.algorithm_id
 
 
 def algorithms_from_flags(flags: int) -> tuple[int, int]:

@@ -33,11 +33,12 @@ def crc32c_pure(data: bytes, crc: int = 0) -> int:
 
 
 try:  # pragma: no cover - depends on the environment
-    from crc32c import crc32c as _fast  # type: ignore[import-not-found]
+    from crc32c import crc32c as _fast
 
     def crc32c(data: bytes, crc: int = 0) -> int:
         """Return the CRC32C of ``data`` (continuing from ``crc``)."""
-        return _fast(data, crc)
+        value: int = _fast(data, crc)
+        return value
 
 except ImportError:
     crc32c = crc32c_pure

@@ -13,9 +13,12 @@ from __future__ import annotations
 import stat
 import struct
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .constants import BlobFeatures, ChunkFlags
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
 
 __all__ = ["BlobInfo", "ChunkInfo", "InodeAttrs", "TreeInode"]
 
@@ -51,7 +54,7 @@ class ChunkInfo:
         )
 
     @classmethod
-    def unpack_from(cls, buf: bytes | memoryview, offset: int = 0) -> ChunkInfo:
+    def unpack_from(cls, buf: Buffer, offset: int = 0) -> ChunkInfo:
         """Decode an 80-byte record at ``offset`` of ``buf`` (the caller checks bounds)."""
         return cls(*_CHUNK.unpack_from(buf, offset))
 

@@ -17,6 +17,7 @@ import stat
 import struct
 from bisect import bisect_right
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..errors import FormatError
 from .checks import (
@@ -39,9 +40,14 @@ from .image import RafsImage
 from .mapped import MappedBootstrap, align8, check_disjoint, check_name
 from .model import BlobInfo, ChunkInfo, InodeAttrs
 
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
 _SB = struct.Struct("<IIIIQQQQQIIIIQ")
 # RafsV5Inode without i_digest and i_reserved.
 _INODE = struct.Struct("<32xQQIIIIQQQIIIHHIIQ8x")
+# One decoded inode record: the integer fields of _INODE, indexed by the _PARENT, _MODE, ... constants.
+_Record = tuple[int, ...]
 assert _INODE.size == 128
 _EXT_BLOB = struct.Struct("<IIQQ")
 _U32 = struct.Struct("<I")
@@ -114,7 +120,7 @@ class V5Image(RafsImage):
         self.chunk_size = block_size
         self.compressor, self.digester = algorithms_from_flags(flags)
         self.explicit_uid_gid = bool(flags & SuperFlags.EXPLICIT_UID_GID)
-        self._inodes_count = inodes_count
+        self._inodes_count: int = inodes_count
         self._it_off, self._entries = it_off, it_entries
         self._pf_off, self._pf_entries = pf_off, pf_entries
         self.blobs: list[BlobInfo] = self._load_blobs(bt_off, bt_size, ext_off, ext_entries)
@@ -150,7 +156,7 @@ class V5Image(RafsImage):
 
     # -- inode records -----------------------------------------------------------------------
 
-    def _record(self, index: int) -> tuple[int, tuple]:
+    def _record(self, index: int) -> tuple[int, _Record]:
         """Return ``(offset, fields)`` of the inode record at inode index ``index`` (checked)."""
         entries = self._entries
         if not 1 <= index <= entries:
@@ -177,7 +183,7 @@ class V5Image(RafsImage):
             raise self._m.error(f"inode record {index}: name or symlink target lies outside the file")
         return off, r
 
-    def _record_error(self, index: int, r: tuple) -> FormatError:
+    def _record_error(self, index: int, r: _Record) -> FormatError:
         """Describe the first §4.10 check that record ``r`` fails."""
         (parent, ino, _uid, _gid, _projid, mode, _size, _blocks, _flags, nlink, child_index, child_count,
          name_size, symlink_size, *_rest) = r
@@ -199,14 +205,14 @@ class V5Image(RafsImage):
             return self._m.error(f"{where}: symlink without target")
         return self._m.error(f"{where}: parent {parent} is not below inode {ino}")
 
-    def _inode(self, ino: int) -> tuple[int, tuple]:
+    def _inode(self, ino: int) -> tuple[int, _Record]:
         """Return the record of inode number ``ino`` (its first link)."""
         off, r = self._record(ino)
         if r[_INO] != ino:
             raise self._m.error(f"inode table entry {ino} holds inode {r[_INO]}")
         return off, r
 
-    def _name(self, off: int, r: tuple) -> bytes:
+    def _name(self, off: int, r: _Record) -> bytes:
         return self._buf[off + _INODE_SIZE:off + _INODE_SIZE + r[_NAME_SIZE]]
 
     def inode_count(self) -> int:
@@ -273,7 +279,7 @@ class V5Image(RafsImage):
         p = off + _INODE_SIZE + align8(r[_NAME_SIZE])
         return self._buf[p:p + r[_SYMLINK_SIZE]]
 
-    def _xattr_table(self, off: int, r: tuple, ino: int) -> tuple[int, int]:
+    def _xattr_table(self, off: int, r: _Record, ino: int) -> tuple[int, int]:
         """Return ``(start, size)`` of the xattr pairs (size 0 when none)."""
         p = off + _INODE_SIZE + align8(r[_NAME_SIZE]) + align8(r[_SYMLINK_SIZE])
         if not r[_FLAGS] & V5InodeFlags.XATTR:
@@ -303,7 +309,7 @@ class V5Image(RafsImage):
             p += 4 + pair
         return out
 
-    def _chunk_array(self, ino: int) -> tuple[tuple, int, int]:
+    def _chunk_array(self, ino: int) -> tuple[_Record, int, int]:
         """Return ``(record, chunk array offset, count)`` of a regular file (count 0 otherwise)."""
         off, r = self._inode(ino)
         if not stat.S_ISREG(r[_MODE]):
@@ -318,7 +324,7 @@ class V5Image(RafsImage):
         m.check(base, count * CHUNK_INFO_SIZE, "chunk records of inode {}", ino)
         return r, base, count
 
-    def _chunk(self, ino: int, r: tuple, base: int, k: int) -> ChunkInfo:
+    def _chunk(self, ino: int, r: _Record, base: int, k: int) -> ChunkInfo:
         c = ChunkInfo.unpack_from(self._buf, base + k * CHUNK_INFO_SIZE)
         cs, size = self.chunk_size, r[_SIZE]
         if r[_FLAGS] & V5InodeFlags.HAS_HOLE:
@@ -386,11 +392,12 @@ class _FileOffsets:
 
     __slots__ = ("_base", "_buf", "_count")
 
-    def __init__(self, buf: object, base: int, count: int) -> None:
+    def __init__(self, buf: Buffer, base: int, count: int) -> None:
         self._buf, self._base, self._count = buf, base, count
 
     def __len__(self) -> int:
         return self._count
 
     def __getitem__(self, k: int) -> int:
-        return _U64.unpack_from(self._buf, self._base + k * CHUNK_INFO_SIZE + 64)[0]
+        offset: int = _U64.unpack_from(self._buf, self._base + k * CHUNK_INFO_SIZE + 64)[0]
+        return offset

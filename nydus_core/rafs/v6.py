@@ -88,6 +88,20 @@ class _Inode:
     __slots__ = ("gid", "i_u", "isize", "layout", "mode", "mtime", "mtime_nsec", "nid", "nlink", "off",
                  "size", "uid", "xattr_size")
 
+    gid: int
+    i_u: int
+    isize: int
+    layout: int
+    mode: int
+    mtime: int
+    mtime_nsec: int
+    nid: int
+    nlink: int
+    off: int
+    size: int
+    uid: int
+    xattr_size: int
+
 
 class V6Image(RafsImage):
     """A RAFS v6 bootstrap opened for lazy reading (``ino`` = nid)."""
@@ -178,7 +192,7 @@ class V6Image(RafsImage):
         self._bits = blkszbits
         self._meta = meta
         self._max_nid = (m.size - meta - EROFS_INODE_COMPACT_SIZE) // 32
-        self._inos = inos
+        self._inos: int = inos
         self._ct_off, self._ct_size = ct_off, ct_size
         self._pf_off, self._pf_size = pf_off, pf_size
         self._check_devices(extra_devices)
@@ -328,7 +342,7 @@ class V6Image(RafsImage):
     def _dirent_count(self, start: int, length: int, nid: int) -> int:
         if length < _DIRENT_SIZE:
             raise self._m.error(f"directory nid {nid}: dirent block of {length} bytes")
-        nameoff0 = _U16.unpack_from(self._buf, start + 8)[0]
+        nameoff0: int = _U16.unpack_from(self._buf, start + 8)[0]
         if (nameoff0 < _DIRENT_SIZE or nameoff0 % _DIRENT_SIZE or nameoff0 >= self.block_size
                 or nameoff0 > length):
             raise self._m.error(f"directory nid {nid}: invalid first name offset {nameoff0}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
@@ -136,7 +137,7 @@ def _check_blob_meta(image: RafsImage, source: ChunkSource,
         if not blob.ci_uncompressed_size:
             continue  # no blob meta recorded (older images)
         try:
-            _header, records = read_blob_meta(lambda off, n, b=blob: source.read_blob(b, off, n), blob,
+            _header, records = read_blob_meta(functools.partial(source.read_blob, blob), blob,
                                               compressor_for=compressor_by_id)
         except NydusError as exc:
             errors.append(str(exc))

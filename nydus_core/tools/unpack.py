@@ -9,10 +9,13 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..rafs.image import RafsImage
 from .datasource import ChunkSource
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +29,13 @@ class _FileReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
-        n = min(len(buf), self.size - self.pos, self.image.chunk_size)
+    def readinto(self, buf: WriteableBuffer) -> int:
+        view = memoryview(buf)
+        n = min(view.nbytes, self.size - self.pos, self.image.chunk_size)
         if n <= 0:
             return 0
         data = self.source.read(self.image, self.ino, self.pos, n)
-        buf[: len(data)] = data
+        view[: len(data)] = data
         self.pos += len(data)
         return len(data)
 

@@ -11,6 +11,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from nydus_testsupport.blob_images import make_blob_images
+from nydus_testsupport.erofs import erofs_mount, fsck_extract, fsck_unavailable, kernel_mount_unavailable
+from nydus_testsupport.tree_compare import diff_snapshots, snapshot_bootstrap, snapshot_dir
+from nydus_testsupport.trees import make_random_tree, make_sample_tree
 
 from nydus_core.builder import BuildOptions, build
 from nydus_core.errors import UnknownPluginError, UsageError
@@ -18,10 +22,6 @@ from nydus_core.plugins import get_compressor
 from nydus_core.rafs.constants import BLOB_ID_INLINE_PLACEHOLDER, BlobFeatures, SuperFlags
 from nydus_core.rafs.image import open_image
 from nydus_core.rafs.reader import open_bootstrap_bytes
-from nydus_core.testing.blob_images import make_blob_images
-from nydus_core.testing.erofs import erofs_mount, fsck_extract, fsck_unavailable, kernel_mount_unavailable
-from nydus_core.testing.tree_compare import diff_snapshots, snapshot_bootstrap, snapshot_dir
-from nydus_core.testing.trees import make_random_tree, make_sample_tree
 
 CS = 0x1000
 

@@ -13,13 +13,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from nydus_testsupport.fixtures import require_upstream
+from nydus_testsupport.tree_compare import diff_snapshots, snapshot_bootstrap, snapshot_dir
+from nydus_testsupport.trees import make_random_tree, make_sample_tree, tar_directory
 
 from nydus_core.builder import BuildOptions, build
 from nydus_core.errors import BuildError
 from nydus_core.rafs.image import open_image
-from nydus_core.testing.fixtures import require_upstream
-from nydus_core.testing.tree_compare import diff_snapshots, snapshot_bootstrap, snapshot_dir
-from nydus_core.testing.trees import make_random_tree, make_sample_tree, tar_directory
 
 CS = 0x1000
 

@@ -9,14 +9,14 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from nydus_testsupport.layers import OPAQUE, WHITEOUT, make_layer, overlay_mount, overlay_unavailable
+from nydus_testsupport.tree_compare import diff_snapshots, snapshot_bootstrap, snapshot_dir
 
 from nydus_core.builder import BuildOptions, build, merge
 from nydus_core.errors import BuildError, UsageError
 from nydus_core.plugins import get_compressor
 from nydus_core.rafs.constants import BLOB_ID_INLINE_PLACEHOLDER
 from nydus_core.rafs.image import open_image
-from nydus_core.testing.layers import OPAQUE, WHITEOUT, make_layer, overlay_mount, overlay_unavailable
-from nydus_core.testing.tree_compare import diff_snapshots, snapshot_bootstrap, snapshot_dir
 
 CS = 0x1000
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from nydus_testkit.samples import payload, random_bytes
+from nydus_testsupport.layers import OPAQUE, WHITEOUT, make_layer, overlay_mount, overlay_unavailable
+from nydus_testsupport.tree_compare import diff_snapshots, snapshot_bootstrap, snapshot_dir
 
 from nydus_core.builder import BuildOptions, build, merge
 from nydus_core.errors import BuildError
 from nydus_core.rafs.image import open_image
-from nydus_core.testing.layers import OPAQUE, WHITEOUT, make_layer, overlay_mount, overlay_unavailable
-from nydus_core.testing.samples import payload, random_bytes
-from nydus_core.testing.tree_compare import diff_snapshots, snapshot_bootstrap, snapshot_dir
 
 CS = 0x1000
 SHARED = random_bytes(5 * CS + 100, 1)

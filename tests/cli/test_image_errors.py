@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from nydus_testkit.samples import random_bytes
 
 from nydus_core.plugins import compressor_by_id
-from nydus_core.testing.samples import random_bytes
 
 BIN = Path(sys.executable).parent / "nydus-image"
 

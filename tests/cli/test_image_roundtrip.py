@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nydus_testsupport.tar_compare import snapshot_tar
+from nydus_testsupport.tree_compare import diff_snapshots, snapshot_dir
 
 from nydus_core.cli.image import cli
 from nydus_core.cli.runner import run_main
-from nydus_core.testing.tar_compare import snapshot_tar
-from nydus_core.testing.tree_compare import diff_snapshots, snapshot_dir
 
 CS = 0x1000
 IS_ROOT = os.geteuid() == 0
@@ -127,7 +127,7 @@ def test_directory_of_10k_entries_roundtrips(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not IS_ROOT, reason="device nodes and ownership need root")
 def test_sample_tree_with_every_kind_roundtrips(tmp_path: Path) -> None:
-    from nydus_core.testing.trees import make_sample_tree
+    from nydus_testsupport.trees import make_sample_tree
 
     tree = make_sample_tree(tmp_path / "src", chunk_size=CS)
     # Sockets cannot be represented in tar: unpack skips them, so leave them out of the source.

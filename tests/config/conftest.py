@@ -1,13 +1,13 @@
-"""Config tests run against the small real plugins of ``nydus_core.testing.config_fakes``."""
+"""Config tests run against the small real plugins of ``nydus_testsupport.config_fakes``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import pytest
+from nydus_testsupport.config_fakes import installed_config_fakes
 
 from nydus_core.plugins import PluginManager
-from nydus_core.testing.config_fakes import installed_config_fakes
 
 
 @pytest.fixture(autouse=True)

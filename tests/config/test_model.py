@@ -30,12 +30,12 @@ def registry_config() -> NydusConfig:
 def test_model_is_frozen_and_hashable() -> None:
     cfg = registry_config()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.mode = "cached"  # type: ignore[misc]
+        cfg.mode = "cached"
     assert cfg.backend is not None
     with pytest.raises(TypeError):
-        cfg.backend.config["host"] = "other"  # type: ignore[index]
+        cfg.backend.config["host"] = "other"
     with pytest.raises(AttributeError):
-        cfg.backend.config["proxy"].update({})  # type: ignore[attr-defined]
+        cfg.backend.config["proxy"].update({})
     assert isinstance(cfg.backend.config["ca_cert_files"], tuple)
     assert hash(cfg) == hash(registry_config())
     assert len({cfg, registry_config()}) == 1

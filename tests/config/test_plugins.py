@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nydus_testsupport.config_fakes import entry_point
 
 from nydus_core import hookimpl, plugins
 from nydus_core.config import AUTH_ENV, Section, parse_config
 from nydus_core.errors import ConfigError, PluginError, UnsupportedOperationError
 from nydus_core.interfaces import Backend
-from nydus_core.testing.config_fakes import entry_point
 
 REGISTRY_V1 = {"device": {"backend": {"type": "registry", "config": {"host": "h:5000", "repo": "ns/r"}}}}
 REGISTRY_V2 = (
@@ -33,9 +33,9 @@ class TestImagePullAuth:
     def test_env_overrides_the_file(self, monkeypatch: pytest.MonkeyPatch) -> None:
         data = {"device": {"backend": {"type": "registry",
                                        "config": {"host": "h", "repo": "r", "auth": "ZmlsZTphdXRo"}}}}
-        assert parse_config(data).backend.config["auth"] == "ZmlsZTphdXRo"  # type: ignore[union-attr]
+        assert parse_config(data).backend.config["auth"] == "ZmlsZTphdXRo"
         monkeypatch.setenv(AUTH_ENV, "ZW52OmF1dGg=")
-        assert parse_config(data).backend.config["auth"] == "ZW52OmF1dGg="  # type: ignore[union-attr]
+        assert parse_config(data).backend.config["auth"] == "ZW52OmF1dGg="
 
     def test_env_mapping_argument(self) -> None:
         cfg = parse_config(REGISTRY_V2, env={AUTH_ENV: "YTpi"})
@@ -69,7 +69,7 @@ class TestUnknownOptionKeys:
         ]
         for warning in cfg.warnings:
             assert warning in caplog.text
-        assert "hots" not in cfg.backend.config  # type: ignore[union-attr]
+        assert "hots" not in cfg.backend.config
 
     def test_core_keys_typos(self) -> None:
         cfg = parse_config({"digest_validat": True, "device": {"cahce": {}}, "fs_prefetch": {"threads": 4}},
@@ -96,7 +96,7 @@ class TestCreate:
         backend = cfg.require_backend().create()
         assert backend.size(blob) == 10
         assert backend.read(blob, 3, 4) == b"3456"
-        assert backend.config == cfg.backend.options()  # type: ignore[union-attr]
+        assert backend.config == cfg.backend.options()
 
     def test_registry_fake_cannot_read(self) -> None:
         backend = parse_config(REGISTRY_V1).require_backend().create()
@@ -142,7 +142,7 @@ class _ReturnsList(_PassThrough):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        return []  # type: ignore[return-value]
+        return []
 
 
 class _NestedKeyError(_PassThrough):
@@ -170,7 +170,7 @@ def odd_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     def nydus_register_backends() -> list[type[Backend]]:
         return [_RaisesValueError, _ReturnsList, _NestedKeyError, _ErrorNamingAnotherFile, _PassThrough]
 
-    module.nydus_register_backends = nydus_register_backends  # type: ignore[attr-defined]
+    module.nydus_register_backends = nydus_register_backends
     monkeypatch.setitem(sys.modules, module.__name__, module)
     ep = importlib.metadata.EntryPoint(name="odd", value=module.__name__, group=plugins.GROUP)
     manager = plugins.PluginManager(entry_points=[entry_point(), ep], strict=True, disabled=()).load()

@@ -139,7 +139,7 @@ def test_version_detection() -> None:
 
 def test_parse_config_rejects_other_objects() -> None:
     with pytest.raises(TypeError):
-        parse_config(42)  # type: ignore[arg-type]
+        parse_config(42)
 
 
 def test_v2_sections_without_version_are_refused() -> None:

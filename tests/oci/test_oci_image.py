@@ -9,13 +9,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from nydus_testsupport.fixtures import require_upstream
 
 from nydus_core.errors import FormatError, UsageError
 from nydus_core.oci import annotations as ann
 from nydus_core.oci import image as oci
 from nydus_core.oci import mediatypes as mt
 from nydus_core.oci.platform import Platform, select_manifest, select_nydus_manifest
-from nydus_core.testing.fixtures import require_upstream
 
 
 def _fixture(name: str) -> dict:

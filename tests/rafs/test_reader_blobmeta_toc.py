@@ -9,6 +9,7 @@ import tarfile
 
 import pytest
 import zstandard
+from nydus_testsupport.fixtures import require_upstream
 
 from nydus_core.errors import FormatError, IntegrityError
 from nydus_core.plugins import compressor_by_id
@@ -30,7 +31,6 @@ from nydus_core.rafs.toc import (
     substitute_placeholder_blob_ids,
     walk_tar_trailers,
 )
-from nydus_core.testing.fixtures import require_upstream
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from nydus_testsupport.fixtures import require_upstream
+from nydus_testsupport.image_walk import exercise_image
+from nydus_testsupport.timeouts import time_limit
 
 from nydus_core.errors import NydusError
 from nydus_core.rafs.reader import open_bootstrap_bytes
-from nydus_core.testing.fixtures import require_upstream
-from nydus_core.testing.image_walk import exercise_image
-from nydus_core.testing.timeouts import time_limit
 from nydus_core.tools.chunkreader import BlobDirReader
 
 ITERATIONS = 1000

@@ -10,13 +10,13 @@ import struct
 import time
 
 import pytest
+from nydus_testsupport.fixtures import require_upstream
+from nydus_testsupport.image_walk import exercise_image
+from nydus_testsupport.timeouts import time_limit
 
 from nydus_core.errors import FormatError, NydusError, UnsupportedFeatureError
 from nydus_core.rafs.image import open_image
 from nydus_core.rafs.reader import open_bootstrap_bytes
-from nydus_core.testing.fixtures import require_upstream
-from nydus_core.testing.image_walk import exercise_image
-from nydus_core.testing.timeouts import time_limit
 
 NAME = "hostile.boot"
 

@@ -8,13 +8,13 @@ import stat
 import struct
 
 import pytest
+from nydus_testsupport.fixtures import parse_tree_result, require_upstream
 
 from nydus_core.errors import FormatError
 from nydus_core.plugins import digester_by_id
 from nydus_core.rafs.constants import SuperFlags, V5InodeFlags
 from nydus_core.rafs.image import open_image
 from nydus_core.rafs.reader import open_bootstrap_bytes
-from nydus_core.testing.fixtures import parse_tree_result, require_upstream
 from nydus_core.tools.chunkreader import BlobDirReader
 
 HARD_LINKS = (b"/hardlink-test/foo", b"/hardlink-test/test.sh", b"/normal-file-test/test.sh")

@@ -8,12 +8,12 @@ import stat
 import struct
 
 import pytest
+from nydus_testsupport.fixtures import require_upstream
 
 from nydus_core.errors import IntegrityError
 from nydus_core.plugins import digester_by_id
 from nydus_core.rafs.constants import BlobFeatures, SuperFlags
 from nydus_core.rafs.image import open_image
-from nydus_core.testing.fixtures import require_upstream
 from nydus_core.tools.chunkreader import BlobDirReader
 
 BLOB_ID = "be7d77eeb719f70884758d1aa800ed0fb09d701aaec469964e9d54325f0d5fef"

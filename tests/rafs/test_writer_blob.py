@@ -8,6 +8,9 @@ import struct
 import tarfile
 
 import pytest
+from nydus_testkit.samples import payload, random_bytes
+from nydus_testsupport.blob_images import decode_chunk_info_v1
+from nydus_testsupport.fixtures import require_upstream
 
 from nydus_core.builtins import NoneCompressor, Sha256Digester
 from nydus_core.errors import BuildError
@@ -21,9 +24,6 @@ from nydus_core.rafs.blob_writer import (
 from nydus_core.rafs.constants import BLOB_ID_INLINE_PLACEHOLDER, BlobFeatures, ChunkFlags
 from nydus_core.rafs.image import open_image
 from nydus_core.rafs.model import ChunkInfo
-from nydus_core.testing.blob_images import decode_chunk_info_v1
-from nydus_core.testing.fixtures import require_upstream
-from nydus_core.testing.samples import payload, random_bytes
 from nydus_core.tools.chunkreader import BlobDirReader
 
 CS = 0x1000

@@ -10,6 +10,11 @@ import struct
 from pathlib import Path
 
 import pytest
+from nydus_testkit.samples import payload, random_bytes
+from nydus_testsupport.blob_images import make_blob_images
+from nydus_testsupport.erofs import erofs_mount, fsck_extract, fsck_unavailable, kernel_mount_unavailable
+from nydus_testsupport.fixtures import require_upstream
+from nydus_testsupport.tree_compare import diff_snapshots, snapshot_dir, snapshot_image
 
 from nydus_core.errors import BuildError
 from nydus_core.plugins import get_compressor, get_digester
@@ -17,11 +22,6 @@ from nydus_core.rafs.blob_writer import BlobWriter
 from nydus_core.rafs.image import open_image
 from nydus_core.rafs.model import BlobInfo, TreeInode
 from nydus_core.rafs.v6_writer import V6Writer
-from nydus_core.testing.blob_images import make_blob_images
-from nydus_core.testing.erofs import erofs_mount, fsck_extract, fsck_unavailable, kernel_mount_unavailable
-from nydus_core.testing.fixtures import require_upstream
-from nydus_core.testing.samples import payload, random_bytes
-from nydus_core.testing.tree_compare import diff_snapshots, snapshot_dir, snapshot_image
 from nydus_core.tools.chunkreader import BlobDirReader
 
 CS = 0x1000

@@ -14,18 +14,13 @@ from pathlib import Path
 
 import pytest
 from nydus_cache_blobcache.journal import parse_journal
+from nydus_testkit.cli import clean_env, run_nydus
+from nydus_testkit.fakes import RecordingBackend
+from nydus_testsupport.storage_helpers import all_chunks, build_image, localfs_config, verify_blob_cache
 
 from nydus_core.fs import open_fs
 from nydus_core.plugins import digester_by_id, registry
 from nydus_core.rafs.image import open_image
-from nydus_core.testing.cli import clean_env, run_nydus
-from nydus_core.testing.storage_helpers import (
-    RecordingBackend,
-    all_chunks,
-    build_image,
-    localfs_config,
-    verify_blob_cache,
-)
 
 MIB = 1 << 20
 

@@ -7,14 +7,14 @@ import threading
 from pathlib import Path
 
 import pytest
+from nydus_testkit.fake_image import build_fake_image
+from nydus_testkit.fakes import DirBackend
 
 from nydus_core.errors import FormatError
 from nydus_core.rafs.constants import BLOB_ID_INLINE_PLACEHOLDER, BlobFeatures
 from nydus_core.rafs.model import BlobInfo
 from nydus_core.storage import AccessPattern, ReadPipeline, resolve_blob_ids
 from nydus_core.storage.blobids import blob_id_from_path
-from nydus_core.testing.fake_image import build_fake_image
-from nydus_core.testing.storage_helpers import DirBackend
 
 REAL = hashlib.sha256(b"layer").hexdigest()
 

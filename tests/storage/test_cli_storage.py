@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from nydus_core.testing.cli import clean_env, run_nydus
-from nydus_core.testing.storage_helpers import build_image, localfs_config
+from nydus_testkit.cli import clean_env, run_nydus
+from nydus_testsupport.storage_helpers import build_image, localfs_config
 
 NYDUS = str(Path(sys.executable).parent / "nydus")
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from nydus_cache_blobcache.journal import parse_journal
+from nydus_testkit.cli import clean_env
+from nydus_testsupport.storage_helpers import all_chunks, build_image, localfs_config, verify_blob_cache
 
 from nydus_core.fs import open_fs
 from nydus_core.plugins import digester_by_id
 from nydus_core.rafs.image import open_image
-from nydus_core.testing.cli import clean_env
-from nydus_core.testing.storage_helpers import all_chunks, build_image, localfs_config, verify_blob_cache
 
 CHUNK = 0x10000
 KILLS = 20
@@ -77,7 +77,7 @@ def test_sigkill_at_random_moments_never_leaves_bad_ready_chunks(tmp_path: Path)
         if mid_run_kills >= KILLS or time.monotonic() > deadline:
             break
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nydus_core.testing.crash_reader", boot, str(cfg_path), str(attempt)],
+            [sys.executable, "-m", "nydus_testsupport.crash_reader", boot, str(cfg_path), str(attempt)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(), text=True,
         )
         try:

@@ -14,11 +14,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from nydus_testsupport.fixtures import parse_tree_result, require_upstream
+from nydus_testsupport.storage_helpers import build_image, localfs_config
 
 from nydus_core.config import parse_config
 from nydus_core.fs import open_fs, open_metadata
-from nydus_core.testing.fixtures import parse_tree_result, require_upstream
-from nydus_core.testing.storage_helpers import build_image, localfs_config
 
 
 def _tree() -> dict[str, bytes | str | None]:

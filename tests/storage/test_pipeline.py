@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
+from nydus_testkit.fake_image import Symlink, build_fake_image
+from nydus_testkit.fakes import DirBackend, RecordingBackend
 
 from nydus_core.errors import BackendError, BlobNotFoundError, IntegrityError
 from nydus_core.interfaces import Backend
 from nydus_core.plugins import get_compressor, registry
 from nydus_core.storage import ON_DEMAND, PREFETCH, FetchPool, ReadPipeline
 from nydus_core.storage.stats import latency_class, size_class
-from nydus_core.testing.fake_image import Symlink, build_fake_image
-from nydus_core.testing.storage_helpers import DirBackend, RecordingBackend
 
 CHUNK = 0x10000
 

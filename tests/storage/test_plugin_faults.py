@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nydus_testkit.fakes import DirBackend, DirectoryChunkCache
+from nydus_testkit.samples import random_bytes
+from nydus_testsupport.storage_helpers import build_image
 
 from nydus_core.errors import CacheError, IntegrityError
 from nydus_core.interfaces import BlobCache
 from nydus_core.rafs.image import open_image
 from nydus_core.storage import ReadPipeline, blob_state
-from nydus_core.testing.fakes import DirectoryChunkCache
-from nydus_core.testing.samples import random_bytes
-from nydus_core.testing.storage_helpers import DirBackend, build_image
 
 MiB = 1 << 20
 

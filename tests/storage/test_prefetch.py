@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from nydus_testkit.cli import clean_env
+from nydus_testsupport.storage_helpers import build_image, localfs_config
 
 from nydus_core.errors import DuplicatePluginError, UnknownPluginError
 from nydus_core.fs import open_fs
@@ -20,8 +22,6 @@ from nydus_core.interfaces import Prefetcher, PrefetchRequest
 from nydus_core.plugins import PluginManager, set_manager
 from nydus_core.rafs.image import open_image
 from nydus_core.storage.prefetch import TokenBucket, choose_prefetcher
-from nydus_core.testing.cli import clean_env
-from nydus_core.testing.storage_helpers import build_image, localfs_config
 
 CHUNK = 0x10000
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 from nydus_backend_localfs import LocalFsBackend
-
-from nydus_core.testing import BackendContract
+from nydus_testkit import BackendContract
 
 
 class TestLocalFsDir(BackendContract):

@@ -3,12 +3,15 @@ first use)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 __all__ = ["OSSBackend"]
 
+if TYPE_CHECKING:  # what __getattr__ returns, for type checkers
+    from .backend import OSSBackend
 
-def __getattr__(name: str) -> Any:
+
+def __getattr__(name: str) -> object:
     if name == "OSSBackend":
         from .backend import OSSBackend
 

@@ -54,7 +54,7 @@ def _find_upload_id(body: bytes) -> str:
     raise BackendError("oss backend: the server's InitiateMultipartUpload answer has no UploadId")
 
 
-class OSSBackend(ObjectStoreBackend):
+class OSSBackend(ObjectStoreBackend[Any]):  # the handle is an oss2.Bucket (oss2 has no types)
     """Blobs in an OSS bucket: ranged GET, HEAD for the size, multipart upload for large blobs."""
 
     name = "oss"
@@ -167,7 +167,7 @@ class OSSBackend(ObjectStoreBackend):
                 return b""
             raise
         try:
-            data = result.read()
+            data: bytes = result.read()
         finally:
             result.close()
         if result.status == 200:  # the server ignored Range and sent the whole object

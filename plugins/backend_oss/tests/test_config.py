@@ -1,5 +1,5 @@
 """The oss backend's config keys: upstream names and defaults, and a ConfigError naming each bad key
-(the keys it shares with s3: nydus_core.testing.objstore_suites.ObjectStoreConfigSuite)."""
+(the keys it shares with s3: nydus_testsupport.objstore_suites.ObjectStoreConfigSuite)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from nydus_backend_oss.backend import OSSBackend
 from nydus_backend_oss.sdk import import_oss2
+from nydus_testsupport.objstore_suites import ObjectStoreConfigSuite
 
 from nydus_core.errors import ConfigError
-from nydus_core.testing.objstore_suites import ObjectStoreConfigSuite
 
 BASE = {"endpoint": "oss-cn-hangzhou.aliyuncs.com", "bucket_name": "images"}
 

@@ -7,8 +7,7 @@ signatures; the signature itself is checked in test_signature.py).
 from __future__ import annotations
 
 from nydus_backend_oss.backend import OSSBackend
-
-from nydus_core.testing.objstore_suites import ObjectStoreContract
+from nydus_testsupport.objstore_suites import ObjectStoreContract
 
 
 class TestOSSContract(ObjectStoreContract):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nydus_core.testing.entry_points import EntryPointSuite
+from nydus_testkit.entry_points import EntryPointSuite
 
 
 class TestOSSEntryPoint(EntryPointSuite):

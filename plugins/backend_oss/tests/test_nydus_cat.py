@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 from nydus_backend_oss.backend import OSSBackend
-
-from nydus_core.testing.objstore_suites import NydusCatSuite
+from nydus_testsupport.objstore_suites import NydusCatSuite
 
 
 class TestNydusCatThroughOSS(NydusCatSuite):

@@ -1,7 +1,7 @@
 """The oss backend against real servers on 127.0.0.1: moto standing in for OSS, a front that injects
 503s and resets, a server answering with OSS's documented error bodies, a closed port and a server
 that never answers (the tests oss shares with s3 are in
-:class:`nydus_core.testing.objstore_suites.ObjectStoreServerSuite`)."""
+:class:`nydus_testsupport.objstore_suites.ObjectStoreServerSuite`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from nydus_backend_oss.backend import OSSBackend
+from nydus_testkit.servers import BackgroundHTTPServer
+from nydus_testsupport.objstore_suites import ObjectStoreServerSuite
 
 from nydus_core.errors import (
     AuthError,
@@ -18,8 +20,6 @@ from nydus_core.errors import (
     PermissionDeniedError,
     TransientBackendError,
 )
-from nydus_core.testing.objstore_suites import ObjectStoreServerSuite
-from nydus_core.testing.servers import BackgroundHTTPServer
 
 BUCKET = "oss-images"
 
@@ -102,7 +102,7 @@ def test_moto_routes_every_oss_signature_to_s3() -> None:
     """An OSS signature with four ``/`` once made moto guess a service from it and answer 500."""
     import urllib.request
 
-    from nydus_core.testing.objstore import shared_moto
+    from nydus_testsupport.objstore import shared_moto
 
     moto = shared_moto()
     moto.create_bucket("oss-signatures")

@@ -32,8 +32,7 @@ from urllib.parse import unquote
 import pytest
 from nydus_backend_oss.backend import OSSBackend
 from nydus_backend_oss.sdk import import_oss2
-
-from nydus_core.testing.servers import BackgroundHTTPServer
+from nydus_testkit.servers import BackgroundHTTPServer
 
 DOC_KEY_ID = "44CF9590006BF252F707"
 DOC_KEY_SECRET = "OtxrzxIsfpFjA7SwPzILwy8Bw21TLhquhboDYROV"
@@ -52,7 +51,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         headers = {k.lower(): v for k, v in self.headers.items()}
-        self.server.owner.requests.append((self.command, self.path, headers))  # type: ignore[attr-defined]
+        self.server.owner.requests.append((self.command, self.path, headers))
         self.send_response(200)
         self.send_header("ETag", '"0"')
         self.send_header("Content-Length", "0")
@@ -64,7 +63,7 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def recorder() -> Iterator[BackgroundHTTPServer]:
     server = BackgroundHTTPServer(_Recorder)
-    server.requests = []  # type: ignore[attr-defined]
+    server.requests = []
     with server:
         yield server
 
@@ -84,7 +83,7 @@ def test_authorization_matches_the_documented_example(
         "X-OSS-Meta-Author": "foo@bar.com",
         "X-OSS-Magic": "abracadabra",
     })
-    [(method, path, headers)] = recorder.requests  # type: ignore[attr-defined]
+    [(method, path, headers)] = recorder.requests
     assert (method, path) == ("PUT", "/oss-example/nelson")  # path-style: the endpoint is an IP
     assert headers["date"] == DOC_DATE
     assert headers["authorization"] == DOC_AUTHORIZATION
@@ -96,7 +95,7 @@ def test_reads_are_signed_with_the_configured_key(recorder: BackgroundHTTPServer
         "access_key_id": DOC_KEY_ID, "access_key_secret": DOC_KEY_SECRET,
     })
     backend.read("ab" * 32, 10, 5)
-    [(method, path, headers)] = recorder.requests  # type: ignore[attr-defined]
+    [(method, path, headers)] = recorder.requests
     assert (method, unquote(path)) == ("GET", "/bkt/p/" + "ab" * 32)
     assert headers["range"] == "bytes=10-14"
     assert headers["authorization"].startswith(f"OSS {DOC_KEY_ID}:")
@@ -106,5 +105,5 @@ def test_reads_are_signed_with_the_configured_key(recorder: BackgroundHTTPServer
 def test_anonymous_requests_carry_no_authorization(recorder: BackgroundHTTPServer) -> None:
     backend = OSSBackend({"scheme": "http", "endpoint": recorder.address, "bucket_name": "bkt"})
     backend.read("cd" * 32, 0, 1)
-    [(_, _, headers)] = recorder.requests  # type: ignore[attr-defined]
+    [(_, _, headers)] = recorder.requests
     assert "authorization" not in headers

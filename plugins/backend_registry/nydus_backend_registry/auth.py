@@ -90,8 +90,8 @@ class Token:
 def refresh_time(obtained: float, expires_in: float, rng: random.Random | None = None) -> float:
     """When to refresh a token valid for ``expires_in`` s: 20 % (at most 50 s) before it expires,
     plus up to 5 % (at most 10 s) of jitter so that many clients do not refresh together."""
-    rng = rng or random
-    early = min(expires_in * 0.2, 50.0) + rng.uniform(0.0, min(expires_in * 0.05, 10.0))
+    jitter = (rng or random).uniform(0.0, min(expires_in * 0.05, 10.0))
+    early = min(expires_in * 0.2, 50.0) + jitter
     return obtained + max(expires_in - early, 0.0)
 
 

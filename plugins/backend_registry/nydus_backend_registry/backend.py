@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -116,7 +116,7 @@ class RegistryBackend(Backend):
         return f"/v2/{self.cfg.repo}/blobs/{digest}"
 
     def _rewrite(self, location: str, base: str) -> str:
-        url = requests.compat.urljoin(base, location)
+        url = urljoin(base, location)
         parts = urlsplit(url)
         scheme = self.cfg.blob_url_scheme or parts.scheme
         netloc = self.cfg.blob_redirected_host or parts.netloc
@@ -316,8 +316,10 @@ class RegistryBackend(Backend):
             client.push_blob(self.cfg.repo, head, digest=digest, skip_existing=False)
         else:
             counted = _CountingReader(head, stream)
-            client.push_blob(self.cfg.repo, counted, digest=digest, chunk_size=WRITE_CHUNK,  # type: ignore[arg-type]
-                             skip_existing=False, expected_size=size)
+            client.push_blob(
+                self.cfg.repo,
+                counted,  # type: ignore[arg-type]  # chunked, digest given: push_blob only reads it
+                digest=digest, chunk_size=WRITE_CHUNK, skip_existing=False, expected_size=size)
         with self._lock:
             self._sizes.pop(digest, None)
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -60,7 +60,8 @@ class Manifest:
 
     def json(self) -> dict[str, Any]:
         """The parsed JSON document."""
-        return json.loads(self.content)
+        doc: dict[str, Any] = json.loads(self.content)
+        return doc
 
     @property
     def is_index(self) -> bool:
@@ -375,7 +376,7 @@ class RegistryClient:
         if resp.status_code != 202 or not resp.headers.get("Location"):
             raise self.transport.error_for(resp, what)
         resp.close()
-        return requests.compat.urljoin(resp.url, resp.headers["Location"])
+        return urljoin(resp.url, resp.headers["Location"])
 
     @staticmethod
     def _with_digest(location: str, digest: str) -> str:
@@ -478,7 +479,7 @@ class RegistryClient:
                 raise self.transport.error_for(resp, what + f" chunked upload at {offset}")
             resp.close()
             if resp.headers.get("Location"):
-                location = requests.compat.urljoin(resp.url, resp.headers["Location"])
+                location = urljoin(resp.url, resp.headers["Location"])
             offset = end + 1
         if expected_size is not None and offset != expected_size:
             self._cancel(location, repo, what)

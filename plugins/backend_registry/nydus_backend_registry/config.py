@@ -15,13 +15,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from nydus_core.errors import ConfigError
 from nydus_core.remote_backend import ProxySettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 AUTH_ENV = "IMAGE_PULL_AUTH"
 
@@ -130,7 +131,8 @@ class RegistryConfig:
         )
 
 
-def _expect(value: Any, types: type | tuple[type, ...], key: str, what: str) -> Any:
+def _expect(value: object, types: type[T] | tuple[type[T], ...], key: str, what: str) -> T:
+    """Return ``value`` if it is an instance of ``types`` (``bool`` only where asked), else ConfigError."""
     if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
         raise ConfigError(f"must be {what}, got {value!r}", key=key)
     if not isinstance(value, types):
@@ -140,10 +142,10 @@ def _expect(value: Any, types: type | tuple[type, ...], key: str, what: str) -> 
 
 def _number(value: Any, key: str, *, minimum: float = 0, integer: bool = False) -> float | int:
     what = "a non-negative integer" if integer else "a non-negative number (seconds)"
-    _expect(value, int if integer else (int, float), key, what)
-    if value < minimum:
-        raise ConfigError(f"must be >= {minimum}, got {value}", key=key)
-    return value
+    number = _expect(value, int if integer else (int, float), key, what)
+    if number < minimum:
+        raise ConfigError(f"must be >= {minimum}, got {number}", key=key)
+    return number
 
 
 def _validate_proxy(raw: Any) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def lookup(host: str, *, path: Path | None = None, environ: Mapping[str, str] | 
         return None
     try:
         cfg: dict[str, Any] = json.loads(raw)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ConfigError(f"not valid JSON ({exc.msg} at line {exc.lineno})", file=str(path)) from None
     want = _normalize(host)
     server = HUB_AUTH_KEY if want == "docker.io" else want

@@ -12,10 +12,10 @@ import pytest
 from nydus_backend_registry.auth import CLIENT_ID
 from nydus_backend_registry.backend import RegistryBackend
 from nydus_backend_registry.config import AUTH_ENV
-from nydus_backend_registry.testing import READONLY_USER, RegistryFlavour, basic_auth
+from nydus_testkit.samples import blob_id_of, random_bytes
+from nydus_testsupport.registry import READONLY_USER, RegistryFlavour, basic_auth
 
 from nydus_core.errors import AuthError, PermissionDeniedError
-from nydus_core.testing.samples import blob_id_of, random_bytes
 
 REPO = "auth/test"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from nydus_backend_registry import mediatypes
 from nydus_backend_registry.client import RegistryClient, compute_digest
-from nydus_backend_registry.testing import BASIC_USER, RegistryFlavour
+from nydus_testkit.samples import payload, random_bytes
+from nydus_testsupport.registry import BASIC_USER, RegistryFlavour
 
 from nydus_core.errors import AuthError, BlobNotFoundError, IntegrityError
-from nydus_core.testing.samples import payload, random_bytes
 
 
 def _manifest(config_digest: str, config_size: int, layers: list[tuple[str, int]], media_type: str) -> bytes:

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from nydus_backend_registry.backend import RegistryBackend
-from nydus_backend_registry.testing import RegistryFlavour
+from nydus_testkit import BackendContract
+from nydus_testkit.samples import blob_id_of
+from nydus_testsupport.registry import RegistryFlavour
 
 from nydus_core.errors import IntegrityError
-from nydus_core.testing import BackendContract
-from nydus_core.testing.samples import blob_id_of
 
 
 class _RegistryContract(BackendContract):
@@ -59,8 +59,7 @@ class _RegistryContract(BackendContract):
 
     def test_large_write_goes_in_chunks(self, backend: RegistryBackend) -> None:
         from nydus_backend_registry.backend import WRITE_CHUNK
-
-        from nydus_core.testing.samples import payload
+        from nydus_testkit.samples import payload
 
         data = payload(WRITE_CHUNK * 2 + 12345, seed=77)
         blob_id = blob_id_of(data)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 from nydus_backend_registry.backend import RegistryBackend
-from nydus_backend_registry.testing import ForwardingProxy, RegistryFlavour
+from nydus_testkit.samples import blob_id_of, random_bytes
+from nydus_testkit.servers import wait_until
+from nydus_testsupport.registry import ForwardingProxy, RegistryFlavour
 
 from nydus_core.errors import TransientBackendError
-from nydus_core.testing.samples import blob_id_of, random_bytes
-from nydus_core.testing.servers import wait_until
 
 REPO = "dragonfly/test"
 

@@ -6,11 +6,11 @@ import time
 
 import pytest
 from nydus_backend_registry.backend import RegistryBackend
-from nydus_backend_registry.testing import FaultProxy, RegistryFlavour
+from nydus_testkit.samples import blob_id_of, random_bytes
+from nydus_testkit.servers import BlackholeServer, free_port
+from nydus_testsupport.registry import FaultProxy, RegistryFlavour
 
 from nydus_core.errors import BackendError, BlobNotFoundError, PermissionDeniedError, TransientBackendError
-from nydus_core.testing.samples import blob_id_of, random_bytes
-from nydus_core.testing.servers import BlackholeServer, free_port
 
 REPO = "faults/test"
 

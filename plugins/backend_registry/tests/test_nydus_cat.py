@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from nydus_backend_registry.config import AUTH_ENV
-from nydus_backend_registry.testing import BASIC_USER, RegistryFlavour, basic_auth
+from nydus_testkit.cli import clean_env
+from nydus_testsupport.registry import BASIC_USER, RegistryFlavour, basic_auth
+from nydus_testsupport.trees import make_random_tree
 
 from nydus_core.builder import build
 from nydus_core.builder.options import BuildOptions
 from nydus_core.fs import open_fs
-from nydus_core.testing.cli import clean_env
-from nydus_core.testing.trees import make_random_tree
 
 CHUNK = 0x4000
 

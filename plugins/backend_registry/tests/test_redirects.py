@@ -9,10 +9,10 @@ import pytest
 from nydus_backend_registry.auth import basic_header
 from nydus_backend_registry.backend import RegistryBackend
 from nydus_backend_registry.config import Credentials
-from nydus_backend_registry.testing import BASIC_USER, FaultProxy, RegistryFlavour
+from nydus_testkit.samples import blob_id_of, random_bytes
+from nydus_testsupport.registry import BASIC_USER, FaultProxy, RegistryFlavour
 
 from nydus_core.errors import PermissionDeniedError
-from nydus_core.testing.samples import blob_id_of, random_bytes
 
 REPO = "redirect/test"
 

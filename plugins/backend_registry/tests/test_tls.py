@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from nydus_backend_registry.backend import RegistryBackend
-from nydus_backend_registry.testing import RegistryFlavour
+from nydus_testkit.samples import blob_id_of, random_bytes
+from nydus_testsupport.registry import RegistryFlavour
 
 from nydus_core.errors import BackendError
-from nydus_core.testing.samples import blob_id_of, random_bytes
 
 REPO = "tls/test"
 

@@ -6,9 +6,8 @@ import time
 
 import pytest
 from nydus_backend_registry.backend import RegistryBackend
-from nydus_backend_registry.testing import RegistryFlavour
-
-from nydus_core.testing.samples import blob_id_of, random_bytes
+from nydus_testkit.samples import blob_id_of, random_bytes
+from nydus_testsupport.registry import RegistryFlavour
 
 REPO = "refresh/test"
 CHUNK = 64 * 1024

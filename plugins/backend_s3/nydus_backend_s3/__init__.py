@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 __all__ = ["S3Backend"]
 
+if TYPE_CHECKING:  # what __getattr__ returns, for type checkers
+    from .backend import S3Backend
 
-def __getattr__(name: str) -> Any:
+
+def __getattr__(name: str) -> object:
     if name == "S3Backend":
         from .backend import S3Backend
 

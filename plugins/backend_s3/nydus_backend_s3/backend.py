@@ -10,7 +10,7 @@ shares with oss (config, proxy fallback, CA bundle, range checks, upload size ch
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nydus_core.errors import BackendError, PermissionDeniedError
 from nydus_core.object_store import ObjectStoreBackend
@@ -18,6 +18,9 @@ from nydus_core.remote_backend import ExactSizeReader
 
 from .errors import map_error
 from .settings import S3Settings
+
+if TYPE_CHECKING:  # the stubs (types-boto3[s3]) are a dev dependency only
+    from types_boto3_s3.client import S3Client
 
 MiB = 1024 * 1024
 
@@ -34,7 +37,7 @@ def _is_proxy_failure(exc: BaseException) -> bool:
     return False
 
 
-class S3Backend(ObjectStoreBackend):
+class S3Backend(ObjectStoreBackend["S3Client"]):
     """Blobs in an S3 bucket: ranged GET, HEAD for the size, multipart upload for large blobs."""
 
     name = "s3"
@@ -51,11 +54,11 @@ class S3Backend(ObjectStoreBackend):
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
-        self._clients: dict[bool, Any] = {}
+        self._clients: dict[bool, S3Client] = {}
 
     # -- clients -------------------------------------------------------------------------------
 
-    def _handle(self, proxied: bool) -> Any:
+    def _handle(self, proxied: bool) -> S3Client:
         client = self._clients.get(proxied)
         if client is not None:
             return client
@@ -65,7 +68,7 @@ class S3Backend(ObjectStoreBackend):
                 client = self._clients[proxied] = self._make_client(proxied)
         return client
 
-    def _make_client(self, proxied: bool) -> Any:
+    def _make_client(self, proxied: bool) -> S3Client:
         import boto3.session
         from botocore import UNSIGNED
         from botocore.config import Config
@@ -124,13 +127,13 @@ class S3Backend(ObjectStoreBackend):
         except PermissionDeniedError:
             return self._size_from_get(self.key_of(blob_id))
 
-    def _head_size(self, client: Any, key: str) -> int:
+    def _head_size(self, client: S3Client, key: str) -> int:
         return int(client.head_object(Bucket=self.settings.bucket_name, Key=key)["ContentLength"])
 
     def _size_from_get(self, key: str) -> int:
         bucket = self.settings.bucket_name
 
-        def op(client: Any) -> int:
+        def op(client: S3Client) -> int:
             from botocore.exceptions import ClientError
 
             try:
@@ -146,7 +149,7 @@ class S3Backend(ObjectStoreBackend):
 
         return self.call(f"GET {self.settings.location(key)} (bytes=0-0)", op)
 
-    def _get_range(self, client: Any, key: str, offset: int, end: int) -> bytes:
+    def _get_range(self, client: S3Client, key: str, offset: int, end: int) -> bytes:
         from botocore.exceptions import ClientError
 
         try:
@@ -178,7 +181,14 @@ class S3Backend(ObjectStoreBackend):
         )
         self.log.debug("PUT %s (size %s)", self.settings.location(key), size)
         bucket = self.settings.bucket_name
-        self.call(what, lambda c: c.upload_fileobj(source, bucket, key, Config=transfer), via_proxy=False)
+
+        def op(client: S3Client) -> None:
+            client.upload_fileobj(
+                source,  # type: ignore[arg-type]  # s3transfer only calls read(); the stubs ask for IO
+                bucket, key, Config=transfer,
+            )
+
+        self.call(what, op, via_proxy=False)
 
     def _close_handles(self) -> None:
         """Close the clients' connection pools."""

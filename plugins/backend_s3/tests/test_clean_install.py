@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from nydus_testkit.cli import clean_env, nydus_plugins_json, plugin_record, run_nydus
+from nydus_testkit.samples import payload
+from nydus_testsupport.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer, shared_moto
+from nydus_testsupport.storage_helpers import build_image
+from nydus_testsupport.venv import Venv, build_wheel, create_venv, repo_root
 
 from nydus_core.errors import UnknownPluginError
-from nydus_core.testing.cli import clean_env, nydus_plugins_json, plugin_record, run_nydus
-from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer, shared_moto
-from nydus_core.testing.samples import payload
-from nydus_core.testing.storage_helpers import build_image
-from nydus_core.testing.venv import Venv, build_wheel, create_venv, repo_root
 
 pytestmark = pytest.mark.slow
 

@@ -1,13 +1,13 @@
 """The s3 backend's config keys: upstream names and defaults, and a ConfigError naming each bad key
-(the keys it shares with oss: nydus_core.testing.objstore_suites.ObjectStoreConfigSuite)."""
+(the keys it shares with oss: nydus_testsupport.objstore_suites.ObjectStoreConfigSuite)."""
 
 from __future__ import annotations
 
 import pytest
 from nydus_backend_s3.backend import S3Backend
+from nydus_testsupport.objstore_suites import ObjectStoreConfigSuite
 
 from nydus_core.errors import ConfigError
-from nydus_core.testing.objstore_suites import ObjectStoreConfigSuite
 
 BASE = {"endpoint": "127.0.0.1:9000", "bucket_name": "images"}
 

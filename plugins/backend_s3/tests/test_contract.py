@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from nydus_backend_s3.backend import S3Backend
-
-from nydus_core.testing.objstore_suites import ObjectStoreContract
+from nydus_testsupport.objstore_suites import ObjectStoreContract
 
 
 class TestS3Contract(ObjectStoreContract):

@@ -4,8 +4,7 @@ config naming the s3 backend gives back every file's bytes."""
 from __future__ import annotations
 
 from nydus_backend_s3.backend import S3Backend
-
-from nydus_core.testing.objstore_suites import NydusCatSuite
+from nydus_testsupport.objstore_suites import NydusCatSuite
 
 
 class TestNydusCatThroughS3(NydusCatSuite):

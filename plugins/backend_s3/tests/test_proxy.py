@@ -5,8 +5,7 @@ to the object store when it is down, and return once the background health check
 from __future__ import annotations
 
 from nydus_backend_s3.backend import S3Backend
-
-from nydus_core.testing.objstore_suites import ObjectStoreProxySuite
+from nydus_testsupport.objstore_suites import ObjectStoreProxySuite
 
 
 class TestS3Proxy(ObjectStoreProxySuite):

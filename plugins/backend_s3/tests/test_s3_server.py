@@ -1,6 +1,6 @@
 """The s3 backend against real servers on 127.0.0.1: moto (plain, and with IAM auth enforced), a
 front that injects 503s and resets, a closed port and a server that never answers (the tests s3 shares
-with oss are in :class:`nydus_core.testing.objstore_suites.ObjectStoreServerSuite`)."""
+with oss are in :class:`nydus_testsupport.objstore_suites.ObjectStoreServerSuite`)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 from nydus_backend_s3.backend import S3Backend
+from nydus_testkit.samples import blob_id_of, random_bytes
+from nydus_testsupport.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer
+from nydus_testsupport.objstore_suites import ObjectStoreServerSuite
 
 from nydus_core.errors import AuthError, PermissionDeniedError
-from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer
-from nydus_core.testing.objstore_suites import ObjectStoreServerSuite
-from nydus_core.testing.samples import blob_id_of, random_bytes
 
 MiB = 1024 * 1024
 BUCKET = "s3-images"

@@ -125,7 +125,7 @@ class BlobFile(BlobCache):
                  syncer: Syncer | None = None) -> None:
         self.blob = blob
         self.blob_id = blob.blob_id
-        self.data_path = os.path.join(work_dir, f"{blob.blob_id}.blob.data")
+        self.data_path: str = os.path.join(work_dir, f"{blob.blob_id}.blob.data")
         self.map_path = os.path.join(work_dir, f"{blob.blob_id}.chunk_map")
         self.validate = validate
         self.digester = digester

@@ -14,14 +14,15 @@ from nydus_cache_blobcache import BlobCachePolicy
 from nydus_cache_blobcache.journal import HEADER_SIZE, RECORD_SIZE, parse_journal
 from nydus_cache_blobcache.manage import list_entries, run_gc
 from nydus_cache_blobcache.policy import parse_size
+from nydus_testkit.fakes import RecordingBackend
+from nydus_testkit.samples import make_sample_blob
+from nydus_testsupport.fixtures import upstream_dir
+from nydus_testsupport.storage_helpers import verify_blob_cache
 
 from nydus_core.errors import ConfigError
 from nydus_core.plugins import registry
 from nydus_core.rafs.image import open_image
 from nydus_core.storage import ReadPipeline
-from nydus_core.testing.fixtures import upstream_dir
-from nydus_core.testing.samples import make_sample_blob
-from nydus_core.testing.storage_helpers import RecordingBackend, verify_blob_cache
 
 V6_MD5 = {"lib.rs": "4709cf8873e419ecedc7d43fdee4a75f", "sync_io.rs": "5442bc7dc9dc5f985c7594e23866ae6f"}
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from nydus_cache_blobcache import BlobCachePolicy
+from nydus_testkit.cache_contract import PipelineCacheContract
 
 from nydus_core.interfaces import CachePolicy
-from nydus_core.testing.cache_contract import PipelineCacheContract
 
 
 class TestBlobCacheContract(PipelineCacheContract):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
+from nydus_testkit.cli import nydus_plugins_json, plugin_record, run_nydus
+
 from nydus_core.plugins import registry
-from nydus_core.testing.cli import nydus_plugins_json, plugin_record, run_nydus
 
 
 def test_listed_by_nydus_plugins() -> None:

@@ -6,10 +6,10 @@ import random
 from pathlib import Path
 
 from nydus_cache_blobcache import BlobCachePolicy
+from nydus_testkit.fake_image import build_fake_image
+from nydus_testkit.fakes import DirBackend, RecordingBackend
 
 from nydus_core.storage import ReadPipeline
-from nydus_core.testing.fake_image import build_fake_image
-from nydus_core.testing.storage_helpers import DirBackend, RecordingBackend
 
 CHUNK = 0x10000
 FILE = 256 << 10

@@ -18,12 +18,13 @@ class Lz4BlockCompressor(Compressor):
 
     def compress(self, data: bytes) -> bytes:
         """Return ``data`` as one raw LZ4 block (no size prefix)."""
-        return lz4.block.compress(data, mode="default", store_size=False)
+        block: bytes = lz4.block.compress(data, mode="default", store_size=False)  # lz4 has no types
+        return block
 
     def decompress(self, data: bytes, uncompressed_size: int) -> bytes:
         """Decompress one raw block whose original size is ``uncompressed_size``."""
         try:
-            out = lz4.block.decompress(data, uncompressed_size=uncompressed_size)
+            out: bytes = lz4.block.decompress(data, uncompressed_size=uncompressed_size)
         except lz4.block.LZ4BlockError as exc:
             raise IntegrityError(f"invalid lz4_block data: {exc}") from None
         if len(out) != uncompressed_size:

@@ -6,10 +6,10 @@ import lz4.block
 import lz4.frame
 import pytest
 from nydus_compressor_lz4 import Lz4BlockCompressor
+from nydus_testkit import CompressorContract
+from nydus_testkit.samples import payload
 
 from nydus_core.errors import IntegrityError
-from nydus_core.testing import CompressorContract
-from nydus_core.testing.samples import payload
 
 
 class TestLz4Block(CompressorContract):

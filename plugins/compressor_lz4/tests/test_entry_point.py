@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
-from nydus_core.testing.cli import nydus_plugins_json, plugin_record
+from nydus_testkit.cli import nydus_plugins_json, plugin_record
 
 
 def test_listed_by_nydus_plugins() -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import zstandard
 from nydus_compressor_zstd import ZstdCompressor
+from nydus_testkit import CompressorContract
 
 from nydus_core.errors import IntegrityError
-from nydus_core.testing import CompressorContract
 
 
 class TestZstd(CompressorContract):
@@ -21,7 +21,7 @@ class TestZstd(CompressorContract):
 
 def _upstream_dir() -> Path | None:
     try:
-        from nydus_core.testing.fixtures import upstream_dir
+        from nydus_testsupport.fixtures import upstream_dir
     except ImportError:  # the helper is newer than this test
         path = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "upstream"
         return path if path.is_dir() else None

@@ -137,7 +137,7 @@ def source_rootfs(image: remote.RemoteImage) -> OciRootfs:
     for i, d in enumerate(image.layers):
         with image.client.open_blob(image.repo, d["digest"]) as reader:
             stream = IterStream(iter(reader))
-            fs.apply_layer(stream, where=f"{image.ref} layer {i} ({d['digest']})")  # type: ignore[arg-type]
+            fs.apply_layer(stream, where=f"{image.ref} layer {i} ({d['digest']})")
             stream.drain()
     return fs
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from nydus_backend_registry.reference import Reference
 from nydus_core.builder import BuildOptions, build, merge
 from nydus_core.cli.progress import progress_bar
 from nydus_core.errors import FormatError, NydusError, UsageError
+from nydus_core.interfaces import Backend
 from nydus_core.oci import image as oci
 from nydus_core.oci import mediatypes as mt
 from nydus_core.plugins import registry
@@ -184,7 +186,8 @@ class Conversion:
 
     # -- target side ---------------------------------------------------------------------------
 
-    def _push_blob(self, client: RegistryClient, repo: str, path: Path, digest: str, bar: Any,
+    def _push_blob(self, client: RegistryClient, repo: str, path: Path, digest: str,
+                   bar: Callable[[int, int | None], None],
                    done: list[int], total: int) -> None:
         size = path.stat().st_size
         client.push_blob(repo, path, digest=digest, size=size,
@@ -215,8 +218,8 @@ class Conversion:
         tmp.unlink()
         return src_size
 
-    def _object_backend(self) -> Any:
-        cls = registry("backend").get(self.opts.backend_type, where="--backend-type")
+    def _object_backend(self) -> Backend:
+        cls: type[Backend] = registry("backend").get(self.opts.backend_type, where="--backend-type")
         return cls(self.opts.backend_config)
 
     def convert(self) -> ConvertResult:

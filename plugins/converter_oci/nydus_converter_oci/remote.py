@@ -42,7 +42,8 @@ class RemoteImage:
     @property
     def config(self) -> dict[str, Any]:
         """The parsed image config."""
-        return json.loads(self.config_bytes)
+        config: dict[str, Any] = json.loads(self.config_bytes)
+        return config
 
     @property
     def docker(self) -> bool:

@@ -14,9 +14,12 @@ import posixpath
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from nydus_core.errors import FormatError
+
+if TYPE_CHECKING:
+    from .streams import IterStream
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -88,7 +91,7 @@ class OciRootfs:
             e.rdev = (ti.devmajor, ti.devminor)
         return e
 
-    def apply_layer(self, stream: BinaryIO, *, where: str = "layer") -> None:
+    def apply_layer(self, stream: BinaryIO | IterStream, *, where: str = "layer") -> None:
         """Apply one layer tar (gzip or plain, read as a stream) on top of what is there."""
         layer: dict[str, Entry] = {}
         whiteouts: set[str] = set()

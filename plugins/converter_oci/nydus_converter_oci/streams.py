@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 
 class IterStream(io.RawIOBase):
@@ -21,7 +25,11 @@ class IterStream(io.RawIOBase):
         """Always readable."""
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def read(self, size: int = -1) -> bytes:
+        """Read up to ``size`` bytes (the rest with ``size < 0``); ``b""`` at the end (never None)."""
+        return super().read(size) or b""
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
         """Fill ``buffer`` from the next chunk(s); 0 at the end."""
         while self._pos >= len(self._buf):
             if self._eof:
@@ -34,8 +42,9 @@ class IterStream(io.RawIOBase):
             self.total += len(self._buf)
             if self._on_read is not None:
                 self._on_read(self.total)
-        n = min(len(buffer), len(self._buf) - self._pos)
-        buffer[:n] = self._buf[self._pos:self._pos + n]
+        view = memoryview(buffer)
+        n = min(view.nbytes, len(self._buf) - self._pos)
+        view[:n] = self._buf[self._pos:self._pos + n]
         self._pos += n
         return n
 

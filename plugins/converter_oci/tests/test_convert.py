@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nydus_backend_registry.testing import RegistryFlavour
-from nydus_converter_oci.testing import push_image, sample_layers
+from nydus_testkit.samples import random_bytes
+from nydus_testsupport.oci_images import push_image, sample_layers
+from nydus_testsupport.registry import RegistryFlavour
 
 from nydus_core.fs import open_metadata
 from nydus_core.oci import annotations as ann
@@ -22,7 +23,6 @@ from nydus_core.oci import mediatypes as mt
 from nydus_core.plugins import compressor_by_id
 from nydus_core.rafs.image import open_image
 from nydus_core.rafs.toc import extract_bootstrap_file
-from nydus_core.testing.samples import random_bytes
 
 NYDUSIFY = str(Path(sys.executable).with_name("nydusify"))
 SHARED = random_bytes(1_500_000, seed=71)
@@ -137,7 +137,7 @@ def test_check_passes(converted: dict[str, Any], source: str, tmp_path: Path) ->
 
 def test_check_lists_differences(converted: dict[str, Any], registry_open: RegistryFlavour,
                                  tmp_path: Path) -> None:
-    from nydus_converter_oci.testing import LayerWriter
+    from nydus_testsupport.oci_images import LayerWriter
 
     client = registry_open.client()
     extra = (LayerWriter().dir("etc").file("etc/hosts", b"10.0.0.1 changed\n", mode=0o644)

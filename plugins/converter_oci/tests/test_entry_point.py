@@ -6,7 +6,7 @@ import subprocess
 import sys
 from importlib.metadata import version
 
-from nydus_core.testing.cli import nydus_plugins_json, plugin_record, run_nydus
+from nydus_testkit.cli import nydus_plugins_json, plugin_record, run_nydus
 
 
 def test_listed_by_nydus_plugins() -> None:

@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from nydus_backend_registry.testing import RegistryFlavour
 from nydus_converter_oci.convert import convert
 from nydus_converter_oci.imageref import looks_like_reference, resolve_image_reference
 from nydus_converter_oci.options import ConversionJob
-from nydus_converter_oci.testing import LayerWriter, push_image
+from nydus_testkit.samples import random_bytes
+from nydus_testsupport.oci_images import LayerWriter, push_image
+from nydus_testsupport.registry import RegistryFlavour
 
 from nydus_core.errors import FormatError
 from nydus_core.fs import open_fs
-from nydus_core.testing.samples import random_bytes
 
 
 def test_reference_resolves_to_a_readable_image(registry_open: RegistryFlavour, tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ def test_converter_through_the_plugin_registry(registry_open: RegistryFlavour, t
 def test_nydus_ls_and_cat_accept_a_reference(registry_open: RegistryFlavour, tmp_path: Path) -> None:
     """`nydus ls|cat REF` resolve the reference through the `nydus_resolve_image` hook of this plugin:
     the bootstrap is fetched, the blobs are read lazily from the registry."""
-    from nydus_core.testing.cli import run_nydus
+    from nydus_testkit.cli import run_nydus
 
     host, client = registry_open.server.host, registry_open.client()
     data = random_bytes(300_000, 62)

@@ -9,25 +9,21 @@ import time
 from pathlib import Path
 
 import pytest
-from nydus_backend_registry.testing import RegistryFlavour
-from nydus_converter_oci.testing import push_image, sample_layers
+from nydus_testkit.samples import random_bytes
+from nydus_testsupport.oci_images import push_image, sample_layers
+from nydus_testsupport.registry import RegistryFlavour
 
-from nydus_core.testing.samples import random_bytes
+from nydus_core.mounts import force_unmount, is_mountpoint
 
 NYDUSIFY = str(Path(sys.executable).with_name("nydusify"))
 
 
 def _fuse_reason() -> str | None:
     try:
-        from nydus_frontend_fuse.testing import fuse_unavailable
+        from nydus_testsupport.fuse import fuse_unavailable
     except ImportError:
         return "nydus-frontend-fuse is not installed"
     return fuse_unavailable()
-
-
-def _mounted(path: Path) -> bool:
-    with open("/proc/self/mountinfo") as fh:
-        return any(line.split()[4] == str(path) for line in fh)
 
 
 def umoci_rootfs(ref: str, tmp: Path) -> Path:
@@ -44,7 +40,7 @@ def test_mount_equals_oci_rootfs(registry_open: RegistryFlavour, tmp_path: Path)
     reason = _fuse_reason()
     if reason:
         pytest.skip(reason)
-    from nydus_frontend_fuse.testing import force_unmount, snapshot_tree, tar_bytes
+    from nydus_testsupport.fuse import snapshot_tree, tar_bytes
 
     host = registry_open.server.host
     client = registry_open.client()
@@ -62,7 +58,7 @@ def test_mount_equals_oci_rootfs(registry_open: RegistryFlavour, tmp_path: Path)
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not _mounted(mp.resolve()):
+        while not is_mountpoint(mp.resolve()):
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             assert time.monotonic() < deadline, "nydusify mount did not mount in 60 s"
             time.sleep(0.05)
@@ -74,7 +70,7 @@ def test_mount_equals_oci_rootfs(registry_open: RegistryFlavour, tmp_path: Path)
         assert tar_bytes(mp) == tar_bytes(rootfs)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
-        assert not _mounted(mp.resolve())
+        assert not is_mountpoint(mp.resolve())
     finally:
         if proc.poll() is None:
             proc.kill()

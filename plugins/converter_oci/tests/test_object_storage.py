@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from nydus_backend_registry.testing import RegistryFlavour
-from nydus_converter_oci.testing import push_image, sample_layers
+from nydus_testkit.samples import random_bytes
+from nydus_testsupport.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer, shared_moto
+from nydus_testsupport.oci_images import push_image, sample_layers
+from nydus_testsupport.registry import RegistryFlavour
 
 from nydus_core.oci import mediatypes as mt
-from nydus_core.testing.objstore import ACCESS_KEY_ID, ACCESS_KEY_SECRET, MotoServer, shared_moto
-from nydus_core.testing.samples import random_bytes
 
 NYDUSIFY = str(Path(sys.executable).with_name("nydusify"))
 

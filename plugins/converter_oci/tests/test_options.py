@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from nydus_backend_registry.testing import RegistryFlavour
-from nydus_converter_oci.testing import LayerWriter, push_image, push_index
+from nydus_testkit.samples import random_bytes
+from nydus_testsupport.oci_images import LayerWriter, push_image, push_index
+from nydus_testsupport.registry import RegistryFlavour
 
 from nydus_core.fs import open_metadata
 from nydus_core.oci import image as oci
 from nydus_core.oci import mediatypes as mt
 from nydus_core.rafs.image import open_image
-from nydus_core.testing.samples import random_bytes
 
 NYDUSIFY = str(Path(sys.executable).with_name("nydusify"))
 
@@ -200,7 +200,7 @@ def test_bad_options_are_one_line_errors(args: tuple[str, ...], message: str | N
 
 
 def test_insecure_flags_with_a_tls_registry(registry_factory: object, tmp_path: Path) -> None:
-    server = registry_factory.registry(tls=True)  # type: ignore[attr-defined]
+    server = registry_factory.registry(tls=True)
     client = server.client()
     push_image(client, "src/tls", "v1", small_layers(60))
     args = ("convert", "--source", f"{server.host}/src/tls:v1", "--target", f"{server.host}/nydus/tls:v1",

@@ -11,12 +11,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from nydus_backend_registry.testing import RegistryFlavour
 from nydus_converter_oci.rootfs import OciRootfs
-from nydus_converter_oci.testing import LayerWriter, push_image, sample_layers
+from nydus_testkit.samples import random_bytes
+from nydus_testsupport.oci_images import LayerWriter, push_image, sample_layers
+from nydus_testsupport.registry import RegistryFlavour
 
 from nydus_core.errors import FormatError
-from nydus_core.testing.samples import random_bytes
 
 KINDS = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink", stat.S_IFCHR: "chr",
          stat.S_IFBLK: "blk", stat.S_IFIFO: "fifo"}

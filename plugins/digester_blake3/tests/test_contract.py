@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from nydus_digester_blake3 import Blake3Digester
-
-from nydus_core.testing import DigesterContract
+from nydus_testkit import DigesterContract
 
 
 class TestBlake3(DigesterContract):

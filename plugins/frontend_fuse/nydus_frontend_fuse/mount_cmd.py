@@ -69,8 +69,10 @@ def mount(bootstrap: str, mountpoint: str, config_path: str | None, localfs_dir:
 
 
 def _start_background(params: dict[str, Any]) -> None:
+    from nydus_core.mounts import is_mountpoint
+
     from .cli import build_settings
-    from .mountpoint import check_mountpoint, mounts_at
+    from .mountpoint import check_mountpoint
 
     build_settings(params)  # fail here, in this process, on bad flags or configs
     mp = check_mountpoint(params["mountpoint"])
@@ -89,7 +91,7 @@ def _start_background(params: dict[str, Any]) -> None:
     os.close(log_fd)
     deadline = time.monotonic() + _STARTUP_TIMEOUT
     while time.monotonic() < deadline:
-        if mounts_at(mp):
+        if is_mountpoint(mp):
             where = params.get("log_file") or log_path
             click.echo(f"mounted {params['bootstrap']} at {mp} (nydusd pid {proc.pid}, log {where}); "
                        f"unmount with: fusermount3 -u {mp}")

@@ -3,7 +3,7 @@
 - :func:`check_mountpoint` turns every reason a mount cannot start into one line that says what to
   do: missing directory, not a directory, already a mountpoint, or the "Transport endpoint is not
   connected" left by a daemon that was killed (cleaned with ``fusermount3 -u``).
-- :func:`mount_device` finds our mount's ``major:minor`` in ``/proc/self/mountinfo`` and
+- :func:`mount_device` finds our mount's ``major:minor`` (:mod:`nydus_core.mounts`) and
   :func:`set_readahead` raises the kernel's read-ahead for it through ``/sys/class/bdi``.
 """
 
@@ -15,45 +15,9 @@ import os
 import stat
 
 from nydus_core.errors import UsageError
+from nydus_core.mounts import mounts_at
 
 log = logging.getLogger("nydusd")
-
-
-def _unescape(field: str) -> str:
-    """Decode mountinfo's octal escapes (``\\040`` for a space...)."""
-    if "\\" not in field:
-        return field
-    out = []
-    i = 0
-    while i < len(field):
-        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
-def mounts_at(path: str) -> list[tuple[str, str, str]]:
-    """Return ``(major:minor, fstype, source)`` of every mount stacked at ``path``, oldest first."""
-    target = os.path.abspath(path)
-    found = []
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
-            for line in fh:
-                left, _, right = line.partition(" - ")
-                fields = left.split()
-                if len(fields) < 5:
-                    continue
-                if _unescape(fields[4]) == target:
-                    rest = right.split()
-                    fstype = rest[0] if rest else ""
-                    source = _unescape(rest[1]) if len(rest) > 1 else ""
-                    found.append((fields[2], fstype, source))
-    except OSError:
-        return []
-    return found
 
 
 def check_mountpoint(path: str) -> str:
@@ -74,9 +38,9 @@ def check_mountpoint(path: str) -> str:
         raise UsageError(f"{path}: mountpoint is not a directory")
     existing = mounts_at(mp)
     if existing:
-        _dev, fstype, source = existing[-1]
+        top = existing[-1]
         raise UsageError(
-            f"{path}: already a mountpoint ({source} type {fstype}); unmount it first "
+            f"{path}: already a mountpoint ({top.source} type {top.fstype}); unmount it first "
             f"('fusermount3 -u {mp}' or 'umount {mp}')"
         )
     return mp
@@ -85,7 +49,7 @@ def check_mountpoint(path: str) -> str:
 def mount_device(path: str) -> str | None:
     """Return the ``major:minor`` of the newest mount at ``path``, or None."""
     found = mounts_at(path)
-    return found[-1][0] if found else None
+    return found[-1].device if found else None
 
 
 def set_readahead(path: str, kib: int) -> bool:

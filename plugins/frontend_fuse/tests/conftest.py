@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from nydus_frontend_fuse.testing import fuse_unavailable
+from nydus_testsupport.fuse import fuse_unavailable
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from nydus_frontend_fuse.ctl import ApiError
-from nydus_frontend_fuse.testing import NydusdProcess, script, snapshot_tree
+from nydus_testsupport.fuse import NydusdProcess, script, snapshot_tree
+from nydus_testsupport.trees import make_random_tree
 
 from nydus_core.builder import BuildOptions, build
-from nydus_core.testing.trees import make_random_tree
 
 
 def _image(tmp: Path, name: str, seed: int) -> tuple[Path, Path, str]:

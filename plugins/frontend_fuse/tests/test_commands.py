@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from nydus_frontend_fuse.ctl import ApiClient
-from nydus_frontend_fuse.mountpoint import mounts_at
-from nydus_frontend_fuse.testing import NydusdProcess, force_unmount, script
+from nydus_testkit.samples import random_bytes
+from nydus_testsupport.fuse import NydusdProcess, script
 
 from nydus_core.builder import BuildOptions, build
-from nydus_core.testing.samples import random_bytes
+from nydus_core.mounts import force_unmount, mounts_at
 
 
 def test_entry_point_and_scripts_are_wired() -> None:

@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
-from nydus_frontend_fuse.testing import NydusdProcess
+from nydus_testkit.samples import random_bytes
+from nydus_testsupport.fuse import NydusdProcess
 
 from nydus_core.builder import BuildOptions, build
 from nydus_core.rafs.image import open_image
-from nydus_core.testing.samples import random_bytes
 
 
 def test_corrupt_chunk_gives_eio_and_the_daemon_keeps_serving(need_fuse: None, tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from nydus_frontend_fuse.mountpoint import mounts_at
-from nydus_frontend_fuse.testing import NydusdProcess, force_unmount, script
+from nydus_testsupport.fixtures import require_upstream
+from nydus_testsupport.fuse import NydusdProcess, script
 
-from nydus_core.testing.fixtures import require_upstream
+from nydus_core.mounts import force_unmount, mounts_at
 
 V6 = "rafs-v6/rafs-v6-2.2.boot"
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from nydus_frontend_fuse.testing import NydusdProcess, fuse_unavailable, snapshot_tree, tar_bytes
+from nydus_testsupport.fuse import NydusdProcess, fuse_unavailable, snapshot_tree, tar_bytes
+from nydus_testsupport.trees import make_sample_tree
 
 from nydus_core.builder import BuildOptions, build
-from nydus_core.testing.trees import make_sample_tree
 
 BIG_DIR = 10_500
 

@@ -1,4 +1,4 @@
-"""Unit tests of the daemon's small parts: inode mapping, inode sets, metrics buckets, mountinfo."""
+"""Unit tests of the daemon's small parts: inode mapping, inode sets, metrics buckets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import pytest
 from nydus_frontend_fuse.inodeset import InodeSet
 from nydus_frontend_fuse.metrics import Fop, FsMetrics, block_bucket, latency_bucket
-from nydus_frontend_fuse.mountpoint import _unescape, mounts_at
 from nydus_frontend_fuse.ops import _permitted
 from nydus_frontend_fuse.vfs import ROOT, SLOT_SHIFT, Vfs
 from pyfuse3 import FUSEError
@@ -109,12 +108,6 @@ def test_metric_buckets_follow_upstream() -> None:
     assert g["nr_opens"] == 0 and g["nr_max_opens"] == 1
     assert m.files_stats()["5"]["data_read"] == 4096
     assert m.latest_read_files() == [[5, 6]] and m.latest_read_files() == []
-
-
-def test_mountinfo_parsing(tmp_path: os.PathLike[str]) -> None:
-    assert _unescape(r"/a\040b\011c\134d") == "/a b\tc\\d"
-    assert mounts_at("/proc")[0][1] == "proc"
-    assert mounts_at(str(tmp_path)) == []
 
 
 def test_permission_check() -> None:

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nydus_frontend_fuse.testing import NydusdProcess, fuse_unavailable
+from nydus_testsupport.fixtures import parse_tree_result, require_upstream
+from nydus_testsupport.fuse import NydusdProcess, fuse_unavailable
 
 from nydus_core.rafs.image import open_image
-from nydus_core.testing.fixtures import parse_tree_result, require_upstream
 
 V5 = "rafs-v5/sha256-nocompress-repeatable"
 V6 = "rafs-v6/rafs-v6-2.2.boot"

@@ -13,10 +13,10 @@ import pyfuse3
 import pytest
 import trio
 from nydus_frontend_fuse.fusetasks import LazyWorkers, ReadLock
-from nydus_frontend_fuse.testing import NydusdProcess
+from nydus_testkit.servers import BlackholeServer
+from nydus_testsupport.fuse import NydusdProcess
 
 from nydus_core.builder import BuildOptions, build
-from nydus_core.testing.servers import BlackholeServer
 
 HUNG_READ_TIMEOUT = 2  # seconds the registry backend waits on the silent server
 

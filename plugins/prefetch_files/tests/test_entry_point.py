@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from importlib.metadata import version
 
+from nydus_testkit.cli import nydus_plugins_json, run_nydus
+
 from nydus_core.plugins import registry
 from nydus_core.storage.prefetch import BasePrefetcher
-from nydus_core.testing.cli import nydus_plugins_json, run_nydus
 
 
 def test_listed_by_nydus_plugins() -> None:

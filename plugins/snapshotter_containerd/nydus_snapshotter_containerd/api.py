@@ -12,10 +12,34 @@ import sys
 import threading
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from nydus_core.errors import NydusError
 
 from . import gen
+
+if TYPE_CHECKING:  # the modules __getattr__ loads, for type checkers (messages typed by the *_pb2.pyi)
+    from ._gen.containerd.services.content.v1 import content_pb2 as content_pb2
+    from ._gen.containerd.services.content.v1 import content_pb2_grpc as content_grpc
+    from ._gen.containerd.services.diff.v1 import diff_pb2 as diff_pb2
+    from ._gen.containerd.services.diff.v1 import diff_pb2_grpc as diff_grpc
+    from ._gen.containerd.services.images.v1 import images_pb2 as images_pb2
+    from ._gen.containerd.services.images.v1 import images_pb2_grpc as images_grpc
+    from ._gen.containerd.services.leases.v1 import leases_pb2 as leases_pb2
+    from ._gen.containerd.services.leases.v1 import leases_pb2_grpc as leases_grpc
+    from ._gen.containerd.services.snapshots.v1 import snapshots_pb2 as snapshots_pb2
+    from ._gen.containerd.services.snapshots.v1 import snapshots_pb2_grpc as snapshots_grpc
+    from ._gen.containerd.services.version.v1 import version_pb2 as version_pb2
+    from ._gen.containerd.services.version.v1 import version_pb2_grpc as version_grpc
+    from ._gen.containerd.types import descriptor_pb2 as descriptor_pb2
+    from ._gen.containerd.types import mount_pb2 as mount_pb2
+    from ._gen.containerd.types import platform_pb2 as platform_pb2
+
+__all__ = [
+    "ProtoUnavailableError", "content_grpc", "content_pb2", "descriptor_pb2", "diff_grpc", "diff_pb2",
+    "ensure_generated", "images_grpc", "images_pb2", "leases_grpc", "leases_pb2", "mount_pb2",
+    "platform_pb2", "snapshots_grpc", "snapshots_pb2", "version_grpc", "version_pb2",
+]
 
 _lock = threading.Lock()
 _BASE = f"{gen.PACKAGE}.{gen.GEN}.containerd"

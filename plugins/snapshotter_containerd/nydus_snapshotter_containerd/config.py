@@ -126,7 +126,7 @@ def load_daemon_template(path: Path, what: str) -> dict[str, Any]:
     return tmpl
 
 
-def _daemon_section(cfg: SnapshotterConfig, daemon: Any, p: Path) -> None:
+def _daemon_section(cfg: SnapshotterConfig, daemon: object, p: Path) -> None:
     """``[daemon]``: ``config`` (inline template) or upstream's ``nydusd_config`` (a JSON file),
     ``nydusd_path``; upstream's ``recover_policy`` and ``fs_driver``/``daemon_mode`` are checked."""
     if not isinstance(daemon, dict):

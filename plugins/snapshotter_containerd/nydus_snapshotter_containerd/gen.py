@@ -4,7 +4,7 @@ The protos come from Debian's ``golang-github-containerd-containerd-dev`` (conta
 ``/usr/share/gocode/src/github.com/containerd/containerd/api`` (or ``$NYDUS_CONTAINERD_PROTO_DIR``).
 Each proto is copied with its gogoproto import and options stripped (they only steer Go code
 generation) and its imports rewritten to live under ``nydus_snapshotter_containerd/_gen``; then
-``grpc_tools.protoc`` writes ``*_pb2.py`` and ``*_pb2_grpc.py`` there.
+``grpc_tools.protoc`` writes ``*_pb2.py``, their type stubs ``*_pb2.pyi`` and ``*_pb2_grpc.py`` there.
 
 Run ``python -m nydus_snapshotter_containerd.gen`` (the hatch build hook and the first import of
 :mod:`nydus_snapshotter_containerd.api` do the same). This module imports nothing from its package,
@@ -109,7 +109,7 @@ def generate(out_root: str | os.PathLike[str], source: str | os.PathLike[str] | 
         staging = Path(tmp) / "out"
         staging.mkdir()
         args = ["grpc_tools.protoc", f"-I{tree}", f"-I{well_known}", f"--python_out={staging}",
-                f"--grpc_python_out={staging}", *rels]
+                f"--pyi_out={staging}", f"--grpc_python_out={staging}", *rels]
         if protoc.main(args) != 0:
             raise ProtoGenError(f"protoc failed on containerd's protos from {src}")
         built = staging / PACKAGE / GEN

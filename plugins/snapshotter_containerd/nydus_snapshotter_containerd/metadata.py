@@ -77,9 +77,13 @@ CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent);
 _COLS = "id,name,parent,kind,labels,created,updated"
 
 
-def _row(r: tuple[object, ...]) -> Snapshot:
-    return Snapshot(int(r[0]), str(r[1]), str(r[2]), Kind(int(r[3])), json.loads(str(r[4])),  # type: ignore[arg-type]
-                    float(r[5]), float(r[6]))  # type: ignore[arg-type]
+#: One row of ``SELECT {_COLS}``, in the column types of _SCHEMA.
+_Row = tuple[int, str, str, int, str, float, float]
+
+
+def _row(r: _Row) -> Snapshot:
+    return Snapshot(int(r[0]), str(r[1]), str(r[2]), Kind(int(r[3])), json.loads(str(r[4])),
+                    float(r[5]), float(r[6]))
 
 
 class MetaStore:

@@ -21,20 +21,13 @@ from typing import Any
 
 from nydus_core.errors import NydusError
 from nydus_core.interfaces import ServeOptions
+from nydus_core.mounts import force_unmount, is_mountpoint
 
 log = logging.getLogger("containerd-nydus")
 
 
 class NydusdError(NydusError):
     """nydusd could not be started or refused a request."""
-
-
-def _mounted(path: str) -> bool:
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-            return any(line.split()[4] == path for line in fh)
-    except OSError:
-        return False
 
 
 class NydusdManager:
@@ -69,10 +62,10 @@ class NydusdManager:
             return False
         if self._proc is not None:
             self._proc.poll()  # reap a daemon of ours that died
-        from nydus_frontend_fuse.testing import force_unmount
-
+        # First detach a dead daemon's mount: it answers ENOTCONN to everything, mkdir's stat included
+        # (once the kernel's cached attributes of its root have expired).
+        force_unmount(self.mountpoint)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        force_unmount(self.mountpoint)  # a dead daemon's mount answers ENOTCONN
         self.apisock.unlink(missing_ok=True)
         options = ServeOptions(mountpoint=str(self.mountpoint), apisock=str(self.apisock),
                                daemon_id="containerd-nydus")
@@ -85,7 +78,7 @@ class NydusdManager:
             raise NydusdError(f"{self.command}: cannot start nydusd: {exc}") from None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if _mounted(str(self.mountpoint)) and self.alive():
+            if is_mountpoint(self.mountpoint) and self.alive():
                 (self.root / "nydusd.pid").write_text(str(proc.pid))
                 self._proc = proc
                 return True
@@ -129,15 +122,13 @@ class NydusdManager:
 
     def stop(self) -> None:
         """Ask the daemon to exit and wait until its mount is gone."""
-        from nydus_frontend_fuse.testing import force_unmount
-
         if self.alive():
             try:
                 self._api().call("PUT", "/api/v1/daemon/exit")
             except NydusError:
                 pass
             deadline = time.monotonic() + 10
-            while _mounted(str(self.mountpoint)) and time.monotonic() < deadline:
+            while is_mountpoint(self.mountpoint) and time.monotonic() < deadline:
                 time.sleep(0.05)
         force_unmount(self.mountpoint)
         (self.root / "nydusd.pid").unlink(missing_ok=True)

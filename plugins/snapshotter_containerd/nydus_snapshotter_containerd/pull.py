@@ -27,13 +27,20 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from nydus_core.errors import NydusError, UsageError
 
 from . import labels as L
+
+if TYPE_CHECKING:
+    import grpc
+    from google.protobuf.message import Message
+    from nydus_backend_registry.client import Manifest, RegistryClient
+
+T = TypeVar("T")
 
 log = logging.getLogger("containerd-nydus")
 
@@ -71,12 +78,12 @@ class PullResult:
     existing: list[str] = field(default_factory=list)  # chain ids already there
 
 
-def _pick_manifest(client: Any, repo: str, index: dict[str, Any], what: str) -> Any:
+def _pick_manifest(client: RegistryClient, repo: str, index: dict[str, Any], what: str) -> Manifest:
     manifests = index.get("manifests") or []
 
     def platform_ok(m: dict[str, Any]) -> bool:
-        p = m.get("platform") or {}
-        return p.get("os", "linux") == "linux" and p.get("architecture", "amd64") == "amd64"
+        p: dict[str, Any] = m.get("platform") or {}
+        return bool(p.get("os", "linux") == "linux" and p.get("architecture", "amd64") == "amd64")
 
     nydus = [m for m in manifests if platform_ok(m) and (
         m.get("artifactType") == NYDUS_ARTIFACT
@@ -117,7 +124,8 @@ class Containerd:
             out.append(("containerd-lease", self.lease))
         return out
 
-    def call(self, fn: Any, request: Any, what: str, *, ok: tuple[Any, ...] = ()) -> Any:
+    def call(self, fn: Callable[..., T], request: Message, what: str, *,
+             ok: tuple[grpc.StatusCode, ...] = ()) -> T | None:
         """Call one unary RPC; return None for a status code in ``ok``, PullError otherwise."""
         try:
             return fn(request, metadata=self.md(), timeout=self.timeout)
@@ -163,7 +171,7 @@ class Containerd:
             return
         ref = f"nydus-pull-{digest}"
 
-        def requests() -> Iterator[Any]:
+        def requests() -> Iterator[content_pb2.WriteContentRequest]:
             for off in range(0, max(len(data), 1), WRITE_CHUNK):
                 yield content_pb2.WriteContentRequest(action=content_pb2.WRITE, ref=ref, total=len(data),
                                                       expected=digest, offset=off,

@@ -14,10 +14,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nydus_core.errors import IntegrityError, NydusError
 
 from .config import SnapshotterConfig
+
+if TYPE_CHECKING:
+    from nydus_backend_registry.client import RegistryClient
 
 BOOTSTRAP_NAMES = ("image/image.boot", "image.boot")
 
@@ -48,7 +52,7 @@ def image_source(ref: str, config: SnapshotterConfig) -> ImageSource:
     return ImageSource(scheme, host, parsed.repository, auth)
 
 
-def _client(src: ImageSource):  # type: ignore[no-untyped-def]
+def _client(src: ImageSource) -> RegistryClient:
     from nydus_backend_registry.client import RegistryClient
 
     return RegistryClient(src.host, plain_http=src.scheme == "http", auth=src.auth, docker_config=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
@@ -43,13 +43,13 @@ def _ts(t: float) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def info_pb(s: Snapshot) -> Any:
+def info_pb(s: Snapshot) -> snapshots_pb2.Info:
     """A :class:`Snapshot` as ``snapshots.v1.Info``."""
-    return snapshots_pb2.Info(name=s.name, parent=s.parent, kind=int(s.kind), created_at=_ts(s.created),
+    return snapshots_pb2.Info(name=s.name, parent=s.parent, kind=s.kind.name, created_at=_ts(s.created),
                               updated_at=_ts(s.updated), labels=s.labels)
 
 
-def mounts_pb(mounts: list[Mount]) -> list[Any]:
+def mounts_pb(mounts: list[Mount]) -> list[mount_pb2.Mount]:
     """Mounts as ``types.Mount``."""
     return [mount_pb2.Mount(type=m.type, source=m.source, options=m.options) for m in mounts]
 
@@ -76,58 +76,78 @@ class SnapshotsService(snapshots_grpc.SnapshotsServicer):
             context.abort(grpc.StatusCode.INTERNAL, f"{what}: {type(exc).__name__}: {exc}")
         raise AssertionError("unreachable")
 
-    def Prepare(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Prepare(
+        self, request: snapshots_pb2.PrepareSnapshotRequest, context: grpc.ServicerContext
+    ) -> snapshots_pb2.PrepareSnapshotResponse:
         """Create an active snapshot."""
         ms = self._run(context, f"prepare {request.key}",
                        lambda: self.sn.prepare(request.key, request.parent, dict(request.labels)))
         return snapshots_pb2.PrepareSnapshotResponse(mounts=mounts_pb(ms))
 
-    def View(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def View(
+        self, request: snapshots_pb2.ViewSnapshotRequest, context: grpc.ServicerContext
+    ) -> snapshots_pb2.ViewSnapshotResponse:
         """Create a view."""
         ms = self._run(context, f"view {request.key}",
                        lambda: self.sn.view(request.key, request.parent, dict(request.labels)))
         return snapshots_pb2.ViewSnapshotResponse(mounts=mounts_pb(ms))
 
-    def Mounts(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Mounts(
+        self, request: snapshots_pb2.MountsRequest, context: grpc.ServicerContext
+    ) -> snapshots_pb2.MountsResponse:
         """Mounts of an active snapshot or view."""
         ms = self._run(context, f"mounts {request.key}", lambda: self.sn.mounts(request.key))
         return snapshots_pb2.MountsResponse(mounts=mounts_pb(ms))
 
-    def Commit(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Commit(
+        self, request: snapshots_pb2.CommitSnapshotRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
         """Commit an active snapshot."""
         self._run(context, f"commit {request.key} as {request.name}",
                   lambda: self.sn.commit(request.name, request.key, dict(request.labels)))
         return empty_pb2.Empty()
 
-    def Remove(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Remove(
+        self, request: snapshots_pb2.RemoveSnapshotRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
         """Remove a snapshot."""
         self._run(context, f"remove {request.key}", lambda: self.sn.remove(request.key))
         return empty_pb2.Empty()
 
-    def Stat(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Stat(
+        self, request: snapshots_pb2.StatSnapshotRequest, context: grpc.ServicerContext
+    ) -> snapshots_pb2.StatSnapshotResponse:
         """Info of a snapshot."""
         s = self._run(context, f"stat {request.key}", lambda: self.sn.stat(request.key))
         return snapshots_pb2.StatSnapshotResponse(info=info_pb(s))
 
-    def Update(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Update(
+        self, request: snapshots_pb2.UpdateSnapshotRequest, context: grpc.ServicerContext
+    ) -> snapshots_pb2.UpdateSnapshotResponse:
         """Update a snapshot's labels."""
         paths = list(request.update_mask.paths) if request.HasField("update_mask") else []
         s = self._run(context, f"update {request.info.name}",
                       lambda: self.sn.update(request.info.name, dict(request.info.labels), paths))
         return snapshots_pb2.UpdateSnapshotResponse(info=info_pb(s))
 
-    def List(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def List(
+        self, request: snapshots_pb2.ListSnapshotsRequest, context: grpc.ServicerContext
+    ) -> Iterator[snapshots_pb2.ListSnapshotsResponse]:
         """Stream the snapshots matching the filters, 100 a message."""
         snaps = self._run(context, "list", lambda: self.sn.walk(list(request.filters)))
         for i in range(0, len(snaps), 100):
             yield snapshots_pb2.ListSnapshotsResponse(info=[info_pb(s) for s in snaps[i:i + 100]])
 
-    def Usage(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Usage(
+        self, request: snapshots_pb2.UsageRequest, context: grpc.ServicerContext
+    ) -> snapshots_pb2.UsageResponse:
         """Disk usage of a snapshot."""
         u = self._run(context, f"usage {request.key}", lambda: self.sn.usage(request.key))
         return snapshots_pb2.UsageResponse(size=u.size, inodes=u.inodes)
 
-    def Cleanup(self, request: Any, context: grpc.ServicerContext) -> Any:
+    def Cleanup(
+        self, request: snapshots_pb2.CleanupRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
         """Remove directories no snapshot owns."""
         self._run(context, "cleanup", self.sn.cleanup)
         return empty_pb2.Empty()

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from nydus_backend_registry.testing import FaultProxy, RegistryFlavour, registry_basic, registry_open  # noqa: F401
-from nydus_snapshotter_containerd.testing import ContainerdEnv, Lab, containerd_unavailable, host_rootfs
+from nydus_testsupport.containerd import ContainerdEnv, Lab, containerd_unavailable, host_rootfs
+from nydus_testsupport.registry import FaultProxy, RegistryFlavour, registry_basic, registry_open  # noqa: F401
 
 
 @pytest.fixture(scope="module")

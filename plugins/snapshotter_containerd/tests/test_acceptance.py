@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-from nydus_snapshotter_containerd.testing import Lab, push_oci_image
+from nydus_testsupport.containerd import Lab, push_oci_image
+
+from nydus_core.mounts import mounts_under
 
 # runc keeps container state per namespace and id host-wide (/run/containerd/runc): ids unique to
 # this process let two test runs share the machine.
@@ -54,11 +56,6 @@ def _snapshots_when_reconnected(lab: Lab, timeout: float = 60.0) -> list[str]:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-
-
-def _mounts_under(path: Path) -> list[str]:
-    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        return [ln.split()[4] for ln in fh if ln.split()[4].startswith(str(path))]
 
 
 def _backend_read(apisock: Path) -> int:
@@ -103,7 +100,7 @@ def nydus_image(lab: Lab, rootfs: Path, tmp_path_factory: pytest.TempPathFactory
 
 def test_lazy_pull_run_restart_and_remove(lab: Lab, nydus_image: dict[str, object]) -> None:
     ref = str(nydus_image["ref"])
-    manifest: dict = nydus_image["manifest"]  # type: ignore[assignment]
+    manifest: dict = nydus_image["manifest"]
     layers = manifest["layers"]
     bootstrap_digest = layers[-1]["digest"]
     blob_digests = [la["digest"] for la in layers[:-1]]
@@ -139,7 +136,7 @@ def test_lazy_pull_run_restart_and_remove(lab: Lab, nydus_image: dict[str, objec
         assert 0 < read < int(nydus_image["big_size"]) // 2, read  # lazily: far less than the image
         uppers = list((sn_root / "snapshots").glob("*/fs/data/new.txt"))
         assert len(uppers) == 1 and uppers[0].read_text() == "written-by-container\n"
-        rafs = [Path(m) for m in _mounts_under(sn_root / "mnt") if m != str(sn_root / "mnt")]
+        rafs = [Path(m) for m in mounts_under(sn_root / "mnt")]
         rafs_dirs = [p for p in (sn_root / "mnt").iterdir()]
         assert len(rafs_dirs) == 1 and not (rafs_dirs[0] / "data" / "new.txt").exists(), rafs
         assert (rafs_dirs[0] / "data" / "small.txt").exists()

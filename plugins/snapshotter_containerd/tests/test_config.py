@@ -76,7 +76,7 @@ def test_upstream_daemon_keys(tmp_path: Path) -> None:
 def test_cli_flags_errors_are_one_line(tmp_path: Path) -> None:
     import subprocess
 
-    from nydus_snapshotter_containerd.testing import SnapshotterProcess
+    from nydus_testsupport.containerd import SnapshotterProcess
 
     base = [SnapshotterProcess.script(), "--root", str(tmp_path / "r"), "--address", str(tmp_path / "s.sock")]
     for extra, word in ((["--nydusd-config", str(tmp_path / "none.json")], "none.json"),

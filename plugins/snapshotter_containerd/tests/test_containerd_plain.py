@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nydus_snapshotter_containerd.testing import Lab, push_oci_image
+from nydus_testsupport.containerd import Lab, push_oci_image
 
 # runc keeps container state per namespace and id host-wide (/run/containerd/runc): ids unique to
 # this process let two test runs share the machine.
@@ -66,7 +66,7 @@ def test_pull_errors_are_one_line(lab: Lab, rootfs: Path, tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    from nydus_snapshotter_containerd.testing import push_nydus_image
+    from nydus_testsupport.containerd import push_nydus_image
 
     nydus = str(Path(sys.executable).with_name("nydus"))
     with lab.registry.client() as client:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 from nydus_snapshotter_containerd import gen
-
-from nydus_core.testing.cli import nydus_plugins_json, plugin_record
+from nydus_testkit.cli import nydus_plugins_json, plugin_record
 
 
 def test_listed_by_nydus_plugins() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from nydus_snapshotter_containerd import labels as L
-from nydus_snapshotter_containerd.testing import (
+from nydus_testsupport.containerd import (
     SnapshotsClient,
     SnapshotterProcess,
     containerd_unavailable,
@@ -42,14 +42,14 @@ def client(proc: SnapshotterProcess) -> Iterator[SnapshotsClient]:
     c.close()
 
 
-def _code(fn, *args, **kwargs) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
+def _code(fn, *args, **kwargs) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as info:
         fn(*args, **kwargs)
     return info.value.code()
 
 
 @contextlib.contextmanager
-def mounted(mounts: list, target: Path) -> Iterator[Path]:  # type: ignore[type-arg]
+def mounted(mounts: list, target: Path) -> Iterator[Path]:
     """Mount what the snapshotter returned (one mount) at ``target``."""
     assert len(mounts) == 1
     m = mounts[0]
@@ -183,9 +183,9 @@ def test_nydus_blob_layer_is_committed_at_once(client: SnapshotsClient, proc: Sn
 
 
 @pytest.fixture
-def nydus_proc(tmp_path: Path, registry_open) -> Iterator[tuple[SnapshotterProcess, object]]:  # type: ignore[no-untyped-def]
+def nydus_proc(tmp_path: Path, registry_open) -> Iterator[tuple[SnapshotterProcess, object]]:
     """A snapshotter trusting the test registry and a FaultProxy in front of it."""
-    from nydus_backend_registry.testing import FaultProxy
+    from nydus_testsupport.registry import FaultProxy
 
     reason = containerd_unavailable()
     if reason:
@@ -198,7 +198,7 @@ def nydus_proc(tmp_path: Path, registry_open) -> Iterator[tuple[SnapshotterProce
     proxy.stop()
 
 
-def _image(registry_open, proxy, tmp_path: Path, name: str):  # type: ignore[no-untyped-def]
+def _image(registry_open, proxy, tmp_path: Path, name: str):
     layer = tmp_path / "layer"
     (layer / "dir").mkdir(parents=True)
     (layer / "dir" / "file.txt").write_text("from a nydus image\n")
@@ -208,7 +208,7 @@ def _image(registry_open, proxy, tmp_path: Path, name: str):  # type: ignore[no-
     return img, layer, f"{proxy.host if proxy else registry_open.server.host}/{name}:v1"
 
 
-def _chain(client: SnapshotsClient, img, ref: str) -> str:  # type: ignore[no-untyped-def]
+def _chain(client: SnapshotsClient, img, ref: str) -> str:
     from nydus_snapshotter_containerd.pull import chain_ids
 
     chains = chain_ids(img.config["rootfs"]["diff_ids"])
@@ -221,7 +221,7 @@ def _chain(client: SnapshotsClient, img, ref: str) -> str:  # type: ignore[no-un
     return parent
 
 
-def test_nydus_image_mounts_through_nydusd(nydus_proc, registry_open, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_nydus_image_mounts_through_nydusd(nydus_proc, registry_open, tmp_path: Path) -> None:
     proc, proxy = nydus_proc
     img, layer, ref = _image(registry_open, proxy, tmp_path, "svc/nydus")
     client = SnapshotsClient(proc.address)
@@ -289,7 +289,7 @@ def test_nydus_image_mounts_through_nydusd(nydus_proc, registry_open, tmp_path: 
         client.close()
 
 
-def test_bootstrap_download_is_checked(nydus_proc, registry_open, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bootstrap_download_is_checked(nydus_proc, registry_open, tmp_path: Path) -> None:
     proc, proxy = nydus_proc
     img, _, ref = _image(registry_open, proxy, tmp_path, "svc/checked")
     client = SnapshotsClient(proc.address)
@@ -310,7 +310,7 @@ def test_bootstrap_download_is_checked(nydus_proc, registry_open, tmp_path: Path
             client.prepare("e2", chains[0], wrong)
         assert "0000000000" in info.value.details()
         # a layer that is a valid tar.gz but whose image.boot is not a RAFS bootstrap
-        from nydus_snapshotter_containerd.testing import bootstrap_layer
+        from nydus_testsupport.containerd import bootstrap_layer
 
         junk, _ = bootstrap_layer(b"not a bootstrap" * 300)
         with registry_open.client() as c:
@@ -337,7 +337,7 @@ def test_bad_config_is_one_line(tmp_path: Path) -> None:
 
 
 
-def test_docker_config_credentials(tmp_path: Path, registry_basic) -> None:  # type: ignore[no-untyped-def]
+def test_docker_config_credentials(tmp_path: Path, registry_basic) -> None:
     reason = containerd_unavailable()
     if reason:
         pytest.skip(reason)

@@ -1,4 +1,4 @@
-"""The example backend against a real HTTP server on 127.0.0.1, through nydus-core's BackendContract."""
+"""The example backend against a real HTTP server on 127.0.0.1, through nydus-testkit's BackendContract."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from nydus_backend_httpdir import HttpDirBackend
+from nydus_testkit import BackendContract
 
 from nydus_core.errors import ConfigError, TransientBackendError
-from nydus_core.testing import BackendContract
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
