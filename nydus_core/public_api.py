@@ -32,6 +32,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     # reading
     "nydus_core.fs",
     "nydus_core.imageref",
+    "nydus_core.mounts",
     "nydus_core.storage",
     "nydus_core.storage.prefetch",
     "nydus_core.storage.stats",

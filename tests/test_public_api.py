@@ -33,8 +33,6 @@ from nydus_core.public_api import PUBLIC_MODULES, is_public_module
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = sorted(p for p in [*ROOT.glob("plugins/*/nydus_*"), *ROOT.glob("docs/examples/*/nydus_*")]
                   if p.is_dir())
-#: The test kit leaves the core (issue 11 item 2); what plugins may take from it is its own API.
-EXEMPT_PREFIXES = ("nydus_core.testing",)
 #: Underscore names that are public API of the standard library or of a library's types.
 STDLIB_UNDERSCORE = {"_asdict", "_replace", "_fields", "_make", "_field_defaults", "_exit", "_name_"}
 #: Generated code (protoc output) is not the plugin author's.
@@ -84,8 +82,6 @@ def _defined_private(trees: list[ast.AST]) -> set[str]:
 
 
 def _check_import(module: str, names: list[str], where: str, walk: Walk) -> None:
-    if module.startswith(EXEMPT_PREFIXES):
-        return
     if module.startswith("nydus_core"):
         if not is_public_module(module):
             walk.problems.append(f"{where}: imports internal module {module} "
@@ -156,7 +152,7 @@ def test_the_walker_catches_what_it_must(tmp_path: Path) -> None:
         "import nydus_core.rafs.v6\n"
         "from nydus_backend_s3 import hooks\n"
         "from nydus_core.oci import mediatypes\n"  # a public submodule: fine
-        "from nydus_core.testing import fakes\n"  # the test kit: exempt
+        "from nydus_testkit import fakes\n"  # another distribution: must be declared
         "class Mine:\n"
         "    def __init__(self):\n"
         "        self._own = 1\n"
@@ -173,9 +169,10 @@ def test_the_walker_catches_what_it_must(tmp_path: Path) -> None:
     assert "internal module nydus_core.rafs.v6" in problems
     assert "does not declare nydus-backend-s3" in problems
     assert "private attribute ._blobs" in problems
-    assert "._own" not in problems and "mediatypes" not in problems and "testing" not in problems
+    assert "does not declare nydus-testkit" in problems
+    assert "._own" not in problems and "mediatypes" not in problems
     assert "_excused" not in problems
-    assert len(problems.splitlines()) == 6
+    assert len(problems.splitlines()) == 7
     assert walk_package(pkg, {"nydus-core", "nydus-backend-s3"}).problems == [
         p for p in problems.splitlines() if "nydus-backend-s3" not in p]
 
