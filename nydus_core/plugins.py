@@ -36,6 +36,7 @@ from .interfaces import (
     Frontend,
     Prefetcher,
 )
+from .pluginapi import api_mismatch
 
 __all__ = [
     "CAPABILITIES",
@@ -106,6 +107,16 @@ FIRST_PARTY: dict[tuple[str, str], str] = {
     ("frontend", "fuse"): "nydus-frontend-fuse",
     ("converter", "oci"): "nydus-converter-oci",
 }
+
+
+#: The meta-distribution that installs nydus-core with the plugins a default install needs.
+META_DISTRIBUTION = "nydus-py"
+#: The distributions ``nydus-py`` installs (kept equal to its pyproject by a test).
+DEFAULT_SET = frozenset({
+    "nydus-compressor-zstd", "nydus-compressor-lz4", "nydus-digester-blake3", "nydus-backend-localfs",
+    "nydus-cache-blobcache", "nydus-prefetch-table", "nydus-prefetch-files", "nydus-prefetch-all",
+    "nydus-frontend-fuse",
+})
 
 
 def _truthy(value: str | None) -> bool:
@@ -322,8 +333,16 @@ class PluginManager:
             return
         try:
             module = ep.load()
-            self.pm.register(module, name=ep.name)
         except Exception as exc:  # a broken plugin must not break the others
+            self._fail(record, exc)
+            return
+        mismatch = api_mismatch(module, ep.value, __version__)
+        if mismatch is not None:
+            self._fail(record, mismatch)
+            return
+        try:
+            self.pm.register(module, name=ep.name)
+        except Exception as exc:
             self._fail(record, exc)
 
     def _fail(self, record: PluginRecord, exc: BaseException | str) -> None:
@@ -469,10 +488,17 @@ class PluginManager:
                     f"{subject}: {dist} {record.version or ''} is installed but does not provide it. "
                     f"Installed {cap.plural}: {installed}."
                 ).replace("  ", " ")
-            return f"{subject}. Installed {cap.plural}: {installed}. Install it with: pip install {dist}"
+            also = f" (or: pip install {META_DISTRIBUTION}, the default set)" if dist in DEFAULT_SET else ""
+            return (f"{subject}. Installed {cap.plural}: {installed}. Install it with: pip install {dist}"
+                    f"{also}{self._failed_note()}")
         close = difflib.get_close_matches(name, registry.names(), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        return f"{subject}. Installed {cap.plural}: {installed}.{hint}"
+        return f"{subject}. Installed {cap.plural}: {installed}.{hint}{self._failed_note()}"
+
+    def _failed_note(self) -> str:
+        """Name the plugins that failed to load (any of them may be the one that was meant)."""
+        failed = [r for r in self.records.values() if r.error and not r.disabled]
+        return "".join(f" Plugin {r.label} failed to load: {(r.error or '').rstrip('.')}." for r in failed)
 
     def failures(self) -> list[PluginRecord]:
         """Return the plugins that failed to load."""

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # make them again when an older generation without the stubs is lying around.
 gen=plugins/snapshotter_containerd/nydus_snapshotter_containerd/_gen
 if [ ! -f "$gen/containerd/services/snapshots/v1/snapshots_pb2.pyi" ]; then
-    .venv/bin/python -m nydus_snapshotter_containerd.gen >/dev/null
+    .venv/bin/python plugins/snapshotter_containerd/stubgen.py >/dev/null
 fi
 shopt -s nullglob
 packages=(nydus_core plugins/*/nydus_* testkit/nydus_* testsupport/nydus_*)

@@ -8,20 +8,21 @@ from pathlib import Path
 
 import pytest
 from nydus_testkit.cli import nydus_plugins_json, run_nydus
-from nydus_testsupport.venv import Venv, build_wheel, create_venv, repo_root
+from nydus_testsupport.venv import Venv, create_venv, repo_root
 
 from nydus_core.errors import UnknownPluginError
 from nydus_core.plugins import CAPABILITIES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # may build the wheelhouse
 
 NO_TRACEBACK = "Traceback"
 
 
 @pytest.fixture(scope="module")
-def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    """nydus-core and nydus-compressor-zstd, installed from freshly built wheels."""
-    wheels = [build_wheel(repo_root()), build_wheel(repo_root() / "plugins" / "compressor_zstd")]
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path) -> Venv:
+    """nydus-core and nydus-compressor-zstd, installed from the wheelhouse (scripts/wheels.sh)."""
+    wheels = [*wheelhouse.glob("nydus_core-*.whl"), *wheelhouse.glob("nydus_compressor_zstd-*.whl")]
+    assert len(wheels) == 2, wheels
     venv = create_venv(tmp_path_factory.mktemp("clean") / "venv")
     venv.install(*wheels)
     return venv
@@ -43,10 +44,11 @@ def test_nydus_plugins_lists_exactly_what_was_installed(wheel_venv: Venv) -> Non
 
 
 def test_uninstalled_plugins_get_the_install_hint(wheel_venv: Venv) -> None:
+    default_set = " (or: pip install nydus-py, the default set)"
     for spec, installed, dist in [
         ("backend:s3", "Installed backends: none", "nydus-backend-s3"),
-        ("compressor:lz4_block", "Installed compressors: none, zstd", "nydus-compressor-lz4"),
-        ("digester:blake3", "Installed digesters: sha256", "nydus-digester-blake3"),
+        ("compressor:lz4_block", "Installed compressors: none, zstd", "nydus-compressor-lz4" + default_set),
+        ("digester:blake3", "Installed digesters: sha256", "nydus-digester-blake3" + default_set),
     ]:
         kind, name = spec.split(":")
         proc = run_nydus("plugins", "--check", spec, bin_dir=wheel_venv.bin)

@@ -270,7 +270,7 @@ def test_unknown_name_says_where_it_came_from() -> None:
         m.registry("compressor").get("zstd", where="recorded in /images/boot")
     assert str(info.value) == (
         "Unknown compressor 'zstd' (recorded in /images/boot). Installed compressors: none. "
-        "Install it with: pip install nydus-compressor-zstd"
+        "Install it with: pip install nydus-compressor-zstd (or: pip install nydus-py, the default set)"
     )
 
 

@@ -14,10 +14,11 @@ import click
 
 from .. import __version__
 from ..errors import BuildError, IntegrityError, UsageError
+from .convention import CONTEXT_SETTINGS
 from .progress import progress_bar
 from .runner import run_main, setup_logging
 
-CTX = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+CTX = CONTEXT_SETTINGS
 
 
 def _int(value: str, what: str) -> int:
@@ -78,13 +79,19 @@ def _chunk_source(blob_dir: str | None = None, blob: str | None = None, backend_
 
 
 @click.group(context_settings=CTX)
-@click.version_option(__version__, prog_name="nydus-image (nydus-py)")
+@click.version_option(__version__, "-V", "--version", prog_name="nydus-image")
 @click.option("-l", "--log-level", default="info", show_default=True,
               help="trace, debug, info, warn or error.")
 @click.option("-L", "--log-file", default=None, help="Write the log to this file.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def cli(log_level: str, log_file: str | None, debug: bool) -> None:
-    """Build and examine RAFS (Nydus) images."""
+    """Build and examine RAFS (Nydus) images.
+
+    \b
+    Examples:
+      nydus-image create ./rootfs -B image.boot -D ./blobs
+      nydus-image check image.boot -D ./blobs -v
+    """
     setup_logging("debug" if debug else log_level, log_file)
 
 
@@ -203,11 +210,13 @@ def _bootstrap_arg(arg: str | None, opt: str | None) -> str:
 @click.option("--backend-type", default=None, help="Verify chunk data read through this backend plugin.")
 @click.option("--backend-config", default=None, help="The backend's JSON config.")
 @click.option("--backend-config-file", default=None, help="A file holding the backend's JSON config.")
-@click.option("-v", "--verbose", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Verbose: the image's shape, each blob and every problem found, on stderr.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-J", "--output-json", default=None, help="Write the report as JSON to this file.")
 def check(bootstrap_arg: str | None, bootstrap: str | None, blob_dir: str | None, config: str | None,
           backend_type: str | None, backend_config: str | None, backend_config_file: str | None,
-          verbose: bool, output_json: str | None) -> None:
+          verbose: bool, as_json: bool, output_json: str | None) -> None:
     """Validate an image: every inode, and with blobs every chunk against its digest."""
     from ..tools.check import check_image
 
@@ -220,8 +229,10 @@ def check(bootstrap_arg: str | None, bootstrap: str | None, blob_dir: str | None
         if source is not None:
             source.close()
     _write_json(output_json, report.to_json())
-    if verbose:
+    if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+    if verbose:
+        _print_check_details(report)
     if report.errors:
         more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
         raise IntegrityError(f"{path}: {report.errors[0]}{more}")
@@ -229,6 +240,23 @@ def check(bootstrap_arg: str | None, bootstrap: str | None, blob_dir: str | None
             if source is not None else "metadata only: give --blob-dir or --config to verify data")
     click.echo(f"{path}: RAFS v{report.fs_version} OK: {report.inodes} entries, {report.files} files; "
                f"{what}", err=True)
+
+
+def _print_check_details(report: Any) -> None:
+    """``check -v``: what was checked, for people (stderr; ``--json`` has the same for programs)."""
+    lines = [f"bootstrap: {report.bootstrap}",
+             f"RAFS v{report.fs_version}, compressor {report.compressor}, digester {report.digester}, "
+             f"chunk size {report.chunk_size:#x}",
+             f"entries: {report.inodes} ({report.files} files, {report.dirs} directories, "
+             f"{report.symlinks} symlinks, {report.hardlinks} hard links, {report.others} others), "
+             f"{report.bytes} bytes of file data"]
+    for blob in report.blobs:
+        lines.append(f"blob {blob['blob_id']}: {blob['chunk_count']} chunks, {blob['compressed_size']} bytes "
+                     f"compressed, {blob['uncompressed_size']} uncompressed")
+    lines.append(f"verified: {report.chunks_verified} chunks, {report.bytes_verified} bytes")
+    lines += [f"problem: {error}" for error in report.errors]
+    for line in lines:
+        click.echo(line, err=True)
 
 
 @cli.command(context_settings=CTX)

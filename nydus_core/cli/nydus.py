@@ -10,14 +10,21 @@ import click
 from .. import __version__
 from ..errors import UsageError
 from ..plugins import CAPABILITIES, PluginManager, get_manager
+from .convention import CONTEXT_SETTINGS
 from .runner import run_main
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="nydus")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def cli(debug: bool) -> None:
-    """nydus-py: build, inspect and serve Nydus (RAFS) container images."""
+    """nydus-py: build, inspect and serve Nydus (RAFS) container images.
+
+    \b
+    Examples:
+      nydus plugins --check compressor:zstd
+      nydus cat image.boot /etc/os-release --blob-dir ./blobs
+    """
 
 
 @cli.command("plugins")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 import click
 
 from ..errors import NydusError
+from .convention import apply_convention
 
 __all__ = ["INTERNAL_ERROR_EXIT", "debug_requested", "run_main", "setup_logging"]
 
@@ -34,6 +35,7 @@ def run_main(
     try:
         if not isinstance(command, click.Command):
             command = command()
+        apply_convention(command)
         rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code

@@ -163,7 +163,7 @@ def test_data_sources_blob_file_and_backend(image: tuple[Path, Path, Path], tmp_
         member = tf.extractfile("d/a.bin")
         assert member is not None and member.read() == (src / "d" / "a.bin").read_bytes()
     cfg = json.dumps({"dir": str(blobs)})
-    proc = run("check", str(boot), "--backend-type", "localfs", "--backend-config", cfg, "-v")
+    proc = run("check", str(boot), "--backend-type", "localfs", "--backend-config", cfg, "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["bytes_verified"] >= 50_000
     one_line_error(run("check", str(boot), "--backend-type", "nosuch", "--backend-config", cfg), "nosuch")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from nydus_testsupport.config_fakes import entry_point
 
-from nydus_core import hookimpl, plugins
+from nydus_core import PLUGIN_API_VERSION, hookimpl, plugins
 from nydus_core.config import AUTH_ENV, Section, parse_config
 from nydus_core.errors import ConfigError, PluginError, UnsupportedOperationError
 from nydus_core.interfaces import Backend
@@ -171,6 +171,7 @@ def odd_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         return [_RaisesValueError, _ReturnsList, _NestedKeyError, _ErrorNamingAnotherFile, _PassThrough]
 
     module.nydus_register_backends = nydus_register_backends
+    module.NYDUS_PLUGIN_API = PLUGIN_API_VERSION
     monkeypatch.setitem(sys.modules, module.__name__, module)
     ep = importlib.metadata.EntryPoint(name="odd", value=module.__name__, group=plugins.GROUP)
     manager = plugins.PluginManager(entry_points=[entry_point(), ep], strict=True, disabled=()).load()

@@ -20,6 +20,7 @@ from nydus_core.config.fields import REQUIRED, Section
 from nydus_core.errors import BlobNotFoundError, ConfigError, UnsupportedOperationError
 from nydus_core.hookspecs import hookimpl
 from nydus_core.interfaces import Backend, BlobCache, CachePolicy
+from nydus_core.pluginapi import PLUGIN_API_VERSION
 
 ENTRY_POINT_NAME = "config-fakes"
 
@@ -152,6 +153,10 @@ class FakeBlobCache(CachePolicy):
     def open_blob(self, blob: Any) -> BlobCache:
         """Return a fresh in-memory cache for one blob."""
         return _MemoryBlobCache()
+
+
+#: This module is a plugin (see :func:`entry_point`): the plugin API it was written for.
+NYDUS_PLUGIN_API = PLUGIN_API_VERSION
 
 
 @hookimpl

@@ -16,6 +16,7 @@ from nydus_testkit.fakes import DirectoryChunkCache, MemoryBackend
 
 from nydus_core.hookspecs import hookimpl
 from nydus_core.interfaces import Backend, Compressor, Converter, Digester, Frontend, HashObject, Prefetcher
+from nydus_core.pluginapi import PLUGIN_API_VERSION
 
 __all__ = ["SAMPLE_NAMES", "entry_point"]
 
@@ -130,7 +131,13 @@ def sample_hello(who: str) -> None:
     click.echo(f"hello, {who}, from a sample plugin")
 
 
-class EveryHook:
+class _Declared:
+    """Base of the sample plugins: declares the plugin API they were written for."""
+
+    NYDUS_PLUGIN_API = PLUGIN_API_VERSION
+
+
+class EveryHook(_Declared):
     """Implements every hook, each returning the sample class of its capability."""
 
     @staticmethod
@@ -181,7 +188,7 @@ class EveryHook:
         return f"/sample/{reference}.boot", {"device": {"backend": {"type": "sample", "config": {}}}}
 
 
-class OtherResolver:
+class OtherResolver(_Declared):
     """A second plugin resolving ``sample.invalid/`` references (clashes with :class:`EveryHook`)."""
 
     @staticmethod
@@ -210,7 +217,7 @@ class ClashingCache(DirectoryChunkCache):
     name = "sample-cache-alias"
 
 
-class OtherBackendPlugin:
+class OtherBackendPlugin(_Declared):
     """A well-behaved plugin providing backend ``other``."""
 
     @staticmethod
@@ -219,7 +226,7 @@ class OtherBackendPlugin:
         return [OtherBackend]
 
 
-class DuplicateBackendPlugin:
+class DuplicateBackendPlugin(_Declared):
     """Provides a second ``sample`` backend and ``other``."""
 
     @staticmethod
@@ -228,7 +235,7 @@ class DuplicateBackendPlugin:
         return [AnotherSampleBackend]
 
 
-class DuplicateAliasPlugin:
+class DuplicateAliasPlugin(_Declared):
     """Provides a cache named like another cache's alias."""
 
     @staticmethod
@@ -237,7 +244,7 @@ class DuplicateAliasPlugin:
         return [ClashingCache]
 
 
-class MisspeltHook:
+class MisspeltHook(_Declared):
     """Implements ``nydus_register_backend`` (no s): no such hook."""
 
     @staticmethod
@@ -246,7 +253,7 @@ class MisspeltHook:
         return [OtherBackend]
 
 
-class WrongArgumentHook:
+class WrongArgumentHook(_Declared):
     """Implements ``nydus_register_commands`` with an argument the spec does not have."""
 
     @staticmethod
@@ -263,7 +270,7 @@ class _NoName(Backend):
         return b""
 
 
-class ReturnsInstance:
+class ReturnsInstance(_Declared):
     """Returns a backend instance instead of a class."""
 
     @staticmethod
@@ -272,7 +279,7 @@ class ReturnsInstance:
         return OtherBackend()
 
 
-class ReturnsWrongKind:
+class ReturnsWrongKind(_Declared):
     """Returns a compressor class from the backend hook."""
 
     @staticmethod
@@ -281,7 +288,7 @@ class ReturnsWrongKind:
         return [SampleCompressor]
 
 
-class ReturnsNameless:
+class ReturnsNameless(_Declared):
     """Returns a backend class without a ``name``."""
 
     @staticmethod
@@ -290,7 +297,7 @@ class ReturnsNameless:
         return [_NoName]
 
 
-class ReturnsString:
+class ReturnsString(_Declared):
     """Returns a string."""
 
     @staticmethod
@@ -299,7 +306,7 @@ class ReturnsString:
         return "other"
 
 
-class RaisesInHook:
+class RaisesInHook(_Declared):
     """Its hook raises (a missing SDK discovered late, say)."""
 
     @staticmethod
@@ -308,7 +315,7 @@ class RaisesInHook:
         raise RuntimeError("the SDK is not configured")
 
 
-class HalfBad:
+class HalfBad(_Declared):
     """A good backend hook and a bad compressor hook: nothing of it may be registered."""
 
     @staticmethod
@@ -322,7 +329,7 @@ class HalfBad:
         return [object]
 
 
-class CommandClash:
+class CommandClash(_Declared):
     """Adds a command named ``plugins``, replacing the core's."""
 
     @staticmethod
@@ -333,7 +340,7 @@ class CommandClash:
             """Pretend to be the core's command."""
 
 
-class CommandRaises:
+class CommandRaises(_Declared):
     """Adds one command, then raises."""
 
     @staticmethod

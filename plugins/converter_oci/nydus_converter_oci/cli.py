@@ -8,8 +8,14 @@ from pathlib import Path
 
 import click
 
+from nydus_core.cli.convention import CONTEXT_SETTINGS
 from nydus_core.cli.runner import run_main, setup_logging
 from nydus_core.errors import UsageError
+
+from . import __version__
+
+LOG_LEVEL_HELP = "trace, debug, info, warn or error."
+DEBUG_HELP = "Debug logging, and tracebacks on errors (-D as upstream)."
 
 
 def _chunk_size(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
@@ -57,8 +63,8 @@ def _stdin_paths() -> list[str]:
               help="Work directory; converted layers are kept here and reused.")
 @click.option("--output-json", default=None, type=click.Path(dir_okay=False),
               help="Write conversion metrics (timings, sizes) as JSON to this file.")
-@click.option("--log-level", "-l", default="info", show_default=True, help="trace, debug, info, warn, error.")
-@click.option("--debug", "-D", is_flag=True, help="Debug logging and tracebacks.")
+@click.option("--log-level", "-l", default="info", show_default=True, help=LOG_LEVEL_HELP)
+@click.option("--debug", "-D", is_flag=True, help=DEBUG_HELP)
 def convert_cmd(source: str, target: str, source_insecure: bool, target_insecure: bool, plain_http: bool,
                 platform: str, compressor: str, fs_version: int, chunk_size: int, chunk_dict: str | None,
                 chunk_dict_insecure: bool, prefetch_patterns: bool, merge_platform: bool,
@@ -97,17 +103,18 @@ def convert_cmd(source: str, target: str, source_insecure: bool, target_insecure
 @click.command("check")
 @click.option("--source", default=None, help="The OCI image the Nydus image was converted from.")
 @click.option("--target", required=True, help="The Nydus image to check.")
-@click.option("--source-insecure", is_flag=True)
-@click.option("--target-insecure", is_flag=True)
+@click.option("--source-insecure", is_flag=True, help="Skip TLS verification / allow HTTP for the source.")
+@click.option("--target-insecure", is_flag=True, help="Skip TLS verification / allow HTTP for the target.")
 @click.option("--plain-http", is_flag=True, help="Talk plain HTTP to both registries.")
-@click.option("--platform", default="linux/amd64", show_default=True)
+@click.option("--platform", default="linux/amd64", show_default=True, help="Platform to check.")
 @click.option("--target-backend-type", default="registry", type=click.Choice(["registry", "s3", "oss"]),
               help="Where the Nydus image's blobs are (default: its registry).")
 @click.option("--target-backend-config", default=None, help="Backend config JSON (for s3/oss).")
 @click.option("--no-data", is_flag=True, help="Compare metadata only (no file data).")
-@click.option("--work-dir", default="./output", show_default=True, type=click.Path(file_okay=False))
-@click.option("--log-level", "-l", default="info", show_default=True)
-@click.option("--debug", "-D", is_flag=True)
+@click.option("--work-dir", default="./output", show_default=True, type=click.Path(file_okay=False),
+              help="Work directory for the bootstraps and trees being compared.")
+@click.option("--log-level", "-l", default="info", show_default=True, help=LOG_LEVEL_HELP)
+@click.option("--debug", "-D", is_flag=True, help=DEBUG_HELP)
 def check_cmd(source: str | None, target: str, source_insecure: bool, target_insecure: bool, plain_http: bool,
               platform: str, target_backend_type: str, target_backend_config: str | None, no_data: bool,
               work_dir: str, log_level: str, debug: bool) -> None:
@@ -130,19 +137,22 @@ def check_cmd(source: str | None, target: str, source_insecure: bool, target_ins
 
 @click.command("mount")
 @click.option("--target", required=True, help="The Nydus image to mount.")
-@click.option("--target-insecure", is_flag=True)
-@click.option("--plain-http", is_flag=True)
-@click.option("--platform", default="linux/amd64", show_default=True)
-@click.option("--backend-type", default="registry", type=click.Choice(["registry", "s3", "oss"]))
+@click.option("--target-insecure", is_flag=True, help="Skip TLS verification / allow HTTP for the target.")
+@click.option("--plain-http", is_flag=True, help="Talk plain HTTP to the registry.")
+@click.option("--platform", default="linux/amd64", show_default=True, help="Platform to mount.")
+@click.option("--backend-type", default="registry", type=click.Choice(["registry", "s3", "oss"]),
+              help="Where the image's data blobs are (default: its registry).")
 @click.option("--backend-config", default=None, help="Backend config JSON (for s3/oss).")
 @click.option("--prefetch", is_flag=True, help="Prefetch the whole image in the background.")
-@click.option("--mount-path", default="./image-fs", show_default=True, type=click.Path(file_okay=False))
-@click.option("--work-dir", default="./tmp", show_default=True, type=click.Path(file_okay=False))
+@click.option("--mount-path", default="./image-fs", show_default=True, type=click.Path(file_okay=False),
+              help="Mount the image here.")
+@click.option("--work-dir", default="./tmp", show_default=True, type=click.Path(file_okay=False),
+              help="Work directory for the bootstrap, the nydusd config and the blob cache.")
 @click.option("--nydusd", default=None, help="Run this nydusd binary instead of serving in this process.")
 @click.option("--amplify-io", default="0", show_default=True, callback=_chunk_size,
               help="Read-ahead bytes of on-demand reads (nydusd amplify_io).")
-@click.option("--log-level", "-l", default="info", show_default=True)
-@click.option("--debug", "-D", is_flag=True)
+@click.option("--log-level", "-l", default="info", show_default=True, help=LOG_LEVEL_HELP)
+@click.option("--debug", "-D", is_flag=True, help=DEBUG_HELP)
 def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: str, backend_type: str,
               backend_config: str | None, prefetch: bool, mount_path: str, work_dir: str, nydusd: str | None,
               amplify_io: int, log_level: str, debug: bool) -> None:
@@ -160,9 +170,17 @@ def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: st
         raise click.exceptions.Exit(rc)
 
 
-@click.group("nydusify")
+@click.group("nydusify", context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-v", "--version", prog_name="nydusify")
 def nydusify() -> None:
-    """Convert OCI images to Nydus images, check and mount them (nydus-py)."""
+    """Convert OCI images to Nydus images, check and mount them (nydus-py).
+
+    \b
+    Examples:
+      nydusify convert --source docker.io/library/alpine:3 --target localhost:5000/alpine:3-nydus
+      nydusify check --source docker.io/library/alpine:3 --target localhost:5000/alpine:3-nydus
+      nydusify mount --target localhost:5000/alpine:3-nydus --mount-path ./rootfs
+    """
 
 
 nydusify.add_command(convert_cmd)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from nydus_core.cli.convention import CONTEXT_SETTINGS
 from nydus_core.cli.runner import run_main
 from nydus_core.errors import UsageError
 from nydus_core.interfaces import ServeOptions
@@ -97,7 +98,7 @@ def _apply(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
     return deco
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="nydusd")
 @_apply(GLOBAL_OPTIONS)
 @_apply(FUSE_OPTIONS)
@@ -106,6 +107,7 @@ def nydusd(ctx: click.Context, /, **params: Any) -> None:
     """nydusd: serve RAFS (Nydus) images through FUSE, lazily.
 
     \b
+    Examples:
     nydusd -C config.json -M /mnt -B image.boot
     nydusd fuse -D ./blobs -M /mnt -B image.boot --apisock /run/nydusd.sock
     nydusd -C config.json -M /mnt -A /run/nydusd.sock   # mount images via the API

@@ -16,8 +16,11 @@ from urllib.parse import urlencode
 
 import click
 
+from nydus_core.cli.convention import CONTEXT_SETTINGS
 from nydus_core.cli.runner import run_main
 from nydus_core.errors import NydusError, UsageError
+
+from . import __version__
 
 
 class ApiError(NydusError):
@@ -92,14 +95,29 @@ def _print(obj: Any, raw: bool) -> None:
         click.echo(json.dumps(obj, indent=2, sort_keys=True))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--sock", "-S", required=True, type=click.Path(dir_okay=False), help="nydusd API socket.")
+class _NoSocket:
+    """Stands for the client when ``--sock`` is missing (so that ``nydusctl info -h`` still works)."""
+
+    def call(self, method: str, path: str, query: dict[str, str] | None = None, body: Any = None) -> Any:
+        """Refuse: there is no socket to talk to."""
+        raise UsageError("nydusctl needs the daemon's API socket: --sock/-S PATH")
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="nydusctl")
+@click.option("--sock", "-S", type=click.Path(dir_okay=False), help="nydusd API socket (required).")
 @click.option("--raw", is_flag=True, help="Print the daemon's JSON as is.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 @click.pass_context
-def nydusctl(ctx: click.Context, sock: str, raw: bool, debug: bool) -> None:
-    """Query and control a running nydusd through its API socket."""
-    ctx.obj = {"client": ApiClient(sock), "raw": raw}
+def nydusctl(ctx: click.Context, sock: str | None, raw: bool, debug: bool) -> None:
+    """Query and control a running nydusd through its API socket.
+
+    \b
+    Examples:
+      nydusctl --sock /run/nydusd.sock info
+      nydusctl --sock /run/nydusd.sock metrics backend --interval 2
+    """
+    ctx.obj = {"client": ApiClient(sock) if sock else _NoSocket(), "raw": raw}
 
 
 @nydusctl.command()
@@ -169,7 +187,8 @@ def metrics(obj: dict[str, Any], kind: str, interval: float | None, ident: str |
 @click.option("--config", "-c", "config", required=True, type=click.Path(exists=True, dir_okay=False),
               help="nydusd config file for this image.")
 @click.option("--mountpoint", "-m", required=True, help="Sub-path inside the daemon, e.g. /img1.")
-@click.option("--type", "-t", "fs_type", default="rafs", type=click.Choice(["rafs", "passthrough_fs"]))
+@click.option("--type", "-t", "fs_type", default="rafs", type=click.Choice(["rafs", "passthrough_fs"]),
+              help="Filesystem type (rafs; passthrough_fs is refused by the daemon).")
 @click.option("--prefetch-files", multiple=True, help="A path to prefetch (repeatable).")
 @click.pass_obj
 def mount(obj: dict[str, Any], source: str, config: str, mountpoint: str, fs_type: str,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import click
 
+from nydus_core.cli.convention import CONTEXT_SETTINGS
 from nydus_core.cli.runner import run_main
 from nydus_core.errors import NydusError
 
@@ -27,7 +28,7 @@ _LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
            "warn": logging.WARNING, "error": logging.ERROR}
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="containerd-nydus-grpc")
 @click.option("--config", "config_path", default=None, help="Snapshotter config file (TOML).")
 @click.option("--address", default=None, help="gRPC unix socket to serve on (overrides the config).")
@@ -45,7 +46,12 @@ _LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
 def serve(config_path: str | None, address: str | None, root: str | None, nydusd_cmd: str | None,
           nydusd_config: str | None, daemon_mode: str | None, fs_driver: str | None,
           log_level: str | None, debug: bool) -> None:
-    """containerd proxy snapshotter for Nydus images (lazy pulls through nydusd)."""
+    """containerd proxy snapshotter for Nydus images (lazy pulls through nydusd).
+
+    \b
+    Example:
+      containerd-nydus-grpc --config /etc/nydus/config.toml --root /var/lib/containerd-nydus
+    """
     from .config import load_config, load_daemon_template
     from .service import make_server
     from .snapshotter import Snapshotter

@@ -6,6 +6,10 @@ from typing import TYPE_CHECKING
 
 from nydus_core import hookimpl
 
+#: The nydus-core plugin API this plugin was written for (checked when it loads).
+NYDUS_PLUGIN_API = "1.0"
+
+
 if TYPE_CHECKING:
     import click
 

@@ -8,11 +8,11 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from nydus_core.config.fields import REQUIRED, Section
 from nydus_core.errors import (
     AuthError,
     BackendError,
     BlobNotFoundError,
-    ConfigError,
     PermissionDeniedError,
     TransientBackendError,
 )
@@ -24,7 +24,7 @@ __all__ = ["HttpDirBackend"]
 class HttpDirBackend(Backend):
     """Blobs served by any HTTP server that honours ``Range`` (nginx, a CDN, a bucket website).
 
-    Config keys: ``url`` (required) and ``timeout`` (seconds, default 10). Thread-safe: every
+    Config keys: ``url`` (required) and ``timeout`` (whole seconds, default 10). Thread-safe: every
     request uses its own connection. Read-only, so :meth:`write` keeps the base class's
     UnsupportedOperationError.
     """
@@ -38,15 +38,19 @@ class HttpDirBackend(Backend):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Require an http(s) ``url``; default ``timeout`` to 10 seconds."""
-        out = dict(config)
-        url = out.get("url")
-        if not isinstance(url, str) or urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise ConfigError("must be an http:// or https:// URL", key="url")
-        timeout = out.setdefault("timeout", 10)
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-            raise ConfigError("must be a positive number of seconds", key="timeout")
-        return out
+        """Require an http(s) ``url``; ``timeout`` is 1..3600 seconds (default 10).
+
+        :class:`~nydus_core.config.fields.Section` reads typed values and raises ConfigError naming
+        the key (``timeout: expected an integer, got "10"``); :meth:`~Section.finish` logs a warning
+        for each key nobody read, with a "did you mean" for typos (``timout``).
+        """
+        section = Section(config)
+        url = section.str("url", REQUIRED)
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise section.error("url", "must be an http:// or https:// URL")
+        timeout = section.int("timeout", 10, minimum=1, maximum=3600)
+        section.finish()
+        return {"url": url, "timeout": timeout}
 
     def _blob_url(self, blob_id: str) -> str:
         return f"{self.url}/{urllib.parse.quote(blob_id.removeprefix('sha256:'), safe='')}"

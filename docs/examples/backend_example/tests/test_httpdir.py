@@ -2,84 +2,53 @@
 
 from __future__ import annotations
 
-import http.server
-import re
-import threading
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from nydus_backend_httpdir import HttpDirBackend
 from nydus_testkit import BackendContract
+from nydus_testkit.rangeserver import RangeHTTPServer
 
 from nydus_core.errors import ConfigError, TransientBackendError
 
 
-class RangeHandler(http.server.BaseHTTPRequestHandler):
-    """Serves files of ``server.root`` by name, honouring single ``Range: bytes=a-b`` requests."""
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def _file(self) -> Path | None:
-        path = self.server.root / self.path.lstrip("/")  # type: ignore[attr-defined]
-        return path if path.is_file() else None
-
-    def do_HEAD(self) -> None:
-        path = self._file()
-        self.send_response(200 if path else 404)
-        self.send_header("Content-Length", str(path.stat().st_size if path else 0))
-        self.end_headers()
-
-    def do_GET(self) -> None:
-        path = self._file()
-        if path is None:
-            self.send_error(404)
-            return
-        size = path.stat().st_size
-        start, end = 0, size - 1
-        match = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range", ""))
-        if match:
-            start, end = int(match[1]), min(int(match[2]), size - 1)
-            if start >= size:
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{size}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-        with path.open("rb") as f:
-            f.seek(start)
-            body = f.read(end + 1 - start)
-        self.send_response(206 if match else 200)
-        if match:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[http.server.ThreadingHTTPServer]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    srv.daemon_threads = True
-    srv.root = tmp_path  # type: ignore[attr-defined]
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+def server(tmp_path: Path) -> Iterator[RangeHTTPServer]:
+    with RangeHTTPServer(tmp_path) as srv:  # serves tmp_path's files on 127.0.0.1, a free port
+        yield srv
 
 
 class TestHttpDir(BackendContract):
     writable = False  # read-only: the contract checks that write() says so
 
     @pytest.fixture
-    def backend(self, server: http.server.ThreadingHTTPServer) -> HttpDirBackend:
-        return HttpDirBackend({"url": f"http://127.0.0.1:{server.server_port}/"})
+    def backend(self, server: RangeHTTPServer) -> HttpDirBackend:
+        return HttpDirBackend({"url": server.url + "/"})
 
     @pytest.fixture
-    def put_blob(self, server: http.server.ThreadingHTTPServer) -> Callable[[str, bytes], None]:
-        return lambda blob_id, data: (server.root / blob_id).write_bytes(data)  # type: ignore[attr-defined]
+    def put_blob(self, server: RangeHTTPServer) -> Callable[[str, bytes], None]:
+        def put(blob_id: str, data: bytes) -> None:
+            (server.root / blob_id).write_bytes(data)  # where the backend reads, without using it
+
+        return put
+
+
+def test_reads_are_single_ranged_requests(server: RangeHTTPServer) -> None:
+    (server.root / ("ab" * 32)).write_bytes(bytes(range(256)) * 16)
+    backend = HttpDirBackend({"url": server.url})
+    assert backend.read("ab" * 32, 100, 50) == (bytes(range(256)) * 16)[100:150]
+    assert [(r.method, r.range, r.status) for r in server.requests] == [("GET", "bytes=100-149", 206)]
+
+
+def test_server_errors_are_transient(server: RangeHTTPServer) -> None:
+    (server.root / ("cd" * 32)).write_bytes(b"x" * 10)
+    backend = HttpDirBackend({"url": server.url})
+    server.fail_next(1, status=503)
+    with pytest.raises(TransientBackendError, match="HTTP 503"):
+        backend.size("cd" * 32)
+    assert backend.size("cd" * 32) == 10  # the next request is answered again
 
 
 def test_config_errors_name_the_key() -> None:
@@ -89,9 +58,14 @@ def test_config_errors_name_the_key() -> None:
         HttpDirBackend({"url": "http://127.0.0.1/", "timeout": 0})
 
 
-def test_server_down_is_transient(server: http.server.ThreadingHTTPServer) -> None:
-    backend = HttpDirBackend({"url": f"http://127.0.0.1:{server.server_port}", "timeout": 2})
-    server.shutdown()
-    server.server_close()
+def test_unknown_key_is_a_warning_with_a_suggestion(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        HttpDirBackend({"url": "http://127.0.0.1/", "timout": 5})
+    assert "timout: unknown key, ignored (did you mean 'timeout'?)" in caplog.text
+
+
+def test_server_down_is_transient(server: RangeHTTPServer) -> None:
+    backend = HttpDirBackend({"url": server.url, "timeout": 2})
+    server.stop()
     with pytest.raises(TransientBackendError, match="httpdir: blob"):
         backend.size("ab" * 32)

@@ -6,9 +6,11 @@ Each proto is copied with its gogoproto import and options stripped (they only s
 generation) and its imports rewritten to live under ``nydus_snapshotter_containerd/_gen``; then
 ``grpc_tools.protoc`` writes ``*_pb2.py``, their type stubs ``*_pb2.pyi`` and ``*_pb2_grpc.py`` there.
 
-Run ``python -m nydus_snapshotter_containerd.gen`` (the hatch build hook and the first import of
-:mod:`nydus_snapshotter_containerd.api` do the same). This module imports nothing from its package,
-so the build hook can load it by path.
+This is build-time code, not part of the installed package: the hatch build hook
+(``hatch_build.py``) loads it by path on every build (editable installs too), so the wheel carries
+the stubs and nothing at run time needs ``grpcio-tools``. By hand:
+``python plugins/snapshotter_containerd/stubgen.py [PROTO_DIR]`` (with grpcio-tools installed, as in
+the workspace's dev group).
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def generate(out_root: str | os.PathLike[str], source: str | os.PathLike[str] | 
         for d in [built, *[p for p in built.rglob("*") if p.is_dir()]]:
             (d / "__init__.py").touch()
         (built / "__init__.py").write_text(
-            '"""Stubs generated from containerd\'s API protos by nydus_snapshotter_containerd.gen."""\n')
+            '"""Stubs generated from containerd\'s API protos by stubgen.py at build time."""\n')
         if target.exists():
             shutil.rmtree(target)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -124,10 +126,59 @@ def generate(out_root: str | os.PathLike[str], source: str | os.PathLike[str] | 
     return target
 
 
+_GRPC_GENERATED = re.compile(r"^GRPC_GENERATED_VERSION = '([0-9.]+)'$", re.M)
+_PROTOBUF_GENERATED = re.compile(r"^# Protobuf Python Version: ([0-9.]+)$", re.M)
+
+
+def generated_versions(target: str | os.PathLike[str]) -> dict[str, str]:
+    """Return the least ``grpcio`` and ``protobuf`` versions the stubs in ``target`` import with.
+
+    Generated code checks these itself on import (and refuses older runtimes), so the package's
+    dependencies must not allow anything older.
+    """
+    found: dict[str, set[str]] = {"grpcio": set(), "protobuf": set()}
+    for path in Path(target).rglob("*.py"):
+        text = path.read_text()
+        found["grpcio"].update(_GRPC_GENERATED.findall(text))
+        found["protobuf"].update(_PROTOBUF_GENERATED.findall(text))
+    out = {}
+    for name, versions in found.items():
+        if len(versions) > 1:
+            raise ProtoGenError(f"stubs in {target} were made for several {name} versions: "
+                                f"{sorted(versions)}")
+        if versions:
+            out[name] = versions.pop()
+    return out
+
+
+def bound_problems(generated: dict[str, str], dependencies: list[str]) -> list[str]:
+    """Say where the run-time ``dependencies`` allow a grpcio/protobuf the stubs would refuse."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    reqs = {r.name.lower(): r for r in map(Requirement, dependencies)}
+    problems = []
+    for name, made_for in sorted(generated.items()):
+        req = reqs.get(name)
+        least = Version(made_for)
+        if req is None:
+            problems.append(f"the stubs import {name} (>= {made_for}) but the package does not depend on it")
+            continue
+        lows = [Version(s.version) for s in req.specifier if s.operator in (">=", "==", "~=")]
+        if not lows or max(lows) < least:
+            problems.append(f"the stubs need {name}>={made_for} but the package declares '{req}'")
+        if name == "protobuf" and not req.specifier.contains(made_for):
+            problems.append(f"protobuf {made_for}, which made the stubs, is outside '{req}'")
+        if name == "protobuf" and Version(f"{least.major + 1}") in req.specifier:
+            problems.append(f"'{req}' allows protobuf {least.major + 1}, whose runtime refuses stubs made "
+                            f"by protobuf {least.major}.x")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m nydus_snapshotter_containerd.gen [PROTO_DIR]``: regenerate the stubs in place."""
+    """``python stubgen.py [PROTO_DIR]``: regenerate the stubs in the source tree."""
     args = sys.argv[1:] if argv is None else argv
-    out_root = Path(__file__).resolve().parent.parent
+    out_root = Path(__file__).resolve().parent
     try:
         where = generate(out_root, args[0] if args else None)
     except ProtoGenError as exc:
