@@ -19,6 +19,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "nydus_core.interfaces",
     "nydus_core.errors",
     "nydus_core.plugins",
+    "nydus_core.pluginapi",
     "nydus_core.public_api",
     # configuration
     "nydus_core.config",
@@ -54,6 +55,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "nydus_core.object_store",
     # helpers for commands
     "nydus_core.cli.runner",
+    "nydus_core.cli.convention",
     "nydus_core.cli.progress",
 )
 
