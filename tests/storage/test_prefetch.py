@@ -19,6 +19,7 @@ from nydus_testsupport.storage_helpers import build_image, localfs_config
 from nydus_core.errors import DuplicatePluginError, UnknownPluginError
 from nydus_core.fs import open_fs
 from nydus_core.interfaces import Prefetcher, PrefetchRequest
+from nydus_core.pluginapi import PLUGIN_API_VERSION
 from nydus_core.plugins import PluginManager, set_manager
 from nydus_core.rafs.image import open_image
 from nydus_core.storage.prefetch import TokenBucket, choose_prefetcher
@@ -72,6 +73,8 @@ def test_choice_of_prefetcher_follows_upstream_config() -> None:
 
 _THIRD_PARTY = """
 from nydus_core import hookimpl
+
+NYDUS_PLUGIN_API = "@API@"
 from nydus_core.storage.prefetch import BasePrefetcher
 
 class Eager(BasePrefetcher):
@@ -95,7 +98,8 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cal
     """Install the real plugins plus a third-party prefetcher ranking ``fs_prefetch.enable``."""
     def install(rank: int, disabled: tuple[str, ...] = ()) -> None:
         name = f"nydus_test_eager_{rank}"
-        (tmp_path / f"{name}.py").write_text(_THIRD_PARTY.replace("RANK", str(rank)))
+        source = _THIRD_PARTY.replace("RANK", str(rank)).replace("@API@", PLUGIN_API_VERSION)
+        (tmp_path / f"{name}.py").write_text(source)
         monkeypatch.syspath_prepend(str(tmp_path))
         eps = [*importlib.metadata.entry_points(group="nydus"),
                importlib.metadata.EntryPoint(name="prefetch-eager", value=name, group="nydus")]
