@@ -7,6 +7,27 @@ nothing foreign leaks out of them.
 
 from __future__ import annotations
 
+__all__ = [
+    "AuthError",
+    "BackendError",
+    "BlobNotFoundError",
+    "BuildError",
+    "CacheError",
+    "ConfigError",
+    "DuplicatePluginError",
+    "FormatError",
+    "IntegrityError",
+    "NydusError",
+    "PermissionDeniedError",
+    "PluginError",
+    "PluginLoadError",
+    "TransientBackendError",
+    "UnknownPluginError",
+    "UnsupportedFeatureError",
+    "UnsupportedOperationError",
+    "UsageError",
+]
+
 
 class NydusError(Exception):
     """Base of every error nydus-py reports to users."""

@@ -13,6 +13,8 @@ import click
 from ..errors import NydusError
 from .convention import apply_convention
 
+__all__ = ["INTERNAL_ERROR_EXIT", "debug_requested", "run_main", "setup_logging"]
+
 INTERNAL_ERROR_EXIT = 70
 
 
