@@ -25,8 +25,7 @@ from typing import Any
 
 from .config import NydusConfig, load_config, parse_config
 from .errors import ConfigError, UsageError
-from .interfaces import Backend, CachePolicy, Prefetcher
-from .plugins import registry
+from .interfaces import Backend, CachePolicy, Prefetcher, PrefetchRequest
 from .rafs.image import RafsImage, open_image
 from .rafs.model import InodeAttrs
 from .storage import AccessPattern, ReadPipeline, resolve_blob_ids
@@ -148,6 +147,10 @@ class RafsFS:
     inside the image (an absolute target starts at the image's root). :meth:`lstat` and
     :meth:`readlink` do not follow the last component. Without a pipeline (:func:`open_metadata`)
     only metadata can be read.
+
+    Public attributes (read-only): ``image`` (the :class:`~nydus_core.rafs.image.RafsImage`),
+    ``pipeline`` (the :class:`~nydus_core.storage.ReadPipeline`, or None), ``config``, ``backend``,
+    ``cache`` and ``prefetcher`` (the plugins it opened, or None).
     """
 
     def __init__(self, image: RafsImage, pipeline: ReadPipeline | None, *, config: NydusConfig | None = None,
@@ -342,9 +345,9 @@ class RafsFS:
             yield dirpath, dirnames, files
             keep = set(dirnames)  # callers may prune dirnames, as with os.walk
             base = dirpath.rstrip("/")
-            for name, child in reversed(dirs):
-                if name in keep:
-                    stack.append((f"{base}/{name}", child))
+            for dname, child in reversed(dirs):
+                if dname in keep:
+                    stack.append((f"{base}/{dname}", child))
 
     def getxattr(self, path: PathLike, name: str | bytes, *, follow_symlinks: bool = True) -> bytes:
         """Return the value of extended attribute ``name`` (``ENODATA`` when absent)."""
@@ -393,7 +396,8 @@ class RafsFS:
     def read_bytes(self, path: PathLike) -> bytes:
         """Return the whole content of file ``path``."""
         with self.open(path, buffering=0) as f:
-            return f.read()
+            data: bytes = f.read()
+            return data
 
     def read_text(self, path: PathLike, encoding: str = "utf-8", errors: str = "strict") -> str:
         """Return the content of file ``path`` decoded."""
@@ -439,7 +443,7 @@ class RafsFS:
 
 def open_metadata(bootstrap: PathLike) -> RafsFS:
     """Open ``bootstrap`` for metadata only (listing, stat, links, xattrs): no backend, no blobs."""
-    return RafsFS(open_image(os.fspath(bootstrap)), None)
+    return RafsFS(open_image(os.fsdecode(bootstrap)), None)
 
 
 def _load(config: NydusConfig | Mapping[str, Any] | PathLike | None, blob_dir: PathLike | None,
@@ -477,7 +481,7 @@ def open_fs(
     prefetcher by name (``table``, ``files``, ``all``).
     """
     cfg = _load(config, blob_dir, cache_dir)
-    image = bootstrap if isinstance(bootstrap, RafsImage) else open_image(os.fspath(bootstrap))
+    image = bootstrap if isinstance(bootstrap, RafsImage) else open_image(os.fsdecode(bootstrap))
     backend = cache = None
     pipeline: ReadPipeline | None = None
     try:
@@ -485,11 +489,12 @@ def open_fs(
                                     inline_blob_id=blob_id)
         hints = list(prefetch_files or [])
         settings = prefetch_settings(cfg.fs_prefetch)
-        name = prefetcher or choose_prefetcher(settings["enable"], hints)
-        pf_cls = registry("prefetcher").get(name, where="for prefetch") if name else None
+        request = PrefetchRequest(enable=bool(settings["enable"]), hints=tuple(hints),
+                                  prefetch_all=bool(settings["prefetch_all"]))
+        pf_cls = choose_prefetcher(request, prefetcher)
         backend = cfg.require_backend().create()
         cache = cfg.cache.create() if cfg.cache is not None else None
-        n = workers or max(8, min(64, settings["threads_count"] + 1 if name else 8))
+        n = workers or max(8, min(64, settings["threads_count"] + 1 if pf_cls else 8))
         pipeline = ReadPipeline(
             image, backend, cache, digest_validate=cfg.digest_validate, amplify_io=cfg.amplify_io,
             workers=n, blob_ids=blob_ids, access_pattern=AccessPattern() if cfg.access_pattern else False,

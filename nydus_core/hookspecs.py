@@ -27,6 +27,21 @@ if TYPE_CHECKING:
         Prefetcher,
     )
 
+__all__ = [
+    "PROJECT",
+    "hookimpl",
+    "hookspec",
+    "nydus_register_backends",
+    "nydus_register_caches",
+    "nydus_register_commands",
+    "nydus_register_compressors",
+    "nydus_register_converters",
+    "nydus_register_digesters",
+    "nydus_register_frontends",
+    "nydus_register_prefetchers",
+    "nydus_resolve_image",
+]
+
 PROJECT = "nydus"
 
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -8,6 +8,8 @@ from typing import Any, cast
 
 from .errors import DuplicatePluginError, UsageError, plugin_errors
 
+__all__ = ["resolve_image_argument"]
+
 
 def resolve_image_argument(arg: str) -> tuple[str, dict[str, Any] | None]:
     """Return ``(bootstrap_path, config)``: ``config`` is None for a bootstrap file, else the nydusd

@@ -2,27 +2,49 @@
 
 Each class has a class attribute ``name``: the word users write in a config file or on the command
 line, or the id recorded inside an image. The core keys its registries by that name.
+
+What the core hands to a plugin is typed: chunk records are :class:`~nydus_core.rafs.model.ChunkInfo`,
+blobs :class:`~nydus_core.rafs.model.BlobInfo`, images :class:`~nydus_core.rafs.image.RafsImage`, the
+read pipeline :class:`~nydus_core.storage.ReadPipeline`. What a caller asks of a frontend, a converter
+or a prefetcher travels in frozen dataclasses declared here: :class:`ServeOptions`,
+:class:`ConvertOptions`, :class:`PrefetchRequest`.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, BinaryIO, ClassVar, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
 
 from .errors import UnsupportedOperationError
 
+if TYPE_CHECKING:
+    from .config import NydusConfig
+    from .rafs.image import RafsImage
+    from .rafs.model import BlobInfo, ChunkInfo
+    from .storage import ReadPipeline
+
 __all__ = [
+    "FS_DRIVERS",
     "Backend",
     "BlobCache",
     "CachePolicy",
     "Compressor",
+    "ConvertOptions",
     "Converter",
     "Digester",
     "Frontend",
     "HashObject",
+    "PrefetchRequest",
     "Prefetcher",
+    "ServeOptions",
 ]
+
+#: How a frontend may show an image (upstream's snapshotter ``fs_driver``): ``fusedev`` serves
+#: every file operation in the daemon; ``erofs`` lets the kernel's EROFS driver read the bootstrap
+#: and asks the daemon only for blob data.
+FS_DRIVERS = ("fusedev", "erofs")
 
 
 class Compressor(abc.ABC):
@@ -151,15 +173,15 @@ class BlobCache(abc.ABC):
     """
 
     @abc.abstractmethod
-    def is_ready(self, chunk: Any) -> bool:
+    def is_ready(self, chunk: ChunkInfo) -> bool:
         """Return whether ``chunk``'s uncompressed bytes are in the cache."""
 
     @abc.abstractmethod
-    def get(self, chunk: Any) -> bytes | None:
+    def get(self, chunk: ChunkInfo) -> bytes | None:
         """Return the chunk's uncompressed bytes, or ``None`` on a miss."""
 
     @abc.abstractmethod
-    def put(self, chunk: Any, data: bytes) -> None:
+    def put(self, chunk: ChunkInfo, data: bytes) -> None:
         """Store verified uncompressed bytes of ``chunk`` and mark them ready."""
 
     # Optional, with working defaults; a cache overrides them to be faster or to say more.
@@ -167,13 +189,13 @@ class BlobCache(abc.ABC):
     #: The file holding the blob's cached data, when there is one (listed by the metrics API).
     data_path: str | None = None
 
-    def read_range(self, chunk: Any, start: int, length: int) -> bytes | None:
+    def read_range(self, chunk: ChunkInfo, start: int, length: int) -> bytes | None:
         """Return ``length`` bytes at ``start`` within ``chunk``, or ``None`` on a miss (override to
         read just that range, e.g. with one ``pread``)."""
         data = self.get(chunk)
         return None if data is None else data[start:start + length]
 
-    def put_many(self, items: Sequence[tuple[Any, bytes]]) -> None:
+    def put_many(self, items: Sequence[tuple[ChunkInfo, bytes]]) -> None:
         """Store several ``(chunk, data)`` pairs (override to batch the durability work)."""
         for chunk, data in items:
             self.put(chunk, data)
@@ -210,7 +232,7 @@ class CachePolicy(abc.ABC):
         return dict(config)
 
     @abc.abstractmethod
-    def open_blob(self, blob: Any) -> BlobCache:
+    def open_blob(self, blob: BlobInfo) -> BlobCache:
         """Return the cache of one blob (its id, sizes and chunk count are on ``blob``)."""
 
     def stats(self) -> dict[str, Any]:
@@ -235,21 +257,93 @@ class CachePolicy(abc.ABC):
         raise UnsupportedOperationError(f"cache type '{cls.name}' has no garbage collection")
 
 
+@dataclass(frozen=True)
+class PrefetchRequest:
+    """What a host asks of prefetch for one image, from its config and command line.
+
+    ``enable`` is ``fs_prefetch.enable`` (v2: either prefetch table enabled), ``hints`` the paths
+    of nydusd's ``--prefetch-files`` (or the mount API's ``prefetch_files``), ``prefetch_all`` the
+    config's ``prefetch_all``. :meth:`Prefetcher.applies` reads it to say whether a prefetcher
+    serves such a request.
+    """
+
+    enable: bool = False
+    hints: tuple[str, ...] = ()
+    prefetch_all: bool = False
+
+
 class Prefetcher(abc.ABC):
-    """Decides what to fetch ahead of reads, and feeds it to the read pipeline at a bounded rate."""
+    """Decides what to fetch ahead of reads, and feeds it to the read pipeline at a bounded rate.
+
+    The host picks one prefetcher per image: the one named by the caller, else the installed
+    prefetcher whose :meth:`applies` gives the highest rank for the request (two at the same rank
+    is an error naming both; none means no prefetch).
+    """
 
     name: ClassVar[str]
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config = dict(config)
 
+    @classmethod
+    def applies(cls, request: PrefetchRequest) -> int | None:
+        """Return this prefetcher's rank for ``request`` (higher wins), or None when it should only
+        run when named. The first-party ranks: ``files`` 20 when there are hints, ``table`` 10 when
+        prefetch is enabled; ``all`` only by name."""
+        return None
+
     @abc.abstractmethod
-    def start(self, image: Any, pipeline: Any, hints: Iterable[str] = ()) -> None:
+    def start(self, image: RafsImage, pipeline: ReadPipeline, hints: Iterable[str] = ()) -> None:
         """Begin prefetching in the background; ``hints`` are paths to fetch first."""
 
     @abc.abstractmethod
     def stop(self) -> None:
         """Stop prefetching and wait for workers to end."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What a frontend is asked to serve: upstream nydusd's options, parsed, nothing opened yet.
+
+    ``mountpoint`` is where to show the image(s). ``bootstrap`` is the image to serve at
+    ``virtual_mountpoint`` (none: start empty and take images through the API, upstream's
+    ``POST /api/v1/mount``); it needs ``config`` (the nydusd config: backend, cache, prefetch).
+    ``apisock`` is the HTTP API's unix socket, ``prefetch_files`` the absolute paths of
+    ``--prefetch-files``, ``threads`` the worker threads for data reads, ``daemon_id`` and
+    ``supervisor`` upstream's ``--id``/``--supervisor``. ``fs_driver`` is one of
+    :data:`FS_DRIVERS`; a frontend refuses a driver it does not implement with a
+    :class:`~nydus_core.errors.UsageError`. Frontend-specific tuning is the frontend's own
+    constructor argument, never a field here.
+    """
+
+    mountpoint: str
+    bootstrap: str | None = None
+    config: NydusConfig | None = None
+    virtual_mountpoint: str = "/"
+    apisock: str | None = None
+    prefetch_files: tuple[str, ...] = ()
+    threads: int = 4
+    daemon_id: str = ""
+    supervisor: str | None = None
+    fs_driver: str = "fusedev"
+
+    def nydusd_args(self) -> list[str]:
+        """Return these options as upstream nydusd flags (for hosts that start a daemon process;
+        ``config`` and ``prefetch_files`` are files there, so they are not included)."""
+        args = ["--mountpoint", self.mountpoint]
+        if self.bootstrap:
+            args += ["--bootstrap", self.bootstrap]
+        if self.virtual_mountpoint != "/":
+            args += ["--virtual-mountpoint", self.virtual_mountpoint]
+        if self.apisock:
+            args += ["--apisock", self.apisock]
+        if self.threads != 4:
+            args += ["--thread-num", str(self.threads)]
+        if self.daemon_id:
+            args += ["--id", self.daemon_id]
+        if self.supervisor:
+            args += ["--supervisor", self.supervisor]
+        return args
 
 
 class Frontend(abc.ABC):
@@ -258,8 +352,45 @@ class Frontend(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def serve(self, **options: Any) -> int:
-        """Serve until told to stop; return an exit status."""
+    def serve(self, options: ServeOptions) -> int:
+        """Serve what ``options`` ask until told to stop (a signal, an unmount, the API); return
+        an exit status. Errors before anything is shown are :class:`~nydus_core.errors.NydusError`
+        (one line)."""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How a converter builds and stores the Nydus image: upstream ``nydusify convert``'s options.
+
+    ``platform`` picks a manifest of a multi-platform source (``merge_platform`` converts them all
+    into one index). ``compressor``, ``chunk_size``, ``fs_version``, ``chunk_dict``
+    (``bootstrap:registry:REF`` or ``bootstrap:local:PATH``) and ``prefetch_patterns`` (paths to
+    record in the prefetch table) shape the image. ``source_insecure``/``target_insecure`` allow
+    TLS without verification, ``plain_http`` plain HTTP. ``backend_type``/``backend_config`` say
+    where blobs go (the target registry by default, or object storage). ``oci`` writes OCI media
+    types, ``with_referrer`` links the result to its source. ``work_dir`` holds temporary files and
+    the layer cache, ``output_json`` receives the summary, ``progress`` shows bars (None: only on a
+    terminal). A converter refuses what it cannot do with a :class:`~nydus_core.errors.UsageError`.
+    """
+
+    platform: str = "linux/amd64"
+    compressor: str = "zstd"
+    chunk_size: int = 0x100000
+    fs_version: int = 6
+    chunk_dict: str | None = None
+    chunk_dict_insecure: bool = False
+    prefetch_patterns: tuple[str, ...] | None = None
+    source_insecure: bool = False
+    target_insecure: bool = False
+    plain_http: bool = False
+    merge_platform: bool = False
+    with_referrer: bool = False
+    oci: bool = False
+    backend_type: str = "registry"
+    backend_config: Mapping[str, Any] = field(default_factory=dict)
+    work_dir: str = "./tmp"
+    output_json: str | None = None
+    progress: bool | None = None
 
 
 class Converter(abc.ABC):
@@ -268,6 +399,5 @@ class Converter(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def convert(self, source: str, target: str, **options: Any) -> dict[str, Any]:
+    def convert(self, source: str, target: str, options: ConvertOptions | None = None) -> dict[str, Any]:
         """Convert ``source`` to ``target``; return a summary (timings, sizes) for ``--output-json``."""
-

@@ -242,8 +242,9 @@ class ObjectStoreBackend(Backend, Generic[H]):
     Subclasses set ``name`` and ``settings_class`` and implement :meth:`_handle` (an SDK client for
     the direct or the proxied route, of the class parameter's type ``H``), :meth:`_get_range`,
     :meth:`_head_size`, :meth:`_upload`, :meth:`_is_proxy_failure`, :meth:`_map_error` and
-    :meth:`_close_handles`. Reads go through the Dragonfly proxy while it is healthy (falling back to
-    the bucket when it fails); writes never do.
+    :meth:`_close_handles`; they may use :meth:`call`, :meth:`tls_verify`, :meth:`secrets`,
+    :meth:`key_of` and ``handles_lock``. Reads go through the Dragonfly proxy while it is healthy
+    (falling back to the bucket when it fails); writes never do.
     """
 
     settings_class: ClassVar[type[ObjectStoreSettings]]
@@ -255,14 +256,15 @@ class ObjectStoreBackend(Backend, Generic[H]):
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.settings = self.settings_class.parse(config)
         super().__init__(self.settings.as_dict())
-        self._lock = threading.Lock()
+        #: Guards the SDK handles a subclass creates lazily (per thread, per route).
+        self.handles_lock = threading.Lock()
         self._bundle_lock = threading.Lock()
         self._ca_bundle: str | None = None
         proxy = self.settings.proxy
         #: The Dragonfly proxy's health (``None`` without a proxy ``url``); see :class:`ProxyHealth`.
         self.proxy_health = (
             ProxyHealth(proxy, timeout=min(self.settings.connect_timeout, 2.0), origin="the bucket",
-                        redact=Redactor(*self._secrets(), urlsplit(proxy.url).password or ""))
+                        redact=Redactor(*self.secrets(), urlsplit(proxy.url).password or ""))
             if proxy.enabled else None
         )
         self.log = logging.getLogger(f"nydus.backend.{self.name}")
@@ -295,7 +297,7 @@ class ObjectStoreBackend(Backend, Generic[H]):
 
     @abc.abstractmethod
     def _upload(self, key: str, source: ExactSizeReader, size: int | None, what: str) -> None:
-        """Store ``source`` as object ``key`` (use ``self._call(what, ..., via_proxy=False)``)."""
+        """Store ``source`` as object ``key`` (use ``self.call(what, ..., via_proxy=False)``)."""
 
     @abc.abstractmethod
     def _is_proxy_failure(self, exc: BaseException) -> bool:
@@ -314,10 +316,11 @@ class ObjectStoreBackend(Backend, Generic[H]):
 
     # -- shared plumbing --------------------------------------------------------------------------
 
-    def _secrets(self) -> tuple[str, ...]:
+    def secrets(self) -> tuple[str, ...]:
+        """The config values log lines and error messages must never show (redacted)."""
         return (self.settings.access_key_secret,)
 
-    def _verify(self) -> bool | str | None:
+    def tls_verify(self) -> bool | str | None:
         """TLS verification for the SDK: off, ``default_verify``, one CA file, or a merged bundle."""
         s = self.settings
         if s.skip_verify:
@@ -331,7 +334,7 @@ class ObjectStoreBackend(Backend, Generic[H]):
                 self._ca_bundle = ca_bundle(s.ca_cert_files)
             return self._ca_bundle
 
-    def _call(self, what: str, op: Callable[[H], T], *, via_proxy: bool = True) -> T:
+    def call(self, what: str, op: Callable[[H], T], *, via_proxy: bool = True) -> T:
         """Run ``op(handle)`` through the proxy when it is healthy, else directly; map SDK errors."""
         try:
             health = self.proxy_health
@@ -350,17 +353,18 @@ class ObjectStoreBackend(Backend, Generic[H]):
         except Exception as exc:
             raise self._map_error(exc, what) from exc
 
-    def _key(self, blob_id: str) -> str:
+    def key_of(self, blob_id: str) -> str:
+        """Return the object key of ``blob_id`` (``object_prefix`` + id)."""
         return object_key(self.settings.object_prefix, blob_id, self.name)
 
     # -- Backend API ------------------------------------------------------------------------------
 
     def size(self, blob_id: str) -> int:
         """Return the blob's size from a HEAD request."""
-        key = self._key(blob_id)
+        key = self.key_of(blob_id)
         where = self.settings.location(key)
         self.log.debug("HEAD %s", where)
-        return self._call(f"HEAD {where}", lambda h: self._head_size(h, key))
+        return self.call(f"HEAD {where}", lambda h: self._head_size(h, key))
 
     def read(self, blob_id: str, offset: int, length: int) -> bytes:
         """Return ``length`` bytes at ``offset`` with one ranged GET (fewer at the end, none past it)."""
@@ -368,12 +372,12 @@ class ObjectStoreBackend(Backend, Generic[H]):
             raise ValueError(f"negative offset or length ({offset}, {length})")
         if length == 0:
             return b""
-        key = self._key(blob_id)
+        key = self.key_of(blob_id)
         end = offset + length - 1
         where = self.settings.location(key)
         self.log.debug("GET %s bytes=%d-%d", where, offset, end)
         what = f"GET {where} (bytes={offset}-{end})"
-        return self._call(what, lambda h: self._get_range(h, key, offset, end))
+        return self.call(what, lambda h: self._get_range(h, key, offset, end))
 
     def write(self, blob_id: str, stream: BinaryIO, size: int | None = None) -> None:
         """Upload ``stream`` as the blob.
@@ -381,7 +385,7 @@ class ObjectStoreBackend(Backend, Generic[H]):
         With ``size``, a stream that holds a different number of bytes fails the upload (a multipart
         upload is aborted) and nothing is stored.
         """
-        key = self._key(blob_id)
+        key = self.key_of(blob_id)
         if isinstance(stream, bytes | bytearray | memoryview):
             stream = io.BytesIO(bytes(stream))
         what = f"PUT {self.settings.location(key)}"

@@ -39,6 +39,27 @@ from .interfaces import (
 )
 from .pluginapi import api_mismatch
 
+__all__ = [
+    "CAPABILITIES",
+    "COMMANDS_HOOK",
+    "CORE_PLUGIN",
+    "FIRST_PARTY",
+    "GROUP",
+    "RESOLVE_IMAGE_HOOK",
+    "UPSTREAM_IDS",
+    "Capability",
+    "PluginManager",
+    "PluginRecord",
+    "Registry",
+    "compressor_by_id",
+    "digester_by_id",
+    "get_compressor",
+    "get_digester",
+    "get_manager",
+    "registry",
+    "set_manager",
+]
+
 GROUP = "nydus"
 CORE_PLUGIN = "core"
 COMMANDS_HOOK = "nydus_register_commands"

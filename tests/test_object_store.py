@@ -70,7 +70,7 @@ class DictBackend(ObjectStoreBackend):
         def put(handle: dict[str, bytes]) -> None:
             handle[key] = source.read()
 
-        self._call(what, put, via_proxy=False)
+        self.call(what, put, via_proxy=False)
 
     def _is_proxy_failure(self, exc: BaseException) -> bool:
         return False
@@ -78,7 +78,7 @@ class DictBackend(ObjectStoreBackend):
     def _map_error(self, exc: BaseException, what: str) -> BackendError:
         if isinstance(exc, KeyError):
             return BlobNotFoundError(f"dict backend: {what}: not found")
-        return unmapped_error(exc, f"dict backend: {what}", self._secrets())
+        return unmapped_error(exc, f"dict backend: {what}", self.secrets())
 
 
 def test_shared_value_checks() -> None:
@@ -175,13 +175,13 @@ def test_ca_bundle_lifecycle(tmp_path: Path) -> None:
     a, b = tmp_path / "a.pem", tmp_path / "b.pem"
     a.write_text("A\n")
     b.write_text("B\n")
-    assert DictBackend({"bucket_name": "x"})._verify() is None
-    assert DictBackend({"bucket_name": "x", "ca_cert_files": [str(a)]})._verify() == str(a)
+    assert DictBackend({"bucket_name": "x"}).tls_verify() is None
+    assert DictBackend({"bucket_name": "x", "ca_cert_files": [str(a)]}).tls_verify() == str(a)
     skip = DictBackend({"bucket_name": "x", "ca_cert_files": [str(a)], "skip_verify": True})
-    assert skip._verify() is False
+    assert skip.tls_verify() is False
     backend = DictBackend({"bucket_name": "x", "ca_cert_files": [str(a), str(b)]})
-    bundle = backend._verify()
-    assert isinstance(bundle, str) and backend._verify() == bundle
+    bundle = backend.tls_verify()
+    assert isinstance(bundle, str) and backend.tls_verify() == bundle
     assert Path(bundle).read_text() == "A\nB\n"
     backend.close()
     assert not Path(bundle).exists()

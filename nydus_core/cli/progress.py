@@ -6,6 +6,8 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+__all__ = ["progress_bar"]
+
 
 @contextmanager
 def progress_bar(desc: str, total: int | None = None, *, unit: str = "B",

@@ -12,6 +12,8 @@ import click
 from ..errors import NydusError, describe
 from .convention import apply_convention
 
+__all__ = ["INTERNAL_ERROR_EXIT", "debug_requested", "run_main"]
+
 INTERNAL_ERROR_EXIT = 70
 
 

@@ -18,6 +18,17 @@ from typing import Any, Final
 
 from ..errors import ConfigError
 
+__all__ = [
+    "MAX_IO_SIZE",
+    "REQUIRED",
+    "U32_MAX",
+    "ParseContext",
+    "Section",
+    "describe",
+    "join_key",
+    "suggest",
+]
+
 log = logging.getLogger("nydus_core.config")
 
 #: Marks an option that has no default: leaving it out is an error.

@@ -20,6 +20,21 @@ from .frozen import FrozenMap, freeze, thaw
 if TYPE_CHECKING:
     from ..interfaces import Backend, CachePolicy
 
+__all__ = [
+    "DEFAULT_AMPLIFY_IO",
+    "DEFAULT_MERGING_SIZE",
+    "DEFAULT_PREFETCH_THREADS",
+    "MAX_AMPLIFY_IO",
+    "MAX_MERGING_SIZE",
+    "MAX_PREFETCH_THREADS",
+    "MODES",
+    "SECRET_KEYS",
+    "BackendConfig",
+    "CacheConfig",
+    "NydusConfig",
+    "PrefetchConfig",
+]
+
 MODES: Final = ("direct", "cached")
 DEFAULT_AMPLIFY_IO: Final = 1 << 20
 MAX_AMPLIFY_IO: Final = MAX_IO_SIZE

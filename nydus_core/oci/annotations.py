@@ -2,6 +2,25 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "BOOTSTRAP_DIR",
+    "BOOTSTRAP_HISTORY",
+    "BOOTSTRAP_PATH",
+    "LEGACY_BOOTSTRAP_PATH",
+    "NYDUS_BLOB",
+    "NYDUS_BLOB_DIGEST",
+    "NYDUS_BLOB_SIZE",
+    "NYDUS_BOOTSTRAP",
+    "NYDUS_FS_VERSION",
+    "NYDUS_REF",
+    "NYDUS_REFERENCE_BLOB_IDS",
+    "NYDUS_SOURCE_CHAINID",
+    "NYDUS_SOURCE_DIGEST",
+    "NYDUS_TARGET_DIGEST",
+    "PREFIX",
+    "UNCOMPRESSED",
+]
+
 PREFIX = "containerd.io/snapshot/"
 NYDUS_BLOB = PREFIX + "nydus-blob"
 NYDUS_BOOTSTRAP = PREFIX + "nydus-bootstrap"

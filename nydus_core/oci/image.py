@@ -20,6 +20,24 @@ from ..errors import FormatError
 from . import annotations as ann
 from . import mediatypes as mt
 
+__all__ = [
+    "MAX_BOOTSTRAP_LAYER",
+    "blob_layer",
+    "bootstrap_layer_descriptor",
+    "bootstrap_layer_of",
+    "chain_id",
+    "descriptor",
+    "dumps",
+    "image_manifest",
+    "is_nydus_descriptor",
+    "is_nydus_manifest",
+    "merged_index",
+    "nydus_config",
+    "pack_bootstrap_layer",
+    "sha256_digest",
+    "unpack_bootstrap_layer",
+]
+
 #: Largest bootstrap accepted from a bootstrap layer (a sanity bound, not a format limit).
 MAX_BOOTSTRAP_LAYER = 1 << 31
 

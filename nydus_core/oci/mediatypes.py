@@ -2,6 +2,34 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "DOCKER_CONFIG",
+    "DOCKER_LAYER_FOREIGN_GZIP",
+    "DOCKER_LAYER_GZIP",
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
+    "GZIP_LAYERS",
+    "INDEXES",
+    "MANIFESTS",
+    "NYDUS_ARTIFACT_TYPE",
+    "NYDUS_BLOB",
+    "NYDUS_CONFIG",
+    "NYDUS_OS_FEATURE",
+    "OCI_CONFIG",
+    "OCI_INDEX",
+    "OCI_LAYER_GZIP",
+    "OCI_LAYER_NONDIST_GZIP",
+    "OCI_LAYER_TAR",
+    "OCI_LAYER_ZSTD",
+    "OCI_MANIFEST",
+    "TAR_LAYERS",
+    "config_media_type",
+    "index_media_type",
+    "is_docker",
+    "layer_media_type",
+    "manifest_media_type",
+]
+
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"

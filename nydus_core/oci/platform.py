@@ -7,6 +7,8 @@ from typing import Any
 
 from ..errors import FormatError, UsageError
 
+__all__ = ["DEFAULT_PLATFORM", "Platform", "select_manifest", "select_nydus_manifest"]
+
 DEFAULT_PLATFORM = "linux/amd64"
 
 

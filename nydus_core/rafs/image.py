@@ -15,6 +15,8 @@ from collections.abc import Iterator, Sequence
 from ..errors import FormatError
 from .model import BlobInfo, ChunkInfo, InodeAttrs, TreeInode
 
+__all__ = ["RafsImage", "open_image"]
+
 
 class RafsImage(abc.ABC):
     """A RAFS bootstrap opened for reading (v5 or v6).

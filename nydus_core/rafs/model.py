@@ -20,6 +20,8 @@ from .constants import BlobFeatures, ChunkFlags
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
+__all__ = ["BlobInfo", "ChunkInfo", "InodeAttrs", "TreeInode"]
+
 _CHUNK = struct.Struct("<32sIIIIQQQII")
 assert _CHUNK.size == 80
 

@@ -1,13 +1,17 @@
 """The read pipeline: chunk lookup, cache, merged and deduplicated backend fetches, verification.
 
-Import :class:`ReadPipeline` from here; prefetching lives in :mod:`.prefetch`, the access-pattern
-recorder in :mod:`.access_pattern`, counters in :mod:`.stats`.
+Public: :class:`ReadPipeline` (and :class:`FileChunks`, what its ``file(ino)`` returns), the fetch
+priorities, :class:`AccessPattern`, :func:`resolve_blob_ids`; prefetching lives in :mod:`.prefetch`,
+counters in :mod:`.stats`. The pipeline's collaborators (``file_index``, ``chunk_walk``,
+``inflight``, ``read_ahead``, ``chunk_order``, ``dispatch``, ``fetcher``, ``decode``,
+``blob_state``, ``fetch_group``) are internal: see docs/core-api.md.
 """
 
 from .access_pattern import AccessPattern
 from .blobids import resolve_blob_ids
-from .pipeline import BlobState, ReadPipeline
+from .file_index import FileChunks
+from .pipeline import ReadPipeline
 from .pool import ON_DEMAND, PREFETCH, FetchPool
 
-__all__ = ["ON_DEMAND", "PREFETCH", "AccessPattern", "BlobState", "FetchPool", "ReadPipeline",
+__all__ = ["ON_DEMAND", "PREFETCH", "AccessPattern", "FetchPool", "FileChunks", "ReadPipeline",
            "resolve_blob_ids"]

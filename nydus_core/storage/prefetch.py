@@ -24,15 +24,16 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..config.model import PrefetchConfig
-from ..errors import NydusError
-from ..interfaces import Prefetcher
+from ..errors import DuplicatePluginError, NydusError, UnknownPluginError
+from ..interfaces import Prefetcher, PrefetchRequest
+from ..plugins import FIRST_PARTY, registry
 from ..rafs.image import RafsImage
 from ..rafs.model import ChunkInfo
 from .pipeline import ReadPipeline
 from .pool import PREFETCH
 
 __all__ = ["DEFAULTS", "BasePrefetcher", "PrefetchRunner", "TokenBucket", "choose_prefetcher",
-           "prefetch_settings", "resolve_hints"]
+           "prefetch_settings", "resolve_hints", "shared_bucket"]
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,42 @@ def prefetch_settings(config: Mapping[str, Any] | Any) -> dict[str, Any]:
     return out
 
 
-def choose_prefetcher(enable: bool, hints: Iterable[str] | None) -> str | None:
-    """Return the prefetcher to use: ``files`` for an explicit list (nydusd ``--prefetch-files``),
-    ``table`` (the image's prefetch table) when prefetch is enabled, else None."""
-    if hints:
-        return "files"
-    if enable:
-        return "table"
-    return None
+def choose_prefetcher(request: PrefetchRequest, name: str | None = None) -> type[Prefetcher] | None:
+    """Return the prefetcher class for ``request``, chosen through the plugin registry.
+
+    ``name`` (the library's ``prefetcher=``) picks one by name. Otherwise nothing prefetches unless
+    the request asks for it (``enable`` or ``hints``, as upstream), and the installed prefetcher
+    whose :meth:`~nydus_core.interfaces.Prefetcher.applies` ranks the request highest is used: with
+    the first-party plugins, ``files`` for ``--prefetch-files`` hints, ``table`` for
+    ``fs_prefetch.enable``. Two at the top rank is a :class:`DuplicatePluginError` naming both; none
+    at all an :class:`UnknownPluginError` naming the first-party distributions.
+    """
+    reg = registry("prefetcher")
+    if name:
+        cls: type[Prefetcher] = reg.get(name, where="for prefetch")
+        return cls
+    if not (request.enable or request.hints):
+        return None
+    ranked: list[tuple[int, str, type[Prefetcher]]] = []
+    for key, cls in reg.items():
+        if key != cls.name:  # an alias of a class listed under its name
+            continue
+        rank = cls.applies(request)
+        if rank is not None:
+            ranked.append((rank, key, cls))
+    asked = "--prefetch-files" if request.hints else "fs_prefetch.enable"
+    if not ranked:
+        dists = sorted({d for (kind, _n), d in FIRST_PARTY.items() if kind == "prefetcher"})
+        installed = ", ".join(reg.names()) or "none"
+        raise UnknownPluginError(f"no installed prefetcher handles {asked}. Installed prefetchers: "
+                                 f"{installed}. The first-party ones come with: {', '.join(dists)}")
+    ranked.sort(key=lambda r: r[0], reverse=True)
+    top = [r for r in ranked if r[0] == ranked[0][0]]
+    if len(top) > 1:
+        names = " and ".join(f"'{r[1]}' ({reg.provider(r[1])})" for r in top)
+        raise DuplicatePluginError(f"prefetchers {names} both claim {asked} at rank {top[0][0]}; "
+                                   "disable one with NYDUS_DISABLE_PLUGINS")
+    return top[0][2]
 
 
 class TokenBucket:
@@ -106,7 +135,7 @@ def shared_bucket(pipeline: ReadPipeline, rate: int) -> TokenBucket:
     with _buckets_lock:
         if pipeline.prefetch_bucket is None:
             pipeline.prefetch_bucket = TokenBucket(rate)
-        return pipeline.prefetch_bucket  # type: ignore[no-any-return]
+        return pipeline.prefetch_bucket
 
 
 class PrefetchRunner:
@@ -210,6 +239,9 @@ class BasePrefetcher(Prefetcher):
     ``prefetch_all``). After :meth:`targets`, the whole image follows when ``prefetch_all`` is set,
     so a host starts one prefetcher per image (:func:`choose_prefetcher`). Prefetchers started on
     the same pipeline share one ``bandwidth_rate`` budget and never fetch a chunk twice.
+
+    Public attributes: ``done`` (an event set when prefetching has ended; see :meth:`wait`) and
+    ``runner`` (the :class:`PrefetchRunner` once started: ``bytes_queued``, ``errors``).
     """
 
     name = "base"
@@ -227,7 +259,7 @@ class BasePrefetcher(Prefetcher):
         """Return the inodes to prefetch, in order (directories are expanded)."""
         raise NotImplementedError
 
-    def start(self, image: RafsImage, pipeline: Any, hints: Iterable[str] = ()) -> None:
+    def start(self, image: RafsImage, pipeline: ReadPipeline, hints: Iterable[str] = ()) -> None:
         """Start prefetching in a background thread."""
         hints = list(hints)
         cfg = self.config
@@ -236,8 +268,7 @@ class BasePrefetcher(Prefetcher):
                                      bandwidth_rate=cfg["bandwidth_rate"], stop=self._stop)
 
         def work() -> None:
-            metrics = pipeline.cache_metrics
-            metrics.prefetch_started(cfg["threads_count"])
+            pipeline.prefetch_started(cfg["threads_count"])
             try:
                 assert self.runner is not None
                 self.runner.run(self.targets(image, hints))
@@ -246,7 +277,7 @@ class BasePrefetcher(Prefetcher):
             except Exception as exc:  # never kill the host process from a background thread
                 log.warning("prefetch stopped: %s", exc)
             finally:
-                metrics.prefetch_finished()
+                pipeline.prefetch_finished()
                 self.done.set()
 
         self._thread = threading.Thread(target=work, name=f"nydus-prefetch-{self.name}", daemon=True)

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["BackendMetrics", "CacheMetrics", "ReadMetrics", "latency_class", "size_class"]
+__all__ = ["BackendMetrics", "CacheMetrics", "PipelineMetrics", "ReadMetrics", "latency_class", "size_class"]
 
 #: Upper bounds of upstream's request-size classes (bytes): ≤1K, ≤4K, ≤16K, ≤64K, ≤128K, ≤512K, ≤1M, more.
 SIZE_CLASSES = (1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 17, 1 << 19, 1 << 20)
@@ -210,3 +210,25 @@ class ReadMetrics:
         with self._lock:
             return {"reads": self.reads, "bytes_requested": self.bytes_requested,
                     "bytes_read": self.bytes_read, "errors": self.errors}
+
+
+class PipelineMetrics:
+    """The counters of one read pipeline: ``backend``, ``cache`` (blobcache) and user ``reads``."""
+
+    def __init__(self, backend_type: str, id: str = "", store_path: str = "") -> None:
+        self.backend = BackendMetrics(backend_type, id)
+        self.cache = CacheMetrics(id, store_path)
+        self.reads = ReadMetrics()
+
+    def set_id(self, id: str) -> None:
+        """Name the pipeline in the backend and blobcache snapshots (nydusd uses the mountpoint)."""
+        self.backend.id = id
+        self.cache.id = id
+
+    def snapshot(self, *, entries_count: int, data_all_ready: bool) -> dict[str, dict[str, Any]]:
+        """Return ``{"backend": ..., "blobcache": ..., "reads": ...}`` (upstream's shapes + ours)."""
+        return {
+            "backend": self.backend.snapshot(),
+            "blobcache": self.cache.snapshot(entries_count=entries_count, data_all_ready=data_all_ready),
+            "reads": self.reads.snapshot(),
+        }

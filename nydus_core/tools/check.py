@@ -17,6 +17,8 @@ from ..rafs.image import RafsImage, open_image
 from ..rafs.model import BlobInfo, ChunkInfo
 from .datasource import ChunkSource, algorithm_names, unique_chunks, use_real_blob_ids
 
+__all__ = ["CheckReport", "check_image"]
+
 log = logging.getLogger(__name__)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nydus_testkit.fakes import DirBackend, DirectoryChunkCache
@@ -12,8 +13,9 @@ from nydus_testkit.samples import random_bytes
 from nydus_testsupport.storage_helpers import build_image
 
 from nydus_core.errors import CacheError, IntegrityError
+from nydus_core.interfaces import BlobCache
 from nydus_core.rafs.image import open_image
-from nydus_core.storage import ReadPipeline
+from nydus_core.storage import ReadPipeline, blob_state
 
 MiB = 1 << 20
 
@@ -46,16 +48,16 @@ def test_read_after_close_fails_cleanly(tmp_path: Path) -> None:
     assert _finishes(again)
 
 
-def test_digester_plugin_bug_fails_only_its_readers(tmp_path: Path) -> None:
+def test_digester_plugin_bug_fails_only_its_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     img, ino, blobs, _data = _image(tmp_path, 2 * MiB)
-    p = ReadPipeline(img, DirBackend({"dir": blobs}), digest_validate=True, amplify_io=0, workers=2)
 
     class Broken:
         def digest(self, data: bytes) -> bytes:
             raise TypeError("digester plugin bug")
 
-    for b in p.blobs:
-        b.digester = Broken()
+    # the image's digester, as the plugin registry would hand it out, is broken
+    monkeypatch.setattr(blob_state, "digester_by_id", lambda algorithm_id, where=None: Broken())
+    p = ReadPipeline(img, DirBackend({"dir": blobs}), digest_validate=True, amplify_io=0, workers=2)
     with pytest.raises(IntegrityError, match="digester plugin bug"):
         p.read(ino, 0, 2 * MiB)
 
@@ -69,14 +71,19 @@ def test_digester_plugin_bug_fails_only_its_readers(tmp_path: Path) -> None:
 
 def test_cache_plugin_bug_still_serves_the_bytes(tmp_path: Path) -> None:
     img, ino, blobs, data = _image(tmp_path, 3 * MiB)
-    cache = DirectoryChunkCache({"work_dir": str(tmp_path / "cache")})
+
+    class BrokenCache(DirectoryChunkCache):
+        def open_blob(self, blob: Any) -> BlobCache:
+            bc = super().open_blob(blob)
+
+            def boom(chunk: object, chunk_data: bytes) -> None:
+                raise ValueError("cache plugin bug")
+
+            bc.put = boom  # type: ignore[method-assign]
+            return bc
+
+    cache = BrokenCache({"work_dir": str(tmp_path / "cache")})
     p = ReadPipeline(img, DirBackend({"dir": blobs}), cache, amplify_io=0, workers=2)
-
-    def boom(chunk: object, chunk_data: bytes) -> None:
-        raise ValueError("cache plugin bug")
-
-    for b in p.blobs:
-        b.blob_cache.put = boom  # type: ignore[method-assign]
     assert p.read(ino, 0, 10) == data[:10]
     assert p.wait_idle(1)
     p.close()

@@ -4,17 +4,23 @@ access-pattern loop back into `nydus-image create --prefetch-policy fs`."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from nydus_testkit.cli import clean_env
 from nydus_testsupport.storage_helpers import build_image, localfs_config
 
+from nydus_core.errors import DuplicatePluginError, UnknownPluginError
 from nydus_core.fs import open_fs
+from nydus_core.interfaces import Prefetcher, PrefetchRequest
+from nydus_core.pluginapi import PLUGIN_API_VERSION
+from nydus_core.plugins import PluginManager, set_manager
 from nydus_core.rafs.image import open_image
 from nydus_core.storage.prefetch import TokenBucket, choose_prefetcher
 
@@ -50,10 +56,75 @@ def _prefetched(fs) -> set[str]:  # type: ignore[no-untyped-def]
     return out
 
 
-def test_choice_of_prefetcher() -> None:
-    assert choose_prefetcher(False, None) is None
-    assert choose_prefetcher(True, None) == "table"
-    assert choose_prefetcher(False, ["/a"]) == "files"
+def _name(cls: type[Prefetcher] | None) -> str | None:
+    return None if cls is None else cls.name
+
+
+def test_choice_of_prefetcher_follows_upstream_config() -> None:
+    assert choose_prefetcher(PrefetchRequest()) is None
+    assert choose_prefetcher(PrefetchRequest(prefetch_all=True)) is None  # not enabled: no prefetch
+    assert _name(choose_prefetcher(PrefetchRequest(enable=True))) == "table"
+    assert _name(choose_prefetcher(PrefetchRequest(hints=("/a",)))) == "files"
+    assert _name(choose_prefetcher(PrefetchRequest(enable=True, hints=("/a",)))) == "files"
+    assert _name(choose_prefetcher(PrefetchRequest(), "all")) == "all"
+    with pytest.raises(UnknownPluginError, match="Unknown prefetcher 'nope'"):
+        choose_prefetcher(PrefetchRequest(enable=True), "nope")
+
+
+_THIRD_PARTY = """
+from nydus_core import hookimpl
+
+NYDUS_PLUGIN_API = "@API@"
+from nydus_core.storage.prefetch import BasePrefetcher
+
+class Eager(BasePrefetcher):
+    name = "eager"
+
+    @classmethod
+    def applies(cls, request):
+        return RANK if request.enable else None
+
+    def targets(self, image, hints):
+        return []
+
+@hookimpl
+def nydus_register_prefetchers():
+    return [Eager]
+"""
+
+
+@pytest.fixture
+def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Install the real plugins plus a third-party prefetcher ranking ``fs_prefetch.enable``."""
+    def install(rank: int, disabled: tuple[str, ...] = ()) -> None:
+        name = f"nydus_test_eager_{rank}"
+        source = _THIRD_PARTY.replace("RANK", str(rank)).replace("@API@", PLUGIN_API_VERSION)
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        eps = [*importlib.metadata.entry_points(group="nydus"),
+               importlib.metadata.EntryPoint(name="prefetch-eager", value=name, group="nydus")]
+        set_manager(PluginManager(entry_points=eps, strict=False, disabled=disabled).load())
+
+    yield install
+    set_manager(None)
+
+
+def test_a_third_party_prefetcher_declares_when_it_applies(third_party: Callable[..., None]) -> None:
+    third_party(30)
+    assert _name(choose_prefetcher(PrefetchRequest(enable=True))) == "eager"  # outranks table
+    assert _name(choose_prefetcher(PrefetchRequest(hints=("/a",)))) == "files"  # not for hints
+
+
+def test_two_prefetchers_at_one_rank_is_an_error_naming_both(third_party: Callable[..., None]) -> None:
+    third_party(10)
+    with pytest.raises(DuplicatePluginError, match=r"'eager' .*'table'|'table' .*'eager'"):
+        choose_prefetcher(PrefetchRequest(enable=True))
+
+
+def test_no_installed_prefetcher_for_the_request(third_party: Callable[..., None]) -> None:
+    third_party(30, disabled=("prefetch-files", "prefetch-eager"))
+    with pytest.raises(UnknownPluginError, match=r"--prefetch-files.*nydus-prefetch-files"):
+        choose_prefetcher(PrefetchRequest(hints=("/a",)))
 
 
 def test_table_fetches_the_table_only_without_prefetch_all(image: tuple, tmp_path: Path) -> None:

@@ -173,14 +173,14 @@ class ObjectStoreConfigSuite:
         first.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
         second.write_text("-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----")
         backend: Any = self.backend_cls({**self.base, "ca_cert_files": [str(first), str(second)]})
-        bundle = backend._verify()
+        bundle = backend.tls_verify()
         assert isinstance(bundle, str)
         text = Path(bundle).read_text()
         assert "AAAA" in text and "BBBB" in text
         backend.close()
         assert not Path(bundle).exists()
         skip: Any = self.backend_cls({**self.base, "ca_cert_files": [str(first)], "skip_verify": True})
-        assert skip._verify() is False
+        assert skip.tls_verify() is False
 
     def test_unknown_keys_are_warned_about(self, caplog: pytest.LogCaptureFixture) -> None:
         self.backend_cls.validate_config({**self.base, "bukcet": "typo", "meta_prefix": "meta/"})

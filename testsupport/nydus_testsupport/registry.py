@@ -335,6 +335,7 @@ class RegistryServer:
         if self.tls:
             import ssl
 
+            # private-api: probing our own test server, whose certificate is self-signed
             kwargs["context"] = ssl._create_unverified_context()
         conn = conn_cls("127.0.0.1", self.port, **kwargs)
         try:

@@ -101,9 +101,9 @@ class OSSBackend(ObjectStoreBackend[Any]):  # the handle is an oss2.Bucket (oss2
             raise_on_status=False,
         )
         session = import_oss2().Session(adapter=requests.adapters.HTTPAdapter(max_retries=retry))
-        session.session.verify = self._verify()
+        session.session.verify = self.tls_verify()
         session.session.trust_env = False
-        with self._lock:
+        with self.handles_lock:
             self._sessions.append(session)
         return session
 
@@ -148,7 +148,7 @@ class OSSBackend(ObjectStoreBackend[Any]):  # the handle is an oss2.Bucket (oss2
         return type(exc).__name__
 
     def _map_error(self, exc: BaseException, what: str) -> BackendError:
-        return map_error(exc, what, endpoint=self.settings.endpoint_url, secrets=self._secrets())
+        return map_error(exc, what, endpoint=self.settings.endpoint_url, secrets=self.secrets())
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -179,16 +179,18 @@ class OSSBackend(ObjectStoreBackend[Any]):  # the handle is an oss2.Bucket (oss2
         first = source.read(self.multipart_threshold)  # short only at the end of the stream
         if len(first) < self.multipart_threshold:
             self.log.debug("PUT %s (%d bytes)", self.settings.location(key), len(first))
-            self._call(
+            self.call(
                 what,
                 lambda b: b.put_object(key, first, headers={"Content-MD5": content_md5(first)}),
                 via_proxy=False,
             )
             return
-        self._call(what, lambda b: self._multipart(b, key, first, source), via_proxy=False)
+        self.call(what, lambda b: self._multipart(b, key, first, source), via_proxy=False)
 
     def _multipart(self, bucket: Any, key: str, first: bytes, stream: ExactSizeReader) -> None:
         oss2 = import_oss2()
+        # private-api: oss2's init_multipart_upload parses the answer with a parser that rejects
+        # the S3 namespace S3-compatible gateways use (see _find_upload_id)
         resp = bucket._do("POST", bucket.bucket_name, key, params={"uploads": ""})
         upload_id = _find_upload_id(resp.read())
         self.log.debug("multipart upload %s of %s started", upload_id, self.settings.location(key))
@@ -208,7 +210,7 @@ class OSSBackend(ObjectStoreBackend[Any]):  # the handle is an oss2.Bucket (oss2
 
     def _close_handles(self) -> None:
         """Close every thread's HTTP session."""
-        with self._lock:
+        with self.handles_lock:
             self._closed = True
             sessions, self._sessions = self._sessions, []
         for session in sessions:

@@ -62,7 +62,7 @@ class S3Backend(ObjectStoreBackend["S3Client"]):
         client = self._clients.get(proxied)
         if client is not None:
             return client
-        with self._lock:
+        with self.handles_lock:
             client = self._clients.get(proxied)
             if client is None:
                 client = self._clients[proxied] = self._make_client(proxied)
@@ -103,7 +103,8 @@ class S3Backend(ObjectStoreBackend["S3Client"]):
             region_name=s.region,
         )
         return session.client(
-            "s3", endpoint_url=endpoint_url, use_ssl=use_ssl, verify=self._verify(), config=Config(**options)
+            "s3", endpoint_url=endpoint_url, use_ssl=use_ssl, verify=self.tls_verify(),
+            config=Config(**options),
         )
 
     def _is_proxy_failure(self, exc: BaseException) -> bool:
@@ -111,7 +112,7 @@ class S3Backend(ObjectStoreBackend["S3Client"]):
 
     def _map_error(self, exc: BaseException, what: str) -> BackendError:
         endpoint = self.settings.endpoint_url or f"AWS S3 ({self.settings.region})"
-        return map_error(exc, what, endpoint=endpoint, secrets=self._secrets())
+        return map_error(exc, what, endpoint=endpoint, secrets=self.secrets())
 
     # -- Backend API -------------------------------------------------------------------------
 
@@ -124,7 +125,7 @@ class S3Backend(ObjectStoreBackend["S3Client"]):
         try:
             return super().size(blob_id)
         except PermissionDeniedError:
-            return self._size_from_get(self._key(blob_id))
+            return self._size_from_get(self.key_of(blob_id))
 
     def _head_size(self, client: S3Client, key: str) -> int:
         return int(client.head_object(Bucket=self.settings.bucket_name, Key=key)["ContentLength"])
@@ -146,7 +147,7 @@ class S3Backend(ObjectStoreBackend["S3Client"]):
             total = content_range.rpartition("/")[2]
             return int(total) if total.isdigit() else int(resp["ContentLength"])
 
-        return self._call(f"GET {self.settings.location(key)} (bytes=0-0)", op)
+        return self.call(f"GET {self.settings.location(key)} (bytes=0-0)", op)
 
     def _get_range(self, client: S3Client, key: str, offset: int, end: int) -> bytes:
         from botocore.exceptions import ClientError
@@ -187,11 +188,11 @@ class S3Backend(ObjectStoreBackend["S3Client"]):
                 bucket, key, Config=transfer,
             )
 
-        self._call(what, op, via_proxy=False)
+        self.call(what, op, via_proxy=False)
 
     def _close_handles(self) -> None:
         """Close the clients' connection pools."""
-        with self._lock:
+        with self.handles_lock:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             try:

@@ -65,9 +65,7 @@ def test_one_blob_larger_than_the_cap_is_trimmed_chunk_by_chunk(tmp_path: Path) 
         for path, data in files.items():
             assert pipe.read(image.resolve(path), 0, FILE) == data
         assert pipe.wait_idle(10)
-        blob_cache = pipe.blobs[0].blob_cache
-        assert blob_cache is not None
-        ready = blob_cache.ready_count()
+        ready = pipe.entries_count()  # the one blob's ready chunks
     assert 0 < ready <= (1 << 20) // CHUNK
     assert _disk_usage(work) <= (1 << 20) + META_SLACK
     data_file = next(work.glob("*.blob.data"))

@@ -73,8 +73,10 @@ def convert_cmd(source: str, target: str, source_insecure: bool, target_insecure
                 backend_config_file: str | None, work_dir: str, output_json: str | None, log_level: str,
                 debug: bool) -> None:
     """Convert an OCI image in a registry to a Nydus image in a registry."""
-    from .convert import convert
-    from .options import ConvertOptions, parse_backend_config
+    from nydus_core.interfaces import ConvertOptions
+
+    from .converter import OciConverter
+    from .options import parse_backend_config
 
     _logging(log_level, debug)
     if backend_config and backend_config_file:
@@ -88,15 +90,15 @@ def convert_cmd(source: str, target: str, source_insecure: bool, target_insecure
     if backend_config:
         cfg = parse_backend_config(backend_config)
     opts = ConvertOptions(
-        source=source, target=target, source_insecure=source_insecure, target_insecure=target_insecure,
+        source_insecure=source_insecure, target_insecure=target_insecure,
         plain_http=plain_http, platform=platform, compressor=compressor, fs_version=fs_version,
         chunk_size=chunk_size, chunk_dict=chunk_dict, chunk_dict_insecure=chunk_dict_insecure,
-        prefetch_patterns=_stdin_paths() if prefetch_patterns else None, merge_platform=merge_platform,
+        prefetch_patterns=tuple(_stdin_paths()) if prefetch_patterns else None, merge_platform=merge_platform,
         with_referrer=with_referrer, oci=oci, backend_type=backend_type, backend_config=cfg,
-        work_dir=Path(work_dir), output_json=Path(output_json) if output_json else None,
+        work_dir=work_dir, output_json=output_json or None,
     )
-    result = convert(opts)
-    click.echo(f"converted {source} -> {target} ({result.manifest_digest})")
+    summary = OciConverter().convert(source, target, opts)
+    click.echo(f"converted {source} -> {target} ({summary['manifest_digest']})")
 
 
 @click.command("check")

@@ -35,7 +35,7 @@ from nydus_core.plugins import registry
 from nydus_core.rafs.image import open_image
 
 from . import remote
-from .options import ConvertOptions, parse_chunk_dict
+from .options import ConversionJob, parse_chunk_dict
 from .streams import IterStream
 from .workcache import LayerRecord, WorkCache, layer_key
 
@@ -92,7 +92,7 @@ def _layer_source_type(desc: dict[str, Any], where: str) -> str:
 class Conversion:
     """Runs one conversion (see the module docstring)."""
 
-    def __init__(self, opts: ConvertOptions) -> None:
+    def __init__(self, opts: ConversionJob) -> None:
         opts.validate()
         self.opts = opts
         self.cache = WorkCache(opts.work_dir)
@@ -355,6 +355,6 @@ class Conversion:
         return client.put_manifest(target.repository, target.reference, body, mt.OCI_INDEX)
 
 
-def convert(opts: ConvertOptions) -> ConvertResult:
+def convert(opts: ConversionJob) -> ConvertResult:
     """Convert ``opts.source`` to ``opts.target`` (see :class:`Conversion`)."""
     return Conversion(opts).convert()

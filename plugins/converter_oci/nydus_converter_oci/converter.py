@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar
 
-from nydus_core.interfaces import Converter
+from nydus_core.interfaces import Converter, ConvertOptions
 
 
 class OciConverter(Converter):
@@ -13,12 +12,11 @@ class OciConverter(Converter):
 
     name: ClassVar[str] = "oci"
 
-    def convert(self, source: str, target: str, **options: Any) -> dict[str, Any]:
-        """Convert; ``options`` are :class:`~.options.ConvertOptions` fields. Returns the summary."""
+    def convert(self, source: str, target: str, options: ConvertOptions | None = None) -> dict[str, Any]:
+        """Convert the image ``source`` to ``target`` (registry references) as ``options`` say;
+        return the summary ``nydusify convert --output-json`` writes."""
         from .convert import convert
-        from .options import ConvertOptions
+        from .options import ConversionJob
 
-        if "work_dir" in options:
-            options["work_dir"] = Path(options["work_dir"])
-        result = convert(ConvertOptions(source=source, target=target, **options))
+        result = convert(ConversionJob.from_options(source, target, options or ConvertOptions()))
         return result.to_json()

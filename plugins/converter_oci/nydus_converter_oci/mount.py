@@ -87,18 +87,22 @@ def prepare(opts: MountOptions) -> tuple[Path, Path]:
 
 def mount(opts: MountOptions) -> int:
     """Mount and serve in the foreground; return the daemon's exit status."""
+    from nydus_core.interfaces import Frontend
     from nydus_core.plugins import registry
 
-    frontend = None if opts.nydusd else registry("frontend").get("fuse", where="for nydusify mount")
+    frontend: type[Frontend] | None = (
+        None if opts.nydusd else registry("frontend").get("fuse", where="for nydusify mount"))
     bootstrap, cfg_path = prepare(opts)
     mp = Path(opts.mount_path)
     mp.mkdir(parents=True, exist_ok=True)
     log.info("mounting %s at %s", opts.target, mp)
     if frontend is not None:
         from nydus_core.config import load_config
+        from nydus_core.interfaces import ServeOptions
 
-        return int(frontend().serve(mountpoint=str(mp.resolve()), bootstrap=str(bootstrap),
-                                    config=load_config(str(cfg_path))))
+        options = ServeOptions(mountpoint=str(mp.resolve()), bootstrap=str(bootstrap),
+                               config=load_config(str(cfg_path)))
+        return frontend().serve(options)
     return _run_nydusd(opts, [str(mp.resolve()), str(bootstrap), str(cfg_path)])
 
 

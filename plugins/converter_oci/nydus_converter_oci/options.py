@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from nydus_core.errors import UsageError
+from nydus_core.interfaces import ConvertOptions
 from nydus_core.rafs.constants import DEFAULT_CHUNK_SIZE, valid_chunk_size
 
 #: ``--backend-type`` values: blobs into the target registry, or into object storage.
@@ -16,8 +17,10 @@ BACKEND_TYPES = ("registry", "s3", "oss")
 
 
 @dataclass
-class ConvertOptions:
-    """Options of one conversion (upstream nydusify flag names in the comments)."""
+class ConversionJob:
+    """One conversion: source, target and the options (upstream nydusify flag names in the
+    comments), as the converter uses them; built from the core's
+    :class:`~nydus_core.interfaces.ConvertOptions` by :meth:`from_options`."""
 
     source: str
     target: str
@@ -39,6 +42,23 @@ class ConvertOptions:
     work_dir: Path = Path("./tmp")  # --work-dir
     output_json: Path | None = None  # --output-json
     progress: bool | None = None  # None: bars only on a terminal
+
+    @classmethod
+    def from_options(cls, source: str, target: str, options: ConvertOptions) -> ConversionJob:
+        """Return the job converting ``source`` to ``target`` as ``options`` say."""
+        return cls(
+            source=source, target=target, source_insecure=options.source_insecure,
+            target_insecure=options.target_insecure, plain_http=options.plain_http,
+            platform=options.platform, compressor=options.compressor, fs_version=options.fs_version,
+            chunk_size=options.chunk_size, chunk_dict=options.chunk_dict,
+            chunk_dict_insecure=options.chunk_dict_insecure,
+            prefetch_patterns=None if options.prefetch_patterns is None else list(options.prefetch_patterns),
+            merge_platform=options.merge_platform, with_referrer=options.with_referrer, oci=options.oci,
+            backend_type=options.backend_type, backend_config=dict(options.backend_config),
+            work_dir=Path(options.work_dir),
+            output_json=Path(options.output_json) if options.output_json else None,
+            progress=options.progress,
+        )
 
     def validate(self) -> None:
         """Raise UsageError for a value upstream would refuse."""

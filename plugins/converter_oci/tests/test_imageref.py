@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from nydus_converter_oci.convert import convert
 from nydus_converter_oci.imageref import looks_like_reference, resolve_image_reference
-from nydus_converter_oci.options import ConvertOptions
+from nydus_converter_oci.options import ConversionJob
 from nydus_testkit.samples import random_bytes
 from nydus_testsupport.oci_images import LayerWriter, push_image
 from nydus_testsupport.registry import RegistryFlavour
@@ -24,7 +24,7 @@ def test_reference_resolves_to_a_readable_image(registry_open: RegistryFlavour, 
     host, client = registry_open.server.host, registry_open.client()
     data = random_bytes(700_000, 61)
     push_image(client, "src/ref-lookup", "v1", [LayerWriter().dir("d").file("d/f", data).tar_gz()])
-    convert(ConvertOptions(source=f"{host}/src/ref-lookup:v1", target=f"{host}/nydus/ref-lookup:v1",
+    convert(ConversionJob(source=f"{host}/src/ref-lookup:v1", target=f"{host}/nydus/ref-lookup:v1",
                            plain_http=True, work_dir=tmp_path / "w"))
     ref = f"{host}/nydus/ref-lookup:v1"
     assert looks_like_reference(ref)
@@ -43,13 +43,14 @@ def test_reference_resolves_to_a_readable_image(registry_open: RegistryFlavour, 
 
 
 def test_converter_through_the_plugin_registry(registry_open: RegistryFlavour, tmp_path: Path) -> None:
+    from nydus_core.interfaces import ConvertOptions
     from nydus_core.plugins import registry
 
     host, client = registry_open.server.host, registry_open.client()
     push_image(client, "src/registry-api", "v1", [LayerWriter().file("f", b"x" * 5000).tar_gz()])
     converter = registry("converter").get("oci")()
     summary = converter.convert(f"{host}/src/registry-api:v1", f"{host}/nydus/registry-api:v1",
-                                plain_http=True, work_dir=str(tmp_path))
+                                ConvertOptions(plain_http=True, work_dir=str(tmp_path)))
     assert summary["manifest_digest"] == client.get_manifest("nydus/registry-api", "v1").digest
     assert [entry["cached"] for entry in summary["layers"]] == [False]
 
@@ -62,7 +63,7 @@ def test_nydus_ls_and_cat_accept_a_reference(registry_open: RegistryFlavour, tmp
     host, client = registry_open.server.host, registry_open.client()
     data = random_bytes(300_000, 62)
     push_image(client, "src/ref-cli", "v1", [LayerWriter().dir("d").file("d/f", data).tar_gz()])
-    convert(ConvertOptions(source=f"{host}/src/ref-cli:v1", target=f"{host}/nydus/ref-cli:v1",
+    convert(ConversionJob(source=f"{host}/src/ref-cli:v1", target=f"{host}/nydus/ref-cli:v1",
                            plain_http=True, work_dir=tmp_path / "w"))
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     ls = run_nydus("ls", f"{host}/nydus/ref-cli:v1", "/d", env=env)

@@ -12,16 +12,21 @@ import logging
 import os
 import resource
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from nydus_core.cli.convention import CONTEXT_SETTINGS
 from nydus_core.cli.runner import run_main
 from nydus_core.errors import UsageError
+from nydus_core.interfaces import ServeOptions
 from nydus_core.logsetup import LEVEL_NAMES, setup_logging
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .daemon import FuseTuning
+    from .ops import KernelCaching
 
 #: nydusd's log records: ``[time] LEVEL message``, like upstream's.
 LOG_FORMAT = "[%(asctime)s] %(levelname)s %(message)s"
@@ -97,7 +102,7 @@ def _apply(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
 @_apply(GLOBAL_OPTIONS)
 @_apply(FUSE_OPTIONS)
 @click.pass_context
-def nydusd(ctx: click.Context, **params: Any) -> None:
+def nydusd(ctx: click.Context, /, **params: Any) -> None:
     """nydusd: serve RAFS (Nydus) images through FUSE, lazily.
 
     \b
@@ -115,7 +120,7 @@ def nydusd(ctx: click.Context, **params: Any) -> None:
 @_apply(GLOBAL_OPTIONS)
 @_apply(FUSE_OPTIONS)
 @click.pass_context
-def fuse_cmd(ctx: click.Context, **params: Any) -> None:
+def fuse_cmd(ctx: click.Context, /, **params: Any) -> None:
     """Run the FUSE server (the default when no subcommand is given)."""
     merged = dict(ctx.obj or {})
     merged.update({k: v for k, v in params.items() if v is not None})
@@ -160,11 +165,12 @@ def _set_rlimit(n: int | None) -> None:
             logging.getLogger("nydusd").info("could not raise RLIMIT_NOFILE (kept %d)", soft)
 
 
-def build_settings(params: dict[str, Any]) -> Any:
-    """Turn parsed flags into :class:`~.daemon.DaemonSettings` (config loaded and validated)."""
+def build_settings(params: dict[str, Any]) -> tuple[ServeOptions, FuseTuning]:
+    """Turn parsed flags into the frontend's :class:`~nydus_core.interfaces.ServeOptions` and
+    :class:`~.daemon.FuseTuning` (config loaded and validated)."""
     from nydus_core.config import NydusConfig, load_config
 
-    from .daemon import DEFAULT_READAHEAD_KB, DaemonSettings
+    from .daemon import DEFAULT_READAHEAD_KB, FuseTuning
 
     for flag, what in (("shared_dir", "-s/--shared-dir (passthroughfs)"), ("writable", "--writable"),
                        ("dedup_db", "--dedup-db"), ("upgrade", "--upgrade"),
@@ -186,23 +192,26 @@ def build_settings(params: dict[str, Any]) -> Any:
     if prefetch and not params.get("bootstrap"):
         raise UsageError("--prefetch-files requires -B/--bootstrap")
     ra = params.get("readahead_kb")
-    return DaemonSettings(
+    options = ServeOptions(
         mountpoint=mountpoint,
         bootstrap=params.get("bootstrap"),
         config=config,
         virtual_mountpoint=params.get("virtual_mountpoint") or "/",
         apisock=params.get("apisock"),
-        prefetch_files=prefetch,
+        prefetch_files=tuple(prefetch),
         threads=params.get("threads") or 4,
         daemon_id=params.get("daemon_id") or "",
+    )
+    tuning = FuseTuning(
         readahead_kb=DEFAULT_READAHEAD_KB if ra is None else ra,
         cache=_cache_policy(params),
         inline_hits=not params.get("no_inline_reads"),
         lazy_workers=not params.get("eager_fuse_workers"),
     )
+    return options, tuning
 
 
-def _cache_policy(params: dict[str, Any]) -> Any:
+def _cache_policy(params: dict[str, Any]) -> KernelCaching:
     from .daemon import DEFAULT_STORE_ON_OPEN_KB
     from .ops import KernelCaching
 
@@ -218,22 +227,13 @@ def _cache_policy(params: dict[str, Any]) -> Any:
 
 
 def _serve(params: dict[str, Any]) -> None:
+    from .frontend import FuseFrontend
+
     setup_logging(params.get("log_level") or "info", params.get("log_file"),
                   rotation_mb=params.get("log_rotation_size") or 0, fmt=LOG_FORMAT)
-    settings = build_settings(params)
+    options, tuning = build_settings(params)
     _set_rlimit(params.get("rlimit_nofile"))
-    run_daemon(settings)
-
-
-def run_daemon(settings: Any) -> None:
-    """Prepare and run a daemon in this process until it stops (raises NydusError on failure)."""
-    import trio
-
-    from .daemon import Daemon
-
-    daemon = Daemon(settings)
-    daemon.prepare()
-    trio.run(daemon.run)
+    FuseFrontend(tuning).serve(options)
 
 
 def nydusd_main() -> None:

@@ -26,6 +26,7 @@ import trio
 
 from nydus_core.config import NydusConfig, parse_config
 from nydus_core.errors import ConfigError, UsageError
+from nydus_core.interfaces import FS_DRIVERS, ServeOptions
 
 from . import __version__
 from .faults import FaultTranslator
@@ -46,19 +47,12 @@ DEFAULT_STORE_ON_OPEN_KB = 1024
 MAX_FUSE_TASKS = 64
 
 
-@dataclass
-class DaemonSettings:
-    """Everything nydusd was asked to do, after flag parsing (nothing opened yet)."""
+@dataclass(frozen=True)
+class FuseTuning:
+    """The FUSE frontend's own knobs, beyond upstream (nydusd's ``--readahead-kb``,
+    ``--store-on-open-kb``, ``--kernel-cache-timeout``, ``--no-inline-reads``,
+    ``--eager-fuse-workers``, ``--no-keep-cache`` set them)."""
 
-    mountpoint: str
-    bootstrap: str | None = None
-    config: NydusConfig | None = None
-    virtual_mountpoint: str = "/"
-    apisock: str | None = None
-    prefetch_files: list[str] = field(default_factory=list)
-    threads: int = 4
-    daemon_id: str = ""
-    supervisor: str | None = None
     readahead_kb: int = DEFAULT_READAHEAD_KB
     inline_hits: bool = True
     #: start pyfuse3's extra worker tasks only when a handler has to wait (see ``fusetasks``)
@@ -70,15 +64,19 @@ class DaemonSettings:
 
 
 class Daemon:
-    """One nydusd process: the VFS, FUSE operations, API server and lifecycle."""
+    """One nydusd process: the VFS, FUSE operations, API server and lifecycle.
 
-    def __init__(self, settings: DaemonSettings) -> None:
+    ``settings`` is what to serve (the core's :class:`~nydus_core.interfaces.ServeOptions`),
+    ``tuning`` this frontend's own knobs."""
+
+    def __init__(self, settings: ServeOptions, tuning: FuseTuning | None = None) -> None:
         self.settings = settings
+        self.tuning = tuning = tuning or FuseTuning()
         self.vfs = Vfs()
         self.faults = FaultTranslator()
         self.limiter = trio.CapacityLimiter(max(1, settings.threads))
         self.ops = NydusOperations(self.vfs, faults=self.faults, limiter=self.limiter,
-                                   cache=settings.cache, inline_hits=settings.inline_hits)
+                                   cache=tuning.cache, inline_hits=tuning.inline_hits)
         self.state = "INIT"
         self.mountpoint = settings.mountpoint
         self.started = time.time()
@@ -95,6 +93,11 @@ class Daemon:
 
         Raises NydusError (one line) and leaves nothing behind on failure."""
         s = self.settings
+        if s.fs_driver not in FS_DRIVERS:
+            raise UsageError(f"fs_driver {s.fs_driver!r}: choose one of {', '.join(FS_DRIVERS)}")
+        if s.fs_driver != "fusedev":
+            raise UsageError(f"fs_driver {s.fs_driver!r} is not available in this nydusd yet; "
+                             "use fusedev")
         self.mountpoint = check_mountpoint(s.mountpoint)
         try:
             if s.bootstrap:
@@ -126,11 +129,11 @@ class Daemon:
 
     def fuse_options(self) -> set[str]:
         """Return the mount options given to ``pyfuse3.init``."""
-        s = self.settings
-        opts = {"ro", f"fsname={s.fsname}", "subtype=rafs", "default_permissions"}
-        if s.allow_other:
+        t = self.tuning
+        opts = {"ro", f"fsname={t.fsname}", "subtype=rafs", "default_permissions"}
+        if t.allow_other:
             opts.add("allow_other")
-        if s.dev_suid and os.geteuid() == 0:
+        if t.dev_suid and os.geteuid() == 0:
             opts |= {"dev", "suid"}
         return opts
 
@@ -160,7 +163,7 @@ class Daemon:
                          ", ".join(f"{i.mountpoint}={i.bootstrap}" for i in self.vfs.instances())
                          or "no image yet: mount through the API")
                 workers = LazyWorkers()
-                lazy = self.settings.lazy_workers and workers.install()
+                lazy = self.tuning.lazy_workers and workers.install()
                 if lazy:
                     self.ops.before_wait = workers.before_wait
                 try:
@@ -175,9 +178,8 @@ class Daemon:
         return 0
 
     def _tune_kernel(self) -> None:
-        s = self.settings
-        if s.readahead_kb:
-            set_readahead(self.mountpoint, s.readahead_kb)
+        if self.tuning.readahead_kb:
+            set_readahead(self.mountpoint, self.tuning.readahead_kb)
 
     async def _watch_signals(self) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

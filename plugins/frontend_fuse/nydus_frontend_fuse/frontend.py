@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from nydus_core.interfaces import Frontend
+from nydus_core.interfaces import Frontend, ServeOptions
+
+if TYPE_CHECKING:
+    from .daemon import FuseTuning
 
 
 class FuseFrontend(Frontend):
-    """Mounts RAFS images with FUSE (pyfuse3 on trio) and serves nydusd's HTTP API."""
+    """Mounts RAFS images with FUSE (pyfuse3 on trio) and serves nydusd's HTTP API.
+
+    ``tuning`` holds this frontend's own knobs (:class:`~nydus_frontend_fuse.daemon.FuseTuning`);
+    the defaults are what ``nydusd`` uses without its beyond-upstream flags.
+    """
 
     name: ClassVar[str] = "fuse"
 
-    def serve(self, **options: Any) -> int:
-        """Run a daemon until it is stopped.
+    def __init__(self, tuning: FuseTuning | None = None) -> None:
+        self.tuning = tuning
 
-        ``options`` are the fields of :class:`~nydus_frontend_fuse.daemon.DaemonSettings`
-        (``mountpoint`` required; ``bootstrap``, ``config`` (a NydusConfig), ``apisock``...)."""
+    def serve(self, options: ServeOptions) -> int:
+        """Run a daemon for ``options`` until it is stopped; return its exit status."""
         import trio
 
-        from .daemon import Daemon, DaemonSettings
+        from .daemon import Daemon
 
-        daemon = Daemon(DaemonSettings(**options))
+        daemon = Daemon(options, self.tuning)
         daemon.prepare()
         return trio.run(daemon.run)

@@ -18,7 +18,7 @@ from nydus_core.config import NydusConfig
 from nydus_core.config.model import SECRET_KEYS
 from nydus_core.errors import UsageError
 from nydus_core.rafs.image import RafsImage
-from nydus_core.storage.pipeline import ReadPipeline
+from nydus_core.storage import ReadPipeline
 
 from .inodeset import InodeSet
 from .metrics import FsMetrics
@@ -58,8 +58,6 @@ class RafsInstance:
         self.track_names = bool(config.access_pattern)
         self._names: dict[int, tuple[int, bytes]] = {}
         self._closed = False
-        self._chunk_size = image.chunk_size
-        self._blobs = self.pipeline.blobs
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -70,9 +68,7 @@ class RafsInstance:
     def attach_id(self) -> None:
         """Use the mountpoint as the metrics id (upstream keys metrics by mountpoint)."""
         self.metrics.id = self.mountpoint
-        self.pipeline.id = self.mountpoint
-        self.pipeline.backend_metrics.id = self.mountpoint
-        self.pipeline.cache_metrics.id = self.mountpoint
+        self.pipeline.set_id(self.mountpoint)
 
     # -- metadata helpers -----------------------------------------------------------------------
 
@@ -122,39 +118,7 @@ class RafsInstance:
         """Return the data if every chunk it needs is in the local cache, else None (no waiting).
 
         This is the inline fast path: ``pread`` from the cache files on the calling thread."""
-        p = self.pipeline
-        if p.cache is None:
-            return None
-        f = p.file(ino)
-        end = min(offset + size, f.size)
-        if offset >= end:
-            return b""
-        chunks = f.chunks
-        n = len(chunks)
-        i = f.index_of(offset, self._chunk_size)
-        blobs = self._blobs
-        pieces: list[bytes] = []
-        pos = offset
-        while pos < end:
-            if i >= n:
-                return None
-            c = chunks[i]
-            start = pos - c.file_offset
-            if start < 0:
-                return None  # a hole: the pipeline fills it
-            stop = min(end - c.file_offset, c.uncompressed_size)
-            if stop <= start:
-                return None
-            data = blobs[c.blob_index].cached(c, start, stop - start)
-            if data is None:
-                return None
-            pieces.append(data)
-            pos = c.file_offset + stop
-            i += 1
-        out = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        p.read_metrics.record(size, len(out))
-        p.cache_metrics.record_read(len(pieces), 0)
-        return out
+        return self.pipeline.read_if_cached(ino, offset, size)
 
     # -- prefetch -------------------------------------------------------------------------------
 
@@ -171,12 +135,11 @@ class RafsInstance:
 
     def backend_metrics(self) -> dict[str, Any]:
         """Return ``/api/v1/metrics/backend`` for this instance."""
-        return self.pipeline.backend_metrics.snapshot()
+        return self.pipeline.metrics()["backend"]
 
     def blobcache_metrics(self) -> dict[str, Any]:
         """Return ``/api/v1/metrics/blobcache`` for this instance."""
-        p = self.pipeline
-        return p.cache_metrics.snapshot(entries_count=p.entries_count(), data_all_ready=p.all_ready())
+        return self.pipeline.metrics()["blobcache"]
 
     def describe_json(self) -> dict[str, Any]:
         """Return the ``backend_collection`` entry of ``GET /api/v1/daemon``."""
@@ -190,7 +153,7 @@ class RafsInstance:
             "config": cfg,
             # beyond upstream: how much of the image's data has been fetched so far
             "blobs_size": sum(b.compressed_size for b in self.image.blobs),
-            "fetched": self.pipeline.backend_metrics.snapshot().get("read_amount_total", 0),
+            "fetched": self.pipeline.metrics()["backend"].get("read_amount_total", 0),
         }
 
     # -- lifetime -------------------------------------------------------------------------------

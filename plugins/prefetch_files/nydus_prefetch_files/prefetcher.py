@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 
 from nydus_core.errors import UsageError
+from nydus_core.interfaces import PrefetchRequest
 from nydus_core.rafs.image import RafsImage
 from nydus_core.storage.prefetch import BasePrefetcher, resolve_hints
 
@@ -26,6 +27,11 @@ class FilesPrefetcher(BasePrefetcher):
     are logged and skipped, as upstream does. With ``prefetch_all`` the rest of the image follows."""
 
     name = "files"
+
+    @classmethod
+    def applies(cls, request: PrefetchRequest) -> int | None:
+        """Rank 20 when there are paths to prefetch (nydusd ``--prefetch-files``)."""
+        return 20 if request.hints else None
 
     def targets(self, image: RafsImage, hints: Iterable[str]) -> Iterable[int]:
         """Return the inodes of the hinted paths."""

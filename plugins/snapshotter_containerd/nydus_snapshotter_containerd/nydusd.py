@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nydus_core.errors import NydusError
+from nydus_core.interfaces import ServeOptions
 from nydus_core.mounts import force_unmount, is_mountpoint
 
 log = logging.getLogger("containerd-nydus")
@@ -70,8 +71,9 @@ class NydusdManager:
         force_unmount(self.mountpoint)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         self.apisock.unlink(missing_ok=True)
-        argv = [self.command, "-M", str(self.mountpoint), "-A", str(self.apisock),
-                "--id", "containerd-nydus", "-L", str(self.log_path)]
+        options = ServeOptions(mountpoint=str(self.mountpoint), apisock=str(self.apisock),
+                               daemon_id="containerd-nydus")
+        argv = [self.command, *options.nydusd_args(), "--log-file", str(self.log_path)]
         log.info("starting nydusd: %s", " ".join(argv))
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

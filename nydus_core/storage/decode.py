@@ -1,0 +1,47 @@
+"""Decoding: split one ranged backend response into chunks, decompress and verify each.
+
+A chunk that does not fit the response, does not decompress, or (with ``digest_validate``) does
+not match its digest fails for its own readers only; a compressor or digester plugin bug becomes a
+one-line :class:`~nydus_core.errors.IntegrityError`. Internal to the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import cast
+
+from ..errors import IntegrityError, NydusError, plugin_errors
+from ..rafs.chunkdata import decode_chunk
+from ..rafs.model import ChunkInfo
+from .fetch_group import FetchGroup
+
+__all__ = ["decode_group"]
+
+
+def decode_group(group: FetchGroup, raw: bytes, *, validate: bool
+                 ) -> Iterator[tuple[ChunkInfo, Future[bytes], bytes | NydusError]]:
+    """Yield ``(chunk, its readers' future, its bytes or its error)`` for each chunk of ``group``,
+    as each is decoded (so the first chunk's readers need not wait for the last one)."""
+    blob = group.blob
+    start = group.start
+    whole = len(group.chunks) == 1
+    with memoryview(raw) as mv:
+        for c, fut in zip(group.chunks, group.futures, strict=True):
+            lo = c.compressed_offset - start
+            try:
+                if lo + c.compressed_size > len(raw):
+                    raise IntegrityError(
+                        f"blob {blob.blob_id} chunk {c.index} (compressed offset {c.compressed_offset}): "
+                        f"blob ends at {start + len(raw)}, before the chunk's end"
+                    )
+                # a slice of the response, not a copy: compressors take any bytes-like object
+                # (Compressor.decompress), which the annotation cannot say without a Buffer type
+                piece = raw if whole else cast(bytes, mv[lo:lo + c.compressed_size])
+                with plugin_errors(IntegrityError, f"blob {blob.blob_id} chunk {c.index}: cannot decode"):
+                    data = decode_chunk(piece, c, blob.compressor, blob.digester,
+                                        validate=validate, blob_id=blob.blob_id)
+            except NydusError as exc:
+                yield c, fut, exc
+                continue
+            yield c, fut, data
