@@ -18,10 +18,10 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-from nydus_core import sizes
 from nydus_core.errors import CacheError, ConfigError
 from nydus_core.interfaces import CachePolicy
 from nydus_core.rafs.model import BlobInfo
+from nydus_core.sizes import parse_size as parse_bytes
 
 from .blobfile import BlobFile, Syncer, aligned_size
 from .manage import list_entries, remove_blob, run_gc
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def parse_size(value: Any, *, key: str = "max_size") -> int:
     """Parse a byte count: an integer, or a string like ``"512M"``, ``"10GiB"`` (binary units)."""
     try:
-        return sizes.parse_size(value)
+        return parse_bytes(value)
     except ValueError as exc:
         raise ConfigError(str(exc), key=key) from None
 
