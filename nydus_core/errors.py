@@ -2,10 +2,13 @@
 
 The CLI prints ``str(error)`` on one line and exits with ``error.exit_code``; a traceback is shown
 only with ``--debug``. Plugins map SDK exceptions (boto3, oss2, requests, ...) to these classes so
-nothing foreign leaks out of them.
+nothing foreign leaks out of them; where the core calls into a plugin, :class:`plugin_errors` turns
+anything else a plugin raises (a bug, an unmapped library error) into one of these, on one line.
 """
 
 from __future__ import annotations
+
+from types import TracebackType
 
 __all__ = [
     "AuthError",
@@ -26,6 +29,8 @@ __all__ = [
     "UnsupportedFeatureError",
     "UnsupportedOperationError",
     "UsageError",
+    "describe",
+    "plugin_errors",
 ]
 
 
@@ -138,3 +143,48 @@ class BuildError(NydusError):
     """An image could not be built from its source (bad tar member, missing hard-link target...)."""
 
     exit_code = 8
+
+
+def describe(exc: BaseException, limit: int = 400) -> str:
+    """Return ``Type: message`` on one line (multi-line messages joined, long ones cut)."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class plugin_errors:  # lower case: used like contextlib.suppress
+    """Context manager around a call into plugin code: what the plugin raises ends as one NydusError.
+
+    ``with plugin_errors(BackendError, f"backend 's3' failed reading blob {b}"): data = backend.read(...)``
+
+    - an exception that is not a NydusError (a plugin bug, an SDK error the plugin did not map)
+      becomes ``error(f"{what}: {Type}: {message}")``, chained to the original (shown by ``--debug``);
+    - a NydusError of class ``reword`` (when given) becomes ``error(f"{what}: {message}")``, so the
+      message says where it happened;
+    - any other NydusError, and BaseExceptions such as KeyboardInterrupt, pass unchanged.
+
+    Cheap enough for the read path: one small object, no generator.
+    """
+
+    __slots__ = ("error", "reword", "what")
+
+    def __init__(self, error: type[NydusError], what: str, *,
+                 reword: type[NydusError] | None = None) -> None:
+        self.error = error
+        self.what = what
+        self.reword = reword
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        # returns None: never swallows (so type checkers know a ``return`` inside the block returns)
+        if exc is None or not isinstance(exc, Exception):
+            return
+        if isinstance(exc, NydusError):
+            if self.reword is not None and isinstance(exc, self.reword):
+                raise self.error(f"{self.what}: {exc}") from None
+            return
+        raise self.error(f"{self.what}: {describe(exc)}") from exc

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any, cast
 
-from .errors import DuplicatePluginError, NydusError, UsageError
+from .errors import DuplicatePluginError, UsageError, plugin_errors
 
 __all__ = ["resolve_image_argument"]
 
@@ -21,14 +21,10 @@ def resolve_image_argument(arg: str) -> tuple[str, dict[str, Any] | None]:
     manager = get_manager()
     answers: list[tuple[str, tuple[str, dict[str, Any]]]] = []
     for impl in manager.pm.hook.nydus_resolve_image.get_hookimpls():
-        try:
+        with plugin_errors(UsageError, f"{arg}: plugin '{impl.plugin_name}' failed to resolve the "
+                           "image reference"):
             # pluggy types a hook implementation as returning object; the hookspec declares this shape
             result = cast("tuple[str, dict[str, Any]] | None", impl.function(reference=arg))
-        except NydusError:
-            raise
-        except Exception as exc:  # a plugin bug must still end in one line
-            raise UsageError(f"{arg}: plugin '{impl.plugin_name}' failed to resolve the image reference: "
-                             f"{type(exc).__name__}: {exc}") from exc
         if result is not None:
             answers.append((impl.plugin_name, result))
     if len(answers) > 1:  # never let pluggy's call order pick one

@@ -26,6 +26,7 @@ from .errors import (
     PluginLoadError,
     UnknownPluginError,
     UsageError,
+    describe,
 )
 from .interfaces import (
     Backend,
@@ -121,14 +122,6 @@ DEFAULT_SET = frozenset({
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _describe(exc: BaseException, limit: int = 400) -> str:
-    """Return ``Type: message`` on one line (multi-line messages joined, long ones cut)."""
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _join(items: list[str]) -> str:
@@ -346,7 +339,7 @@ class PluginManager:
             self._fail(record, exc)
 
     def _fail(self, record: PluginRecord, exc: BaseException | str) -> None:
-        record.error = exc if isinstance(exc, str) else _describe(exc)
+        record.error = exc if isinstance(exc, str) else describe(exc)
         if self.pm.has_plugin(record.name):
             self.pm.unregister(name=record.name)
         if self.strict:

@@ -57,6 +57,8 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "nydus_core.cli.runner",
     "nydus_core.cli.convention",
     "nydus_core.cli.progress",
+    "nydus_core.logsetup",
+    "nydus_core.sizes",
 )
 
 

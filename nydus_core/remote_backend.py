@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -315,15 +316,8 @@ class ProxySettings:
         return bool(self.url)
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the block in upstream's key names."""
-        return {
-            "url": self.url,
-            "ping_url": self.ping_url,
-            "fallback": self.fallback,
-            "check_interval": self.check_interval,
-            "use_http": self.use_http,
-            "check_pause_elapsed": self.check_pause_elapsed,
-        }
+        """Return the block in upstream's key names (the fields' names)."""
+        return dataclasses.asdict(self)
 
 
 def parse_proxy(config: Mapping[str, Any], where: str) -> ProxySettings:

@@ -14,9 +14,10 @@ import click
 
 from .. import __version__
 from ..errors import BuildError, IntegrityError, UsageError
+from ..logsetup import setup_logging
 from .convention import CONTEXT_SETTINGS
 from .progress import progress_bar
-from .runner import run_main, setup_logging
+from .runner import run_main
 
 CTX = CONTEXT_SETTINGS
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import traceback
@@ -10,10 +9,10 @@ from collections.abc import Callable, Sequence
 
 import click
 
-from ..errors import NydusError
+from ..errors import NydusError, describe
 from .convention import apply_convention
 
-__all__ = ["INTERNAL_ERROR_EXIT", "debug_requested", "run_main", "setup_logging"]
+__all__ = ["INTERNAL_ERROR_EXIT", "debug_requested", "run_main"]
 
 INTERNAL_ERROR_EXIT = 70
 
@@ -58,24 +57,6 @@ def run_main(
     except Exception as exc:  # a bug: still one line unless --debug
         if debug:
             traceback.print_exc()
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
-                   err=True)
+        click.echo(f"error: internal error: {describe(exc)} (run with --debug for details)", err=True)
         return INTERNAL_ERROR_EXIT
     return rv if isinstance(rv, int) else 0
-
-
-def setup_logging(level: str = "info", log_file: str | None = None) -> None:
-    """Configure the root logger as upstream's ``--log-level``/``--log-file`` do."""
-    levels = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
-              "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR}
-    if level.lower() not in levels:
-        raise click.BadParameter(f"unknown log level '{level}' (trace, debug, info, warn, error)")
-    handlers: list[logging.Handler] = []
-    if log_file:
-        if not os.path.splitext(log_file)[1]:
-            log_file += ".log"
-        handlers.append(logging.FileHandler(log_file))
-    else:
-        handlers.append(logging.StreamHandler(sys.stderr))
-    logging.basicConfig(level=levels[level.lower()], handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")

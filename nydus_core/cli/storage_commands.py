@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import stat as statmod
 import sys
 from typing import Any
@@ -14,27 +13,15 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, NydusError, UsageError
+from ..sizes import format_size, parse_size
 from .nydus import cli
 
-_SIZE = re.compile(r"\s*(\d+)\s*([kmgtp]?)(i?b?)\s*", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
-
-def parse_size(text: str) -> int:
-    """Parse ``4096``, ``512M``, ``10GiB`` (binary units) into bytes."""
-    m = _SIZE.fullmatch(text)
-    if not m:
-        raise click.BadParameter(f"expected a size like 1073741824 or 1G, got {text!r}")
-    return int(m.group(1)) * _UNITS[m.group(2).lower()]
-
-
-def human(n: float) -> str:
-    """Return ``n`` bytes with a binary unit (``1.5M``)."""
-    for unit in ("B", "K", "M", "G", "T"):
-        if abs(n) < 1024 or unit == "T":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n:.1f}T"
+def _max_size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--max-size'") from None
 
 
 def _path_error(bootstrap: str, exc: OSError) -> NydusError:
@@ -232,8 +219,9 @@ def cache_ls(config: str | None, work_dir: str | None, cache_type: str, as_json:
     for e in entries:
         total = e.get("chunk_count") or "?"
         when = datetime.datetime.fromtimestamp(e["last_used"]).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{e['blob_id']:<64}  {e['ready_chunks']:>6}/{total!s:<6}  {human(e['ready_bytes']):>8}  "
-                   f"{human(e['disk_usage']):>8}  {when:<16}  {'yes' if e['in_use'] else 'no'}")
+        ready, usage = format_size(e["ready_bytes"]), format_size(e["disk_usage"])
+        click.echo(f"{e['blob_id']:<64}  {e['ready_chunks']:>6}/{total!s:<6}  {ready:>8}  "
+                   f"{usage:>8}  {when:<16}  {'yes' if e['in_use'] else 'no'}")
 
 
 @cache_group.command("du")
@@ -248,8 +236,8 @@ def cache_du(config: str | None, work_dir: str | None, cache_type: str, as_json:
         click.echo(json.dumps({"work_dir": os.path.abspath(wd), "blobs": len(entries), "disk_usage": total,
                                "max_size": cap}))
         return
-    cap_text = f" (max_size {human(cap)})" if cap else ""
-    click.echo(f"{human(total)}\t{total}\t{len(entries)} blobs\t{os.path.abspath(wd)}{cap_text}")
+    cap_text = f" (max_size {format_size(cap)})" if cap else ""
+    click.echo(f"{format_size(total)}\t{total}\t{len(entries)} blobs\t{os.path.abspath(wd)}{cap_text}")
 
 
 @cache_group.command("gc")
@@ -262,7 +250,7 @@ def cache_gc(config: str | None, work_dir: str | None, cache_type: str, max_size
              remove_all: bool, as_json: bool) -> None:
     """Remove idle cached blobs, least recently used first (blobs in use are never removed)."""
     cls, wd, cap = _cache_target(config, work_dir, cache_type)
-    limit = parse_size(max_size) if max_size else (cap or None)
+    limit = _max_size(max_size) if max_size else (cap or None)
     if limit is None and not remove_all:
         raise UsageError("give --max-size SIZE or --all (or a config whose cache has max_size)")
     removed = _managed(cls, "gc")(wd, max_size=limit, remove_all=remove_all)
@@ -270,5 +258,5 @@ def cache_gc(config: str | None, work_dir: str | None, cache_type: str, max_size
         click.echo(json.dumps({"removed": removed}, indent=2))
         return
     for e in removed:
-        click.echo(f"removed {e['blob_id']} ({human(e['disk_usage'])})")
-    click.echo(f"{len(removed)} blobs removed, {human(sum(e['disk_usage'] for e in removed))} freed")
+        click.echo(f"removed {e['blob_id']} ({format_size(e['disk_usage'])})")
+    click.echo(f"{len(removed)} blobs removed, {format_size(sum(e['disk_usage'] for e in removed))} freed")

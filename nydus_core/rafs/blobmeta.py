@@ -12,7 +12,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import FormatError, IntegrityError, NydusError, UnsupportedFeatureError
+from ..errors import FormatError, IntegrityError, NydusError, UnsupportedFeatureError, plugin_errors
 from ..interfaces import Compressor
 from .constants import (
     BLOB_META_HEADER_SIZE,
@@ -119,12 +119,9 @@ def decode_chunk_info_array(
     if header.ci_compressor != COMPRESSOR_NONE:
         if compressor is None:
             raise FormatError(f"{where}: chunk-info array is compressed but no compressor was given")
-        try:
+        with plugin_errors(IntegrityError, f"{where}: chunk-info array cannot be decompressed",
+                           reword=NydusError):
             data = compressor.decompress(data, header.ci_uncompressed_size)
-        except NydusError as exc:
-            raise IntegrityError(f"{where}: chunk-info array: {exc}") from None
-        except Exception as exc:
-            raise IntegrityError(f"{where}: chunk-info array cannot be decompressed: {exc}") from None
     if len(data) != header.ci_uncompressed_size:
         raise FormatError(
             f"{where}: chunk-info array is {len(data)} bytes, expected {header.ci_uncompressed_size}"

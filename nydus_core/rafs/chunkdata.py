@@ -7,7 +7,7 @@ in; readers that look them up live above this package (``nydus_core.tools.chunkr
 
 from __future__ import annotations
 
-from ..errors import IntegrityError, NydusError, UnsupportedFeatureError
+from ..errors import IntegrityError, NydusError, UnsupportedFeatureError, plugin_errors
 from ..interfaces import Compressor, Digester
 from .constants import ChunkFlags
 from .crc32c import crc32c
@@ -43,12 +43,9 @@ def decode_chunk(
             "(truncated blob?)"
         )
     if flags & ChunkFlags.COMPRESSED:
-        try:
+        with plugin_errors(IntegrityError, f"{_where(blob_id, chunk)}: cannot decompress",
+                           reword=NydusError):
             data = compressor.decompress(raw, chunk.uncompressed_size)
-        except NydusError as exc:
-            raise IntegrityError(f"{_where(blob_id, chunk)}: {exc}") from None
-        except Exception as exc:  # a plugin's library error on corrupt input
-            raise IntegrityError(f"{_where(blob_id, chunk)}: cannot decompress: {exc}") from None
     else:
         data = raw
     if len(data) != chunk.uncompressed_size:

@@ -20,7 +20,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..errors import FormatError, IntegrityError, NydusError
+from ..errors import FormatError, IntegrityError, plugin_errors
 from ..interfaces import Compressor
 from .constants import (
     BLOB_ID_INLINE_PLACEHOLDER,
@@ -207,14 +207,9 @@ def read_section(
     if algo == COMPRESSOR_NONE:
         data = raw
     else:
-        try:
-            data = compressor_for(algo).decompress(raw, entry.uncompressed_size)
-        except IntegrityError as exc:
-            raise IntegrityError(f"{what}: {exc}") from None
-        except NydusError:
-            raise
-        except Exception as exc:
-            raise IntegrityError(f"{what}: cannot decompress: {exc}") from None
+        compressor = compressor_for(algo)
+        with plugin_errors(IntegrityError, f"{what}: cannot decompress", reword=IntegrityError):
+            data = compressor.decompress(raw, entry.uncompressed_size)
     if len(data) != entry.uncompressed_size:
         raise IntegrityError(f"{what}: {len(data)} bytes, expected {entry.uncompressed_size}")
     if hashlib.sha256(data).digest() != entry.digest:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import cast
 
-from ..errors import IntegrityError, NydusError
+from ..errors import IntegrityError, NydusError, plugin_errors
 from ..rafs.chunkdata import decode_chunk
 from ..rafs.model import ChunkInfo
 from .fetch_group import FetchGroup
@@ -38,13 +38,10 @@ def decode_group(group: FetchGroup, raw: bytes, *, validate: bool
                 # a slice of the response, not a copy: compressors take any bytes-like object
                 # (Compressor.decompress), which the annotation cannot say without a Buffer type
                 piece = raw if whole else cast(bytes, mv[lo:lo + c.compressed_size])
-                data = decode_chunk(piece, c, blob.compressor, blob.digester,
-                                    validate=validate, blob_id=blob.blob_id)
+                with plugin_errors(IntegrityError, f"blob {blob.blob_id} chunk {c.index}: cannot decode"):
+                    data = decode_chunk(piece, c, blob.compressor, blob.digester,
+                                        validate=validate, blob_id=blob.blob_id)
             except NydusError as exc:
                 yield c, fut, exc
-                continue
-            except Exception as exc:  # a compressor/digester plugin bug: one line to the reader
-                yield c, fut, IntegrityError(
-                    f"blob {blob.blob_id} chunk {c.index}: cannot decode: {type(exc).__name__}: {exc}")
                 continue
             yield c, fut, data

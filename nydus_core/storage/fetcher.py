@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future
 
-from ..errors import BackendError, NydusError
+from ..errors import BackendError, NydusError, plugin_errors
 from ..interfaces import Backend
 from ..rafs.model import ChunkInfo
 from .decode import decode_group
@@ -42,13 +42,9 @@ class GroupFetcher:
         backend_metrics = self._metrics.backend
         t0 = time.perf_counter()
         try:
-            try:
+            with plugin_errors(BackendError, f"backend '{backend_metrics.backend_type}' failed "
+                               f"reading blob {blob.blob_id} at {start}+{end - start}"):
                 raw = self._backend.read(blob.blob_id, start, end - start)
-            except NydusError:
-                raise
-            except Exception as exc:  # a backend bug must still reach the reader as one line
-                raise BackendError(f"backend '{backend_metrics.backend_type}' failed reading blob "
-                                   f"{blob.blob_id} at {start}+{end - start}: {exc}") from exc
         except BaseException as exc:
             backend_metrics.record(0, time.perf_counter() - t0, error=True, prefetch=prefetch)
             group.fail_pending(exc)

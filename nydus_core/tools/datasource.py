@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import BackendError, BlobNotFoundError, IntegrityError, NydusError
+from ..errors import BackendError, BlobNotFoundError, IntegrityError, plugin_errors
 from ..interfaces import Backend
 from ..rafs.image import RafsImage
 from ..rafs.model import BlobInfo, ChunkInfo
@@ -36,13 +36,9 @@ class BackendChunkSource(ChunkReader):
 
     def read_blob(self, blob: BlobInfo, offset: int, length: int) -> bytes:
         """Fetch a range of the blob from the backend."""
-        try:
+        with plugin_errors(BackendError, f"backend '{self.backend.name}' failed reading blob "
+                           f"{blob.blob_id} at {offset}+{length}"):
             return self.backend.read(blob.blob_id, offset, length)
-        except NydusError:
-            raise
-        except Exception as exc:  # a backend plugin bug still ends in one line
-            raise BackendError(f"backend '{self.backend.name}' failed reading blob {blob.blob_id} at "
-                               f"{offset}+{length}: {exc}") from exc
 
     def close(self) -> None:
         """Close the backend."""

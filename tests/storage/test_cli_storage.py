@@ -98,8 +98,13 @@ def test_cache_ls_du_gc(img: tuple) -> None:
     assert ls[0]["blob_id"] in text
     du = json.loads(run_nydus("cache", "du", "-w", str(work), "--json").stdout)
     assert du["blobs"] == 1 and du["disk_usage"] >= 200_000
+    human = run_nydus("cache", "du", "-w", str(work)).stdout
+    assert human.split("\t")[0].endswith("K") and human.split("\t")[1] == str(du["disk_usage"])
     noarg = run_nydus("cache", "gc", "-w", str(work))
     assert noarg.returncode != 0 and "--max-size" in noarg.stderr
+    bad = run_nydus("cache", "gc", "-w", str(work), "--max-size", "lots")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "'--max-size': expected a size like 1073741824 or 1G, got 'lots'" in bad.stderr
     keep = run_nydus("cache", "gc", "-w", str(work), "--max-size", "10M")
     assert keep.returncode == 0 and "0 blobs removed" in keep.stdout
     gone = run_nydus("cache", "gc", "--config", str(cfg), "--max-size", "0")

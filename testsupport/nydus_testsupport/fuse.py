@@ -66,15 +66,18 @@ class NydusdProcess:
         self.env = env
         self.command = list(command) if command else [script("nydusd")]
         self.proc: subprocess.Popen[bytes] | None = None
+        self._api: ApiClient | None = None
         fd, self.log_path = tempfile.mkstemp(prefix="nydusd-test-", suffix=".log")
         self._log = os.fdopen(fd, "wb")
 
     @property
     def api(self) -> ApiClient:
-        """A client of the daemon's API socket."""
+        """A client of the daemon's API socket (closed with the daemon)."""
         if self.apisock is None:
             raise RuntimeError("this daemon was started without an API socket")
-        return ApiClient(self.apisock, timeout=30)
+        if self._api is None:
+            self._api = ApiClient(self.apisock, timeout=30)
+        return self._api
 
     def start(self, timeout: float = 30.0) -> NydusdProcess:
         """Start the daemon and wait until it is mounted; RuntimeError with its output otherwise."""
@@ -118,6 +121,9 @@ class NydusdProcess:
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM the daemon and wait; then make sure nothing stays mounted."""
         rc = None
+        if self._api is not None:
+            self._api.close()
+            self._api = None
         try:
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.send_signal(signal.SIGTERM)

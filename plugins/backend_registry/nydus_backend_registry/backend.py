@@ -178,16 +178,7 @@ class RegistryBackend(Backend):
             if offset >= known:
                 return b""
             length = min(length, known - offset)
-        attempts = max(self.cfg.retry_limit, 0) + 1
-        for attempt in range(attempts):
-            try:
-                return self._read_once(digest, offset, length)
-            except IncompleteBodyError as exc:
-                if attempt + 1 >= attempts:
-                    raise TransientBackendError(f"{exc} after {attempts} attempts") from None
-                log.info("%s; retrying (%d/%d)", exc, attempt + 1, attempts - 1)
-                time.sleep(min(0.1 * 2**attempt, 2.0))
-        raise AssertionError("unreachable")
+        return self.transport.retrying(lambda: self._read_once(digest, offset, length))
 
     def _read_once(self, digest: str, offset: int, length: int) -> bytes:
         what = self._what(digest)

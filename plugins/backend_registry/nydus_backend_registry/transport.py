@@ -1,8 +1,10 @@
 """HTTP transport shared by the backend and the client: sessions, TLS, retries, auth, proxy.
 
-- One ``requests.Session`` per thread (sessions are not documented as thread-safe), each with an
-  ``HTTPAdapter`` carrying a urllib3 ``Retry``: ``retry_limit`` retries with exponential backoff
-  on connection failures, resets and 500/502/503/504; never on other 4xx.
+- One retry policy, urllib3's ``Retry`` from :func:`make_retry`: ``retry_limit`` retries with
+  exponential backoff on connection failures, resets and 500/502/503/504, never on other 4xx. The
+  ``HTTPAdapter`` of each ``requests.Session`` (one per thread: sessions are not documented as
+  thread-safe) applies it to requests; :meth:`Transport.retrying` applies the same policy to a
+  body that arrives cut short after the headers (which requests reads after urllib3 has returned).
 - TLS is verified by default; ``ca_cert_files`` are added to the system trust store;
   ``skip_verify`` turns verification off and, like upstream, allows falling back from HTTPS to
   HTTP when the TLS handshake fails. ``scheme=""`` means "try HTTPS, fall back to HTTP".
@@ -20,8 +22,8 @@ import ssl
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -42,6 +44,7 @@ from .auth import Authenticator, TokenFetchError
 from .config import Credentials, ProxyConfig
 from .errormap import (
     RETRY_STATUSES,
+    IncompleteBodyError,
     Redactor,
     describe_exception,
     map_exception,
@@ -50,6 +53,8 @@ from .errormap import (
 )
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 USER_AGENT = "nydus-py-registry/0.1"
 _RETRY_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "POST", "DELETE"})
@@ -203,6 +208,25 @@ class Transport:
         return body
 
     # -- requests -----------------------------------------------------------------------------
+
+    def retrying(self, fn: Callable[[], T]) -> T:
+        """Return ``fn()``, called again while it raises IncompleteBodyError (the body of its answer
+        came cut short), under the policy of :func:`make_retry` (``retry_limit``, its backoff).
+
+        Past the limit the error becomes TransientBackendError naming the attempts."""
+        retry = make_retry(self.retry_limit)
+        attempt = 1
+        while True:
+            try:
+                return fn()
+            except IncompleteBodyError as exc:
+                try:
+                    retry = retry.increment(method="GET", error=urllib3.exceptions.ProtocolError(str(exc)))
+                except urllib3.exceptions.MaxRetryError:
+                    raise TransientBackendError(f"{exc} after {attempt} attempts") from None
+                log.info("%s; retrying (%d/%d)", exc, attempt, self.retry_limit)
+                attempt += 1
+                retry.sleep()
 
     @staticmethod
     def _env_proxies(url: str) -> dict[str, str]:

@@ -87,6 +87,21 @@ def test_truncated_body_is_retried(proxy: FaultProxy, blob) -> None:
     assert proxy.count("truncate") == 2
 
 
+def test_truncated_bodies_beyond_retry_limit_fail(proxy: FaultProxy, blob) -> None:
+    """A body cut short is retried under the same policy as a failed request: retry_limit more
+    attempts, then one line naming them."""
+    blob_id, _ = blob
+    proxy.truncate_next(10, match=lambda m, p: m == "GET" and "/blobs/" in p)
+    backend = _backend(proxy.host, retry_limit=2)
+    try:
+        with pytest.raises(TransientBackendError) as info:
+            backend.read(blob_id, 1000, 400_000)
+    finally:
+        backend.close()
+    assert "cut short" in str(info.value) and "after 3 attempts" in str(info.value)
+    assert proxy.count("truncate") == 3
+
+
 def test_resets_beyond_retry_limit_fail(proxy: FaultProxy, blob) -> None:
     blob_id, _ = blob
     proxy.reset_next(10)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from typing import Any
 from nydus_core.errors import CacheError, ConfigError
 from nydus_core.interfaces import CachePolicy
 from nydus_core.rafs.model import BlobInfo
+from nydus_core.sizes import parse_size as parse_bytes
 
 from .blobfile import BlobFile, Syncer, aligned_size
 from .manage import list_entries, remove_blob, run_gc
@@ -30,23 +30,12 @@ __all__ = ["BlobCachePolicy", "parse_size"]
 
 log = logging.getLogger(__name__)
 
-_SIZE = re.compile(r"\s*(\d+)\s*([kmgtp]?)(i?b?)\s*", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-
-
 def parse_size(value: Any, *, key: str = "max_size") -> int:
     """Parse a byte count: an integer, or a string like ``"512M"``, ``"10GiB"`` (binary units)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"expected a size in bytes, got {value!r}", key=key)
-    if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(f"must not be negative, got {value}", key=key)
-        return value
-    if isinstance(value, str):
-        m = _SIZE.fullmatch(value)
-        if m:
-            return int(m.group(1)) * _UNITS[m.group(2).lower()]
-    raise ConfigError(f"expected a size in bytes (e.g. 1073741824 or \"1G\"), got {value!r}", key=key)
+    try:
+        return parse_bytes(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key=key) from None
 
 
 def _bool(config: Mapping[str, Any], key: str) -> bool:

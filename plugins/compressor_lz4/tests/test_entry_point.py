@@ -1,18 +1,11 @@
-"""The installed distribution's entry point is really wired: `nydus plugins --json` lists it."""
+"""The installed distribution's entry point is really wired: `nydus plugins` lists it."""
 
 from __future__ import annotations
 
-from importlib.metadata import version
-
-from nydus_testkit.cli import nydus_plugins_json, plugin_record
+from nydus_testkit.entry_points import EntryPointSuite
 
 
-def test_listed_by_nydus_plugins() -> None:
-    listing = nydus_plugins_json()
-    record = plugin_record(listing, "compressor-lz4")
-    assert record["distribution"] == "nydus-compressor-lz4"
-    assert record["version"] == version("nydus-compressor-lz4")
-    assert record["module"] == "nydus_compressor_lz4.hooks"
-    assert record["error"] is None and record["disabled"] is False
-    assert record["provides"] == {"compressor": ["lz4_block"]}
-    assert "lz4_block" in listing["capabilities"]["compressor"]
+class TestLz4EntryPoint(EntryPointSuite):
+    entry_point = "compressor-lz4"
+    provides = {"compressor": ["lz4_block"]}
+    implementation = "nydus_compressor_lz4.compressor.Lz4BlockCompressor"

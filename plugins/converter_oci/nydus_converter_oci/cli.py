@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from nydus_core.cli.convention import CONTEXT_SETTINGS
-from nydus_core.cli.runner import run_main, setup_logging
+from nydus_core.cli.runner import run_main
 from nydus_core.errors import UsageError
+from nydus_core.logsetup import setup_logging
 
 from . import __version__
 

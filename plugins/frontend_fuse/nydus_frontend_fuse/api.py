@@ -13,15 +13,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from nydus_core.errors import NydusError
+from nydus_core.logsetup import LEVEL_NAMES, LEVELS
 
 from .httpserver import Handler, HttpError, HttpServer, Request
 
 if TYPE_CHECKING:
     from .daemon import Daemon
-
-_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
-           "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR}
-
 
 def build_api(daemon: Daemon) -> HttpServer:
     """Return the HTTP server with every route bound to ``daemon``."""
@@ -37,10 +34,10 @@ def build_api(daemon: Daemon) -> HttpServer:
 
     async def put_daemon(req: Request) -> tuple[int, Any]:
         body = req.json() or {}
-        level = str(body.get("log_level", "")).lower()
-        if level not in _LEVELS:
-            raise HttpError(400, f"unknown log_level '{level}' (trace, debug, info, warn, error)")
-        logging.getLogger().setLevel(_LEVELS[level])
+        level = str(body.get("log_level", ""))
+        if level.lower() not in LEVELS:
+            raise HttpError(400, f"unknown log_level '{level}' ({', '.join(LEVEL_NAMES)})")
+        logging.getLogger().setLevel(LEVELS[level.lower()])
         return 204, None
 
     async def get_events(req: Request) -> tuple[int, Any]:

@@ -9,10 +9,8 @@ without ``--bootstrap`` the daemon serves an empty root and mounts images under 
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import resource
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,15 +20,16 @@ from nydus_core.cli.convention import CONTEXT_SETTINGS
 from nydus_core.cli.runner import run_main
 from nydus_core.errors import UsageError
 from nydus_core.interfaces import ServeOptions
+from nydus_core.logsetup import LEVEL_NAMES, setup_logging
 
 from . import __version__
 
 if TYPE_CHECKING:
     from .daemon import FuseTuning
-    from .ops import CachePolicy
+    from .ops import KernelCaching
 
-_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
-           "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR}
+#: nydusd's log records: ``[time] LEVEL message``, like upstream's.
+LOG_FORMAT = "[%(asctime)s] %(levelname)s %(message)s"
 
 GLOBAL_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("-A", "--apisock", default=None,
@@ -39,7 +38,7 @@ GLOBAL_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Daemon config (JSON v1, JSON v2 or TOML v2)."),
     click.option("--id", "daemon_id", default=None, help="Service instance id (shown by the API)."),
     click.option("-l", "--log-level", default=None,
-                 type=click.Choice(["trace", "debug", "info", "warn", "error"], case_sensitive=False),
+                 type=click.Choice(LEVEL_NAMES, case_sensitive=False),
                  help="Log level [default: info]."),
     click.option("-L", "--log-file", default=None,
                  help="Log file ('.log' is appended when the name has no extension)."),
@@ -138,26 +137,6 @@ for _name, _what in (("virtiofs", "vhost-user-fs"), ("singleton", "fscache/blobc
                    help=f"Not supported by nydus-py ({_what}).")(_unsupported)
 
 
-def setup_logging(level: str | None, log_file: str | None, rotation_mb: int | None) -> None:
-    """Configure logging as upstream's ``-l``/``-L``/``--log-rotation-size`` do."""
-    handler: logging.Handler
-    if log_file:
-        if not os.path.splitext(log_file)[1]:
-            log_file += ".log"
-        try:
-            if rotation_mb:
-                handler = logging.handlers.RotatingFileHandler(log_file, maxBytes=rotation_mb << 20,
-                                                               backupCount=5)
-            else:
-                handler = logging.FileHandler(log_file)
-        except OSError as exc:
-            raise UsageError(f"--log-file {log_file}: {exc.strerror}") from None
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(message)s"))
-    logging.basicConfig(level=_LEVELS[(level or "info").lower()], handlers=[handler], force=True)
-
-
 def _read_prefetch_list(path: str) -> list[str]:
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as fh:
@@ -232,9 +211,9 @@ def build_settings(params: dict[str, Any]) -> tuple[ServeOptions, FuseTuning]:
     return options, tuning
 
 
-def _cache_policy(params: dict[str, Any]) -> CachePolicy:
+def _cache_policy(params: dict[str, Any]) -> KernelCaching:
     from .daemon import DEFAULT_STORE_ON_OPEN_KB
-    from .ops import CachePolicy
+    from .ops import KernelCaching
 
     store = params.get("store_on_open_kb")
     timeout = params.get("kernel_cache_timeout")
@@ -244,13 +223,14 @@ def _cache_policy(params: dict[str, Any]) -> CachePolicy:
     }
     if timeout is not None:
         kwargs.update(entry_timeout=timeout, attr_timeout=timeout, negative_timeout=timeout)
-    return CachePolicy(**kwargs)
+    return KernelCaching(**kwargs)
 
 
 def _serve(params: dict[str, Any]) -> None:
     from .frontend import FuseFrontend
 
-    setup_logging(params.get("log_level"), params.get("log_file"), params.get("log_rotation_size"))
+    setup_logging(params.get("log_level") or "info", params.get("log_file"),
+                  rotation_mb=params.get("log_rotation_size") or 0, fmt=LOG_FORMAT)
     options, tuning = build_settings(params)
     _set_rlimit(params.get("rlimit_nofile"))
     FuseFrontend(tuning).serve(options)

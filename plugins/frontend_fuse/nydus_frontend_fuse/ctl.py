@@ -2,23 +2,24 @@
 
 ``nydusctl --sock S [--raw] info | set log-level V | metrics [backend|cache|fsstats|files|pattern]
 [--interval N] [--id MOUNTPOINT] | mount --source B --config C --mountpoint /sub [--type rafs] |
-umount --mountpoint /sub | exit``. Uses ``http.client`` over ``AF_UNIX``: no extra dependency.
+umount --mountpoint /sub | exit``. The HTTP client is httpx with its unix-socket transport.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import socket
+import logging
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 import click
+import httpx
 
 from nydus_core.cli.convention import CONTEXT_SETTINGS
 from nydus_core.cli.runner import run_main
 from nydus_core.errors import NydusError, UsageError
+from nydus_core.logsetup import LEVEL_NAMES
+from nydus_core.sizes import format_size
 
 from . import __version__
 
@@ -27,65 +28,80 @@ class ApiError(NydusError):
     """The daemon answered an API call with an error, or could not be reached."""
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        try:
-            s.connect(self._path)
-        except BaseException:
-            s.close()
-            raise
-        self.sock = s
-
-
 class ApiClient:
-    """A tiny client of nydusd's HTTP API on a unix socket."""
+    """A client of nydusd's HTTP API on a unix socket: httpx with its unix-socket transport.
+
+    One keep-alive connection pool per client (httpx clients may be shared between threads); call
+    :meth:`close` (or use it as a context manager) when done."""
 
     def __init__(self, sock: str, timeout: float = 60.0) -> None:
         self.sock = sock
         self.timeout = timeout
+        self._client: httpx.Client | None = None
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            # httpx logs every request at INFO and httpcore every step at DEBUG: a daemon's log
+            # (the snapshotter's) wants neither; callers log what matters
+            for name in ("httpx", "httpcore"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+            # no TLS on a unix socket: verify=False spares loading the CA bundle
+            transport = httpx.HTTPTransport(uds=self.sock, verify=False)
+            self._client = httpx.Client(transport=transport, base_url="http://nydusd", timeout=self.timeout)
+        return self._client
+
+    def request(self, method: str, path: str, query: dict[str, str] | None = None, *,
+                content: bytes | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        """Send one request and return the answer, whatever its status; ApiError if unreachable."""
+        try:
+            return self._http().request(method, path, params=query, content=content, headers=headers)
+        except httpx.TimeoutException:
+            raise ApiError(f"{self.sock}: no answer in {self.timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise ApiError(f"{self.sock}: {_reason(exc)}") from None
 
     def call(self, method: str, path: str, query: dict[str, str] | None = None, body: Any = None) -> Any:
         """Send one request; return the decoded JSON answer (None for 204); ApiError on failure."""
-        url = path + ("?" + urlencode(query) if query else "")
         payload = None if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json"} if payload is not None else {}
-        conn = _UnixConnection(self.sock, self.timeout)
-        try:
-            conn.request(method, url, body=payload, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except FileNotFoundError:
-            raise ApiError(f"{self.sock}: no such API socket (is nydusd running with --apisock?)") from None
-        except ConnectionRefusedError:
-            raise ApiError(f"{self.sock}: connection refused (the daemon is not running)") from None
-        except OSError as exc:
-            raise ApiError(f"{self.sock}: {exc}") from None
-        finally:
-            conn.close()
+        headers = {"content-type": "application/json"} if payload is not None else None
+        resp = self.request(method, path, query, content=payload, headers=headers)
+        data = resp.content
         decoded: Any = None
         if data:
             try:
                 decoded = json.loads(data)
             except ValueError:
                 decoded = data.decode("utf-8", "replace")
-        if resp.status >= 400:
+        if resp.status_code >= 400:
             msg = decoded.get("message") if isinstance(decoded, dict) else decoded
-            raise ApiError(f"{method} {path}: {resp.status} {resp.reason}: {msg}")
+            raise ApiError(f"{method} {path}: {resp.status_code} {resp.reason_phrase}: {msg}")
         return decoded
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+def _reason(exc: BaseException) -> str:
+    """Say why the socket could not be used (the OSError under httpx's exception, when there is one)."""
+    cur: BaseException | None = exc
+    while cur is not None and not isinstance(cur, OSError):
+        cur = cur.__cause__ or cur.__context__
+    if isinstance(cur, FileNotFoundError):
+        return "no such API socket (is nydusd running with --apisock?)"
+    if isinstance(cur, ConnectionRefusedError):
+        return "connection refused (the daemon is not running)"
+    if cur is not None:
+        return cur.strerror or str(cur)
+    return str(exc) or type(exc).__name__
 
 
 def _print(obj: Any, raw: bool) -> None:
@@ -117,7 +133,11 @@ def nydusctl(ctx: click.Context, sock: str | None, raw: bool, debug: bool) -> No
       nydusctl --sock /run/nydusd.sock info
       nydusctl --sock /run/nydusd.sock metrics backend --interval 2
     """
-    ctx.obj = {"client": ApiClient(sock) if sock else _NoSocket(), "raw": raw}
+    client: ApiClient | _NoSocket = _NoSocket()
+    if sock:
+        client = ApiClient(sock)
+        ctx.call_on_close(client.close)
+    ctx.obj = {"client": client, "raw": raw}
 
 
 @nydusctl.command()
@@ -139,7 +159,8 @@ def info(obj: dict[str, Any]) -> None:
         if "fetched" in desc:
             total = desc.get("blobs_size") or 0
             share = f" ({100 * desc['fetched'] / total:.1f} %)" if total else ""
-            click.echo(f"      fetched {_human(desc['fetched'])} of {_human(total)} of blob data{share}")
+            fetched = format_size(desc["fetched"], long=True)
+            click.echo(f"      fetched {fetched} of {format_size(total, long=True)} of blob data{share}")
 
 
 @nydusctl.group("set")
@@ -148,7 +169,7 @@ def set_group() -> None:
 
 
 @set_group.command("log-level")
-@click.argument("level", type=click.Choice(["trace", "debug", "info", "warn", "error"]))
+@click.argument("level", type=click.Choice(LEVEL_NAMES))
 @click.pass_obj
 def set_log_level(obj: dict[str, Any], level: str) -> None:
     """Change the daemon's log level."""

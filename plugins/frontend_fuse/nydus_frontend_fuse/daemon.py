@@ -33,7 +33,7 @@ from .faults import FaultTranslator
 from .fusetasks import LazyWorkers
 from .instance import RafsInstance, open_instance
 from .mountpoint import check_mountpoint, set_readahead
-from .ops import CachePolicy, NydusOperations
+from .ops import KernelCaching, NydusOperations
 from .vfs import Vfs
 
 log = logging.getLogger("nydusd")
@@ -57,7 +57,7 @@ class FuseTuning:
     inline_hits: bool = True
     #: start pyfuse3's extra worker tasks only when a handler has to wait (see ``fusetasks``)
     lazy_workers: bool = True
-    cache: CachePolicy = field(default_factory=CachePolicy)
+    cache: KernelCaching = field(default_factory=KernelCaching)
     fsname: str = "nydusd"
     allow_other: bool = True
     dev_suid: bool = True

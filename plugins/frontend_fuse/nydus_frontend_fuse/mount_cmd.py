@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from nydus_core.errors import NydusError, UsageError
+from nydus_core.logsetup import LEVEL_NAMES
 
 _STARTUP_TIMEOUT = 60.0
 
@@ -35,8 +36,7 @@ _STARTUP_TIMEOUT = 60.0
               help="File listing paths to prefetch, one per line.")
 @click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Worker threads for reads.")
 @click.option("--log-level", "-l", default=None,
-              type=click.Choice(["trace", "debug", "info", "warn", "error"], case_sensitive=False),
-              help="Log level [default: info].")
+              type=click.Choice(LEVEL_NAMES, case_sensitive=False), help="Log level [default: info].")
 @click.option("--log-file", "-L", default=None, help="Write the daemon's log to this file.")
 @click.option("--background", "-d", is_flag=True,
               help="Start the daemon in the background; return once the mount is up.")

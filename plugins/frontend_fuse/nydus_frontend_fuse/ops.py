@@ -1,11 +1,14 @@
 """The FUSE operations: a read-only filesystem over the daemon's :class:`~.vfs.Vfs`.
 
-Every handler raises only ``FUSEError``: exceptions from the image or the read pipeline go through
-:class:`~.faults.FaultTranslator` (EIO, logged once, counted). Metadata operations decode the
-``mmap``ed bootstrap inline on the trio thread (they are short); data reads that miss the local cache
-go to worker threads through ``trio.to_thread.run_sync`` with a capacity limiter, while reads the cache
-can serve are answered inline (measured faster: see the plugin README). Every write-ish operation
-answers EROFS.
+:class:`NydusOperations` only maps FUSE requests to the image API. Whether an inode is a pseudo
+directory is :meth:`Vfs.is_pseudo`'s answer; every request on an image runs inside one
+:class:`FuseRequest` context, which counts it in the instance's metrics and turns any exception
+other than ``FUSEError`` into one through :class:`~.faults.FaultTranslator` (EIO, logged once,
+counted), so handlers raise only ``FUSEError``. Metadata operations decode the ``mmap``ed bootstrap
+inline on the trio thread (they are short); data reads that miss the local cache go to worker
+threads through ``trio.to_thread.run_sync`` with a capacity limiter, while reads the cache can serve
+are answered inline (measured faster: see the plugin README). Every write-ish operation answers
+EROFS.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pyfuse3
 import trio
@@ -38,8 +42,10 @@ _ENOATTR = pyfuse3.ENOATTR
 
 
 @dataclass(frozen=True)
-class CachePolicy:
-    """How long the kernel may trust what we tell it (an image never changes under a mount)."""
+class KernelCaching:
+    """How long the kernel may trust what we tell it (an image never changes under a mount).
+
+    Not to be confused with :class:`nydus_core.interfaces.CachePolicy` (the local chunk cache)."""
 
     entry_timeout: float = 86400.0
     attr_timeout: float = 86400.0
@@ -49,6 +55,46 @@ class CachePolicy:
     #: chunks are all in the local cache (FUSE_NOTIFY_STORE): its reads then need no request.
     #: Done once per inode until the kernel asks to read it again (its pages were evicted).
     store_on_open: int = 1 << 20
+
+
+@dataclass(slots=True, eq=False)
+class FuseRequest:
+    """Errors and metrics of one FUSE request on one instance: ``with FuseRequest(...) as req: ...``.
+
+    Leaving the block normally counts the request in ``inst.metrics`` (with ``req.ok``, ``req.size``
+    and ``req.ino`` as the block left them); an exception counts it as an error, resets the open
+    directory ``dir`` (its listing restarts) and, unless it is a ``FUSEError``, is replaced by the
+    ``FUSEError`` the fault translator chooses. With ``fop`` None nothing is counted.
+    """
+
+    faults: FaultTranslator
+    fop: Fop | None
+    inst: RafsInstance
+    #: the image inode counted (and named in a fault's log line)
+    ino: int
+    #: ``time.monotonic_ns()`` for requests whose latency is measured, else 0
+    started: int = 0
+    dir: _DirHandle | None = None
+    ok: bool = field(default=True, init=False)
+    size: int = field(default=0, init=False)
+
+    def __enter__(self) -> FuseRequest:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        fop = self.fop
+        if exc is None:
+            if fop is not None:
+                self.inst.metrics.record(fop, self.ino, self.ok, self.size, self.started)
+            return
+        if fop is not None:
+            self.inst.metrics.record(fop, self.ino, False, 0, self.started)
+        if self.dir is not None:
+            self.dir.it = None
+        if isinstance(exc, Exception) and not isinstance(exc, FUSEError):
+            op = fop.name.lower() if fop is not None else "getattr"
+            raise self.faults.translate(exc, where=self.inst.describe(), ino=self.ino, op=op) from None
 
 
 class _DirHandle:
@@ -79,14 +125,14 @@ class NydusOperations(pyfuse3.Operations):
         *,
         faults: FaultTranslator | None = None,
         limiter: trio.CapacityLimiter | None = None,
-        cache: CachePolicy | None = None,
+        cache: KernelCaching | None = None,
         inline_hits: bool = True,
     ) -> None:
         super().__init__()
         self.vfs = vfs
         self.faults = faults or FaultTranslator()
         self.limiter = limiter or trio.CapacityLimiter(4)
-        self.cache = cache or CachePolicy()
+        self.cache = cache or KernelCaching()
         self.inline_hits = inline_hits
         #: called before a handler awaits (a read going to a worker thread): see ``fusetasks``
         self.before_wait: Callable[[], None] | None = None
@@ -100,9 +146,10 @@ class NydusOperations(pyfuse3.Operations):
 
     # -- helpers --------------------------------------------------------------------------------
 
-    def _fail(self, exc: BaseException, inst: RafsInstance | None, ino: int, op: str) -> FUSEError:
-        where = inst.describe() if inst is not None else "nydusd"
-        return self.faults.translate(exc, where=where, ino=ino, op=op)
+    def _request(self, fop: Fop | None, inst: RafsInstance, ino: int, *, timed: bool = False,
+                 directory: _DirHandle | None = None) -> FuseRequest:
+        """Return the :class:`FuseRequest` context of one request on ``inst`` (latency with ``timed``)."""
+        return FuseRequest(self.faults, fop, inst, ino, time.monotonic_ns() if timed else 0, directory)
 
     def _attrs(self, inst: RafsInstance, local: int, fuse_ino: int) -> EntryAttributes:
         a = inst.image.getattr(local)
@@ -153,47 +200,36 @@ class NydusOperations(pyfuse3.Operations):
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> EntryAttributes:
         """Look up ``name`` in a directory (negative answers are cached for image directories)."""
         vfs = self.vfs
-        if vfs.root_instance is None and parent_inode in vfs.pseudo:
-            d = vfs.pseudo[parent_inode]
-            child = d.children.get(name)
-            if name == b".":
-                return self._pseudo_attrs(d)
-            if name == b"..":
-                return self._pseudo_attrs(vfs.pseudo[d.parent])
-            if child is None:
-                raise FUSEError(errno.ENOENT)
-            if isinstance(child, PseudoDir):
-                return self._pseudo_attrs(child)
-            try:
-                e = self._mount_root_attrs(child)
-            except FUSEError:
-                raise
-            except Exception as exc:  # a broken image must not break the pseudo root
-                raise self._fail(exc, child, child.root_ino, "lookup") from None
-            child.refs += 1
-            return e
+        if vfs.is_pseudo(parent_inode):
+            return self._lookup_pseudo(vfs.pseudo[parent_inode], name)
         inst, local = vfs.resolve(parent_inode)
-        started = time.monotonic_ns()
-        try:
+        with self._request(Fop.LOOKUP, inst, local, timed=True) as req:
             found = inst.image.lookup(local, name)
             if found is None:
-                inst.metrics.record(Fop.LOOKUP, local, True, 0, started)
                 e = EntryAttributes()
                 e.st_ino = 0
                 e.entry_timeout = self.cache.negative_timeout
                 return e
-            fuse_ino = vfs.to_fuse(inst, found)
-            e = self._attrs(inst, found, fuse_ino)
-        except FUSEError:
-            inst.metrics.record(Fop.LOOKUP, local, False, 0, started)
-            raise
-        except Exception as exc:
-            inst.metrics.record(Fop.LOOKUP, local, False, 0, started)
-            raise self._fail(exc, inst, local, "lookup") from None
+            e = self._attrs(inst, found, vfs.to_fuse(inst, found))
+            req.ino = found
         inst.refs += 1
         if inst.track_names:
             inst.note_name(found, local, name)
-        inst.metrics.record(Fop.LOOKUP, found, True, 0, started)
+        return e
+
+    def _lookup_pseudo(self, d: PseudoDir, name: bytes) -> EntryAttributes:
+        if name == b".":
+            return self._pseudo_attrs(d)
+        if name == b"..":
+            return self._pseudo_attrs(self.vfs.pseudo[d.parent])
+        child = d.children.get(name)
+        if child is None:
+            raise FUSEError(errno.ENOENT)
+        if isinstance(child, PseudoDir):
+            return self._pseudo_attrs(child)
+        with self._request(None, child, child.root_ino):  # a broken image must not break the root
+            e = self._mount_root_attrs(child)
+        child.refs += 1
         return e
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -203,56 +239,38 @@ class NydusOperations(pyfuse3.Operations):
             inst = slots.get(ino >> 48)
             if inst is not None:
                 inst.refs -= n
-        for inst in self.vfs.reap():
-            log.info("closing unmounted instance %s (no more references)", inst.describe())
-            inst.close()
+        self._reap()
 
     async def getattr(self, inode: int, ctx: Any = None) -> EntryAttributes:
         """Return the attributes of ``inode``."""
         vfs = self.vfs
-        if vfs.root_instance is None and inode in vfs.pseudo:
+        if vfs.is_pseudo(inode):
             return self._pseudo_attrs(vfs.pseudo[inode])
         inst, local = vfs.resolve(inode)
-        try:
-            e = self._attrs(inst, local, inode)
-        except Exception as exc:
-            inst.metrics.record(Fop.GETATTR, local, False)
-            raise self._fail(exc, inst, local, "getattr") from None
-        inst.metrics.record(Fop.GETATTR, local, True)
-        return e
+        with self._request(Fop.GETATTR, inst, local):
+            return self._attrs(inst, local, inode)
 
     async def readlink(self, inode: int, ctx: Any = None) -> bytes:
         """Return a symlink's target."""
         inst, local = self.vfs.resolve(inode)
-        try:
+        with self._request(Fop.READLINK, inst, local):
             if not stat.S_ISLNK(inst.image.getattr(local).mode):
                 raise FUSEError(errno.EINVAL)
-            target = inst.image.readlink(local)
-        except Exception as exc:
-            inst.metrics.record(Fop.READLINK, local, False)
-            raise self._fail(exc, inst, local, "readlink") from None
-        inst.metrics.record(Fop.READLINK, local, True)
-        return target
+            return inst.image.readlink(local)
 
     async def access(self, inode: int, mode: int, ctx: Any = None) -> bool:
         """Check ``mode`` (R_OK/W_OK/X_OK) for the caller; writes are always refused."""
         if mode & os.W_OK:
             raise FUSEError(errno.EROFS)
-        if self.vfs.root_instance is None and inode in self.vfs.pseudo:
-            st_mode, uid, gid = stat.S_IFDIR | 0o755, 0, 0
-            inst = None
-        else:
-            inst, local = self.vfs.resolve(inode)
-            try:
-                a = inst.image.getattr(local)
-            except Exception as exc:
-                raise self._fail(exc, inst, local, "access") from None
-            st_mode, uid, gid = a.mode, a.uid, a.gid
-        ok = _permitted(st_mode, uid, gid, mode, ctx)
-        if inst is not None:
-            inst.metrics.record(Fop.ACCESS, 0, ok)
-        if not ok:
-            raise FUSEError(errno.EACCES)
+        if self.vfs.is_pseudo(inode):
+            if not _permitted(stat.S_IFDIR | 0o755, 0, 0, mode, ctx):
+                raise FUSEError(errno.EACCES)
+            return True
+        inst, local = self.vfs.resolve(inode)
+        with self._request(Fop.ACCESS, inst, 0):
+            a = inst.image.getattr(local)
+            if not _permitted(a.mode, a.uid, a.gid, mode, ctx):
+                raise FUSEError(errno.EACCES)
         return True
 
     async def statfs(self, ctx: Any = None) -> pyfuse3.StatvfsData:
@@ -260,12 +278,9 @@ class NydusOperations(pyfuse3.Operations):
         s = pyfuse3.StatvfsData()
         blocks = files = 0
         for inst in self.vfs.instances():
-            try:
+            with self._request(Fop.STATFS, inst, 0):
                 blocks += inst.data_size() // BLOCK
                 files += inst.image.inode_count()
-            except Exception as exc:
-                raise self._fail(exc, inst, 0, "statfs") from None
-            inst.metrics.record(Fop.STATFS, 0, True)
         s.f_bsize = s.f_frsize = BLOCK
         s.f_blocks = blocks
         s.f_bfree = s.f_bavail = 0
@@ -278,53 +293,41 @@ class NydusOperations(pyfuse3.Operations):
 
     async def getxattr(self, inode: int, name: bytes, ctx: Any = None) -> bytes:
         """Return one extended attribute (ENOSYS when ``enable_xattr`` is off, as upstream)."""
-        if self.vfs.root_instance is None and inode in self.vfs.pseudo:
+        if self.vfs.is_pseudo(inode):
             raise FUSEError(_ENOATTR)
         inst, local = self.vfs.resolve(inode)
         if not inst.enable_xattr:
             raise FUSEError(errno.ENOSYS)
-        try:
+        with self._request(Fop.GETXATTR, inst, local) as req:
             value = inst.xattrs(local).get(name)
-        except Exception as exc:
-            inst.metrics.record(Fop.GETXATTR, local, False)
-            raise self._fail(exc, inst, local, "getxattr") from None
-        inst.metrics.record(Fop.GETXATTR, local, value is not None)
+            req.ok = value is not None
         if value is None:
             raise FUSEError(_ENOATTR)
         return value
 
     async def listxattr(self, inode: int, ctx: Any = None) -> Sequence[bytes]:
         """Return the names of a file's extended attributes."""
-        if self.vfs.root_instance is None and inode in self.vfs.pseudo:
+        if self.vfs.is_pseudo(inode):
             return []
         inst, local = self.vfs.resolve(inode)
         if not inst.enable_xattr:
             raise FUSEError(errno.ENOSYS)
-        try:
-            names = list(inst.xattrs(local))
-        except Exception as exc:
-            inst.metrics.record(Fop.LISTXATTR, local, False)
-            raise self._fail(exc, inst, local, "listxattr") from None
-        inst.metrics.record(Fop.LISTXATTR, local, True)
-        return names
+        with self._request(Fop.LISTXATTR, inst, local):
+            return list(inst.xattrs(local))
 
     # -- directories ----------------------------------------------------------------------------
 
     async def opendir(self, inode: int, ctx: Any = None) -> int:
         """Open a directory for listing."""
         vfs = self.vfs
-        if vfs.root_instance is None and inode in vfs.pseudo:
+        if vfs.is_pseudo(inode):
             h = _DirHandle(inode, None, inode)
             h.pseudo_entries = sorted(vfs.pseudo[inode].children.items())
         else:
             inst, local = vfs.resolve(inode)
-            try:
+            with self._request(Fop.OPENDIR, inst, local):
                 if not stat.S_ISDIR(inst.image.getattr(local).mode):
                     raise FUSEError(errno.ENOTDIR)
-            except Exception as exc:
-                inst.metrics.record(Fop.OPENDIR, local, False)
-                raise self._fail(exc, inst, local, "opendir") from None
-            inst.metrics.record(Fop.OPENDIR, local, True)
             inst.open_handles += 1
             h = _DirHandle(inode, inst, local)
         fh = self._next_dir_fh
@@ -339,53 +342,46 @@ class NydusOperations(pyfuse3.Operations):
         h = self._dirs.get(fh)
         if h is None:
             raise FUSEError(errno.EBADF)
-        if h.inst is None:
+        inst = h.inst
+        if inst is None:
             self._readdir_pseudo(h, start_id, token)
             return
-        inst = h.inst
-        vfs = self.vfs
-        started = time.monotonic_ns()
-        pos = start_id
-        try:
-            if pos == 0:
-                if not pyfuse3.readdir_reply(token, b".", self._attrs(inst, h.local, h.fuse_ino), 1):
-                    return
-                pos = 1
-            if pos == 1:
-                if not pyfuse3.readdir_reply(token, b"..", self._parent_attrs(inst, h), 2):
-                    return
-                pos = 2
-            if h.it is None or h.next_id != pos:
-                h.it = inst.image.readdir(h.local, pos - 2)
-                h.pending = None
-                h.next_id = pos
-            track = inst.track_names
-            while True:
-                entry = h.pending
+        with self._request(Fop.READDIRPLUS, inst, h.local, timed=True, directory=h):
+            self._readdir_image(inst, h, start_id, token)
+
+    def _readdir_image(self, inst: RafsInstance, h: _DirHandle, pos: int,
+                       token: pyfuse3.ReaddirToken) -> None:
+        if pos == 0:
+            if not pyfuse3.readdir_reply(token, b".", self._attrs(inst, h.local, h.fuse_ino), 1):
+                return
+            pos = 1
+        if pos == 1:
+            if not pyfuse3.readdir_reply(token, b"..", self._parent_attrs(inst, h), 2):
+                return
+            pos = 2
+        if h.it is None or h.next_id != pos:
+            h.it = inst.image.readdir(h.local, pos - 2)
+            h.pending = None
+            h.next_id = pos
+        to_fuse = self.vfs.to_fuse
+        track = inst.track_names
+        while True:
+            entry = h.pending
+            if entry is None:
+                entry = next(h.it, None)
                 if entry is None:
-                    entry = next(h.it, None)
-                    if entry is None:
-                        break
-                name, child = entry
-                fuse_ino = vfs.to_fuse(inst, child)
-                attrs = self._attrs(inst, child, fuse_ino)
-                if not pyfuse3.readdir_reply(token, name, attrs, pos + 1):
-                    h.pending = entry
-                    break
-                h.pending = None
-                inst.refs += 1
-                if track:
-                    inst.note_name(child, h.local, name)
-                pos += 1
-                h.next_id = pos
-        except FUSEError:
-            inst.metrics.record(Fop.READDIRPLUS, h.local, False, 0, started)
-            raise
-        except Exception as exc:
-            h.it = None
-            inst.metrics.record(Fop.READDIRPLUS, h.local, False, 0, started)
-            raise self._fail(exc, inst, h.local, "readdir") from None
-        inst.metrics.record(Fop.READDIRPLUS, h.local, True, 0, started)
+                    return
+            name, child = entry
+            attrs = self._attrs(inst, child, to_fuse(inst, child))
+            if not pyfuse3.readdir_reply(token, name, attrs, pos + 1):
+                h.pending = entry
+                return
+            h.pending = None
+            inst.refs += 1
+            if track:
+                inst.note_name(child, h.local, name)
+            pos += 1
+            h.next_id = pos
 
     def _parent_attrs(self, inst: RafsInstance, h: _DirHandle) -> EntryAttributes:
         vfs = self.vfs
@@ -413,10 +409,8 @@ class NydusOperations(pyfuse3.Operations):
             if isinstance(child, PseudoDir):
                 attrs = self._pseudo_attrs(child)
             else:
-                try:
+                with self._request(None, child, child.root_ino):
                     attrs = self._mount_root_attrs(child)
-                except Exception as exc:
-                    raise self._fail(exc, child, child.root_ino, "readdir") from None
             if not pyfuse3.readdir_reply(token, name, attrs, i + 1):
                 return
             if i >= 2 and not isinstance(child, PseudoDir):
@@ -435,24 +429,18 @@ class NydusOperations(pyfuse3.Operations):
         """Open a regular file read-only; the handle is the FUSE inode itself."""
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             raise FUSEError(errno.EROFS)
-        if self.vfs.root_instance is None and inode in self.vfs.pseudo:
+        if self.vfs.is_pseudo(inode):
             raise FUSEError(errno.EISDIR)
         inst, local = self.vfs.resolve(inode)
-        try:
+        with self._request(Fop.OPEN, inst, local):
             a = inst.image.getattr(local)
-        except Exception as exc:
-            inst.metrics.record(Fop.OPEN, local, False)
-            raise self._fail(exc, inst, local, "open") from None
-        mode = a.mode
-        if stat.S_ISDIR(mode):
-            inst.metrics.record(Fop.OPEN, local, False)
-            raise FUSEError(errno.EISDIR)
+            if stat.S_ISDIR(a.mode):
+                raise FUSEError(errno.EISDIR)
         opened = inst.opened
         n = opened.get(local, 0)
         opened[local] = n + 1
         inst.open_handles += 1
-        inst.metrics.record(Fop.OPEN, local, True)
-        if (n == 0 and 0 < a.size <= self._store_max and stat.S_ISREG(mode)
+        if (n == 0 and 0 < a.size <= self._store_max and stat.S_ISREG(a.mode)
                 and local not in inst.stored):
             self._store(inst, local, inode, a.size)
         return FileInfo(fh=inode, keep_cache=self.cache.keep_cache)
@@ -461,7 +449,8 @@ class NydusOperations(pyfuse3.Operations):
         """Put the whole (small, locally cached) file into the kernel's page cache.
 
         Only done when no other handle of the inode is open: then no read of it can be in flight
-        holding page locks, so the synchronous store cannot wait on a request we have yet to serve."""
+        holding page locks, so the synchronous store cannot wait on a request we have yet to serve.
+        Failures are only logged (at debug level): the file is then read the usual way."""
         try:
             data = inst.read_cached(local, 0, size)
             if data is None or len(data) != size:
@@ -484,30 +473,29 @@ class NydusOperations(pyfuse3.Operations):
     async def read(self, fh: int, off: int, size: int) -> bytes:
         """Read file data: cache hits inline, everything else on a worker thread."""
         inst, local = self.vfs.resolve(fh)
-        started = time.monotonic_ns()
         if local in inst.stored:
             inst.stored.discard(local)  # the kernel lost the pages we pushed: push again next open
-        try:
+        with self._request(Fop.READ, inst, local, timed=True) as req:
             data = inst.read_cached(local, off, size) if self.inline_hits else None
             if data is None:
-                self._next_req += 1
-                req = self._next_req
-                self._inflight[req] = (fh, time.time())
-                if self.before_wait is not None:
-                    self.before_wait()
-                try:
-                    data = await trio.to_thread.run_sync(inst.read, local, off, size,
-                                                         limiter=self.limiter)
-                finally:
-                    del self._inflight[req]
-        except Exception as exc:
-            inst.metrics.record(Fop.READ, local, False, 0, started)
-            raise self._fail(exc, inst, local, "read") from None
+                data = await self._read_on_worker(inst, local, fh, off, size)
+            req.size = len(data)
         metrics = inst.metrics
-        metrics.record(Fop.READ, local, True, len(data), started)
         if metrics.access_pattern_enabled:
             metrics.record_read_access(local, inst.path_of)
         return data
+
+    async def _read_on_worker(self, inst: RafsInstance, local: int, fh: int, off: int, size: int) -> bytes:
+        """Read through the pipeline on a worker thread, listed in ``inflight()`` meanwhile."""
+        self._next_req += 1
+        req = self._next_req
+        self._inflight[req] = (fh, time.time())
+        if self.before_wait is not None:
+            self.before_wait()
+        try:
+            return await trio.to_thread.run_sync(inst.read, local, off, size, limiter=self.limiter)
+        finally:
+            del self._inflight[req]
 
     async def release(self, fh: int) -> None:
         """Close a file handle."""
@@ -535,55 +523,15 @@ class NydusOperations(pyfuse3.Operations):
             log.info("closing unmounted instance %s (no more references)", inst.describe())
             inst.close()
 
-    # -- everything that would write ------------------------------------------------------------
+    # -- everything that would write -------------------------------------------------------------
 
-    async def setattr(self, *args: Any) -> EntryAttributes:
-        """Refused: read-only."""
+    async def _read_only(self, *args: Any) -> NoReturn:
+        """Refused with EROFS: the filesystem is read-only."""
         raise FUSEError(errno.EROFS)
 
-    async def mknod(self, *args: Any) -> EntryAttributes:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
-
-    async def mkdir(self, *args: Any) -> EntryAttributes:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
-
-    async def unlink(self, *args: Any) -> None:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
-
-    async def rmdir(self, *args: Any) -> None:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
-
-    async def symlink(self, *args: Any) -> EntryAttributes:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
-
-    async def rename(self, *args: Any) -> None:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
-
-    async def link(self, *args: Any) -> EntryAttributes:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
-
-    async def write(self, *args: Any) -> int:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
-
-    async def create(self, *args: Any) -> tuple[FileInfo, EntryAttributes]:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
-
-    async def setxattr(self, *args: Any) -> None:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
-
-    async def removexattr(self, *args: Any) -> None:
-        """Refused: read-only."""
-        raise FUSEError(errno.EROFS)
+    _refuse: Any = _read_only  # one handler for every signature below
+    setattr = mknod = mkdir = unlink = rmdir = symlink = rename = link = _refuse
+    write = create = setxattr = removexattr = _refuse
 
 
 def _permitted(st_mode: int, uid: int, gid: int, want: int, ctx: Any) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -118,3 +119,32 @@ def test_nydusctl(need_fuse: None, tmp_path: Path) -> None:
         assert d.wait(20) == 0
     res = ctl(sock, "info")
     assert res.returncode != 0 and "no such API socket" in res.stderr
+
+
+def test_api_socket_mode_and_error_answers(need_fuse: None, tmp_path: Path) -> None:
+    """The real daemon's API socket is 0600; every error is upstream's one-line JSON; a body over
+    the cap is refused with 413; the daemon keeps serving after each."""
+    from nydus_frontend_fuse.httpserver import MAX_BODY
+
+    mnt, sock = tmp_path / "mnt", tmp_path / "api.sock"
+    mnt.mkdir()
+    with NydusdProcess(mnt, [], apisock=sock) as d:
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600 and stat.S_ISSOCK(os.stat(sock).st_mode)
+        api = d.api
+        cases = [
+            ("GET", "/api/v1/nope", None, 404, "no such API path: /api/v1/nope"),
+            ("DELETE", "/api/v1/daemon", None, 405, "method DELETE not allowed on /api/v1/daemon"),
+            ("PUT", "/api/v1/daemon", b"{x", 400, "request body is not valid JSON"),
+            ("PUT", "/api/v1/daemon", b'{"log_level": "loud"}', 400,
+             "unknown log_level 'loud' (trace, debug, info, warn, error)"),
+            ("POST", "/api/v1/mount?mountpoint=/a", bytes(MAX_BODY + 1), 413, "request body too large"),
+            ("GET", "/api/v1/metrics", None, 404, "no image is mounted"),
+        ]
+        for method, path, body, status, message in cases:
+            resp = api.request(method, path, content=body)
+            assert resp.status_code == status, (method, path, resp.text)
+            assert resp.headers["content-type"] == "application/json" and "\n" not in resp.text
+            answer = resp.json()
+            assert set(answer) == {"code", "message"} and message in answer["message"], answer
+        info = api.call("GET", "/api/v1/daemon")
+        assert info["state"] == "RUNNING" and d.alive()

@@ -1,4 +1,5 @@
-"""The admin API's HTTP/1.1 server on a unix socket: routing, errors, keep-alive, chunked bodies."""
+"""The admin API's HTTP/1.1 server (hypercorn + our router) on a unix socket: routing, errors,
+keep-alive, chunked bodies, the body cap, the socket's mode and removal."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 import pytest
 import trio
-from nydus_frontend_fuse.httpserver import HttpError, HttpServer, Request, open_listener
+from nydus_frontend_fuse.ctl import ApiClient
+from nydus_frontend_fuse.httpserver import MAX_BODY, HttpError, HttpServer, Request, open_listener
 
 
 async def _echo(req: Request) -> tuple[int, Any]:
@@ -103,3 +105,50 @@ def test_stale_socket_is_replaced_and_a_live_one_refused(tmp_path: Path) -> None
     regular.write_text("x")
     with pytest.raises(FileExistsError, match="not a socket"):
         open_listener(str(regular))
+
+
+def _with_client(path: Path, fn: Any) -> Any:
+    """Serve the echo routes on ``path`` and run ``fn(client)`` on a thread (a blocking client)."""
+
+    async def main() -> Any:
+        server = HttpServer({("POST", "/x"): _echo, ("GET", "/x"): _echo})
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, open_listener(str(path)))
+            assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+            with ApiClient(str(path), timeout=30) as client:
+                out = await trio.to_thread.run_sync(fn, client)
+            nursery.cancel_scope.cancel()
+        return out
+
+    return trio.run(main)
+
+
+def test_body_cap_answers_413_in_one_json_line(tmp_path: Path) -> None:
+    def exchange(client: ApiClient) -> list[tuple[int, bytes]]:
+        out = []
+        for body in (bytes(MAX_BODY + 1),  # Content-Length says it: refused before reading
+                     (bytes(1 << 20) for _ in range((MAX_BODY >> 20) + 1)),  # chunked: refused on the way
+                     b'{"fits": true}'):
+            resp = client.request("POST", "/x", content=body)  # type: ignore[arg-type]
+            out.append((resp.status_code, resp.content))
+        return out
+
+    too_big, chunked, fits = _with_client(tmp_path / "s", exchange)
+    for status, body in (too_big, chunked):
+        assert status == 413 and b"\n" not in body
+        assert json.loads(body) == {"code": "UNDEFINED",
+                                    "message": f"request body too large (more than {MAX_BODY} bytes)"}
+    assert fits[0] == 200 and json.loads(fits[1])["body"] == {"fits": True}
+    assert not (tmp_path / "s").exists()
+
+
+def test_client_reports_an_absent_or_dead_socket_in_one_line(tmp_path: Path) -> None:
+    from nydus_frontend_fuse.ctl import ApiError
+
+    with pytest.raises(ApiError, match=r"/nope\.sock: no such API socket"):
+        ApiClient(str(tmp_path / "nope.sock")).call("GET", "/x")
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(tmp_path / "dead.sock"))
+    dead.close()
+    with pytest.raises(ApiError, match="connection refused"):
+        ApiClient(str(tmp_path / "dead.sock")).call("GET", "/x")

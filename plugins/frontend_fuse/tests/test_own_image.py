@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from nydus_frontend_fuse.metrics import Fop
 from nydus_testsupport.fuse import NydusdProcess, fuse_unavailable, snapshot_tree, tar_bytes
 from nydus_testsupport.trees import make_sample_tree
 
@@ -231,7 +233,7 @@ def test_metrics_and_access_pattern(served: Served, tmp_path: Path) -> None:
     cfg.write_text(json.dumps({
         "device": {"backend": {"type": "localfs", "config": {"dir": str(served.blobs)}},
                    "cache": {"type": "blobcache", "config": {"work_dir": str(tmp_path / "cache")}}},
-        "access_pattern": True, "iostats_files": True, "latest_read_files": True}))
+        "access_pattern": True, "iostats_files": True, "latest_read_files": True, "enable_xattr": True}))
     (tmp_path / "mnt").mkdir()
     with NydusdProcess(tmp_path / "mnt", ["-C", cfg, "-B", served.boot], apisock=tmp_path / "a.sock") as d:
         api, m = d.api, tmp_path / "mnt"
@@ -243,6 +245,11 @@ def test_metrics_and_access_pattern(served: Served, tmp_path: Path) -> None:
         assert after["data_read"] - before["data_read"] == len(words) + len(over)
         assert after["id"] == "/"
         assert sum(after["fop_hits"]) > sum(before["fop_hits"])
+        with pytest.raises(OSError) as missing:  # a failed request is counted under its operation
+            os.getxattr(m / "text" / "words.txt", "user.nydus-test-missing")
+        assert missing.value.errno == errno.ENODATA
+        errors = api.call("GET", "/api/v1/metrics")["fop_errors"]
+        assert errors[Fop.GETXATTR] == after["fop_errors"][Fop.GETXATTR] + 1
         pattern = api.call("GET", "/api/v1/metrics/pattern")
         assert [p["path"] for p in pattern] == ["/text/words.txt", "/over-one.bin"]
         assert all(p["nr_read"] >= 1 and p["first_access_time_secs"] > 0 for p in pattern)

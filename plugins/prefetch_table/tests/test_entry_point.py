@@ -1,30 +1,19 @@
-"""The installed distribution's entry point is really wired: `nydus plugins --json` lists it."""
+"""The installed distribution's entry point is really wired: `nydus plugins` lists it."""
 
 from __future__ import annotations
 
-from importlib.metadata import version
-
-from nydus_testkit.cli import nydus_plugins_json, run_nydus
+from nydus_testkit.entry_points import EntryPointSuite
 
 from nydus_core.plugins import registry
 from nydus_core.storage.prefetch import BasePrefetcher
 
 
-def test_listed_by_nydus_plugins() -> None:
-    listing = nydus_plugins_json()
-    record = next(r for r in listing["plugins"] if r["name"] == "prefetch-table")
-    assert record["distribution"] == "nydus-prefetch-table"
-    assert record["version"] == version("nydus-prefetch-table")
-    assert record["module"] == "nydus_prefetch_table.hooks"
-    assert record["error"] is None and record["disabled"] is False
-    assert record["provides"] == {"prefetcher": ["table"]}
+class TestTableEntryPoint(EntryPointSuite):
+    entry_point = "prefetch-table"
+    provides = {"prefetcher": ["table"]}
+    implementation = "nydus_prefetch_table.prefetcher.TablePrefetcher"
 
 
 def test_registered_class() -> None:
     cls = registry("prefetcher").get("table")
     assert issubclass(cls, BasePrefetcher) and cls.name == "table"
-
-
-def test_check_finds_it() -> None:
-    proc = run_nydus("plugins", "--check", "prefetcher:table")
-    assert proc.returncode == 0, proc.stderr

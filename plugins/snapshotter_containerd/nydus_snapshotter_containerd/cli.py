@@ -21,11 +21,9 @@ import click
 from nydus_core.cli.convention import CONTEXT_SETTINGS
 from nydus_core.cli.runner import run_main
 from nydus_core.errors import NydusError
+from nydus_core.logsetup import LEVEL_NAMES, setup_logging
 
 from . import __version__
-
-_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
-           "warn": logging.WARNING, "error": logging.ERROR}
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -41,7 +39,7 @@ _LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
               help="One nydusd per snapshotter (the only mode; upstream's flag).")
 @click.option("--fs-driver", default=None, type=click.Choice(["fusedev"]),
               help="How images are served (FUSE only; upstream's flag).")
-@click.option("--log-level", default=None, type=click.Choice(sorted(_LEVELS)), help="Log level.")
+@click.option("--log-level", default=None, type=click.Choice(LEVEL_NAMES), help="Log level.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 def serve(config_path: str | None, address: str | None, root: str | None, nydusd_cmd: str | None,
           nydusd_config: str | None, daemon_mode: str | None, fs_driver: str | None,
@@ -67,8 +65,7 @@ def serve(config_path: str | None, address: str | None, root: str | None, nydusd
         cfg.daemon_template = load_daemon_template(Path(nydusd_config), "--nydusd-config")
     if log_level:
         cfg.log_level = log_level
-    logging.basicConfig(level=_LEVELS[cfg.log_level],
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(cfg.log_level)
     sock = Path(cfg.address)
     sock.parent.mkdir(parents=True, exist_ok=True)
     if sock.exists() or sock.is_symlink():

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from nydus_core.errors import ConfigError
+from nydus_core.logsetup import LEVEL_NAMES
 
 DEFAULT_ROOT = "/var/lib/containerd-nydus"
 DEFAULT_ADDRESS = "/run/containerd-nydus/containerd-nydus-grpc.sock"
 _KEYS = {"address", "root", "nydusd", "docker_config", "plain_http", "log_level", "daemon"}
-_LEVELS = {"trace", "debug", "info", "warn", "error"}
 _DAEMON_KEYS = {"config", "nydusd_config", "nydusd_path", "daemon_mode", "fs_driver"}
 
 
@@ -99,8 +99,8 @@ def load_config(path: str | os.PathLike[str] | None) -> SnapshotterConfig:
             if not isinstance(data[key], str):
                 raise ConfigError(f"{p}: '{key}' must be a string")
             setattr(cfg, key, data[key])
-    if cfg.log_level not in _LEVELS:
-        raise ConfigError(f"{p}: 'log_level' must be one of {', '.join(sorted(_LEVELS))}")
+    if cfg.log_level not in LEVEL_NAMES:
+        raise ConfigError(f"{p}: 'log_level' must be one of {', '.join(LEVEL_NAMES)}")
     if not cfg.address or not cfg.root:
         raise ConfigError(f"{p}: 'address' and 'root' must not be empty")
     if "plain_http" in data:

@@ -40,11 +40,15 @@ class NydusdManager:
         self.log_path = root / "nydusd.log"
         self.command = command or str(Path(sys.executable).with_name("nydusd"))
         self._proc: subprocess.Popen[bytes] | None = None
+        self._client: Any = None
 
     def _api(self) -> Any:
-        from nydus_frontend_fuse.ctl import ApiClient
+        """The client of the daemon's API socket (one keep-alive pool, shared by the gRPC threads)."""
+        if self._client is None:
+            from nydus_frontend_fuse.ctl import ApiClient
 
-        return ApiClient(str(self.apisock), timeout=60)
+            self._client = ApiClient(str(self.apisock), timeout=60)
+        return self._client
 
     def alive(self) -> bool:
         """Whether a daemon answers on the API socket."""
@@ -132,3 +136,10 @@ class NydusdManager:
                 time.sleep(0.05)
         force_unmount(self.mountpoint)
         (self.root / "nydusd.pid").unlink(missing_ok=True)
+        self.close()
+
+    def close(self) -> None:
+        """Close the API connections (the daemon keeps running)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()

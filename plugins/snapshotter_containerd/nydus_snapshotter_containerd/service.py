@@ -14,7 +14,7 @@ from typing import TypeVar
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
-from nydus_core.errors import NydusError
+from nydus_core.errors import NydusError, describe
 
 from .api import mount_pb2, snapshots_grpc, snapshots_pb2
 from .metadata import (
@@ -73,7 +73,7 @@ class SnapshotsService(snapshots_grpc.SnapshotsServicer):
                 log.error("%s: %s", what, exc)
                 context.abort(grpc.StatusCode.UNKNOWN, f"{what}: {exc}")
             log.exception("%s failed", what)
-            context.abort(grpc.StatusCode.INTERNAL, f"{what}: {type(exc).__name__}: {exc}")
+            context.abort(grpc.StatusCode.INTERNAL, f"{what}: {describe(exc)}")
         raise AssertionError("unreachable")
 
     def Prepare(

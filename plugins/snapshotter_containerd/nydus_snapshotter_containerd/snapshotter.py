@@ -134,7 +134,8 @@ class Snapshotter:
                 log.error("mounting image %s: %s", boot.labels.get(L.NYDUS_IMAGE, boot.name), exc)
 
     def close(self) -> None:
-        """Close the metadata store (nydusd keeps running for the containers)."""
+        """Close the metadata store and the API connections (nydusd keeps running for the containers)."""
+        self.nydusd.close()
         self.meta.close()
 
     # -- operations -----------------------------------------------------------------------------
