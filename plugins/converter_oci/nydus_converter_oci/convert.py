@@ -137,7 +137,7 @@ class Conversion:
             reader = stack.enter_context(src.client.open_blob(src.repo, desc["digest"]))
             built = stack.enter_context(progress_bar(f"build layer {index + 1}", size,
                                                      enabled=self.opts.progress))
-            stream = IterStream(iter(reader), on_read=lambda n: pull(n, size))
+            stream = IterStream(iter(reader), on_read=lambda n: pull(n, size), name=where)
             bopts = BuildOptions(compressor=self.opts.compressor, chunk_size=self.opts.chunk_size,
                                  fs_version=self.opts.fs_version, inline_meta=True, blob_toc=True,
                                  chunk_dict=str(dict_bootstrap) if dict_bootstrap else None,

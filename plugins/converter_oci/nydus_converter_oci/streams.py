@@ -11,9 +11,14 @@ if TYPE_CHECKING:
 
 
 class IterStream(io.RawIOBase):
-    """Read from an iterator of byte chunks; ``on_read(total_bytes)`` reports progress."""
+    """Read from an iterator of byte chunks; ``on_read(total_bytes)`` reports progress.
 
-    def __init__(self, chunks: Iterator[bytes], on_read: Callable[[int], None] | None = None) -> None:
+    ``name`` is what errors about the stream's content call it (the layer).
+    """
+
+    def __init__(self, chunks: Iterator[bytes], on_read: Callable[[int], None] | None = None,
+                 *, name: str = "<stream>") -> None:
+        self.name = name
         self._it = chunks
         self._buf = b""
         self._pos = 0
