@@ -248,5 +248,6 @@ def test_bad_source_layer_is_named_by_digest_and_media_type(registry_open: Regis
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"error: {source} layer 1 ({bad['digest']}, {mt.OCI_LAYER_GZIP}): invalid "), lines
+    layer = f"{source} layer 1 ({bad['digest']}, {mt.OCI_LAYER_GZIP})"
+    assert lines[0].startswith(f"error: {layer}: invalid "), lines
     assert "IterStream" not in proc.stderr and "object at 0x" not in proc.stderr

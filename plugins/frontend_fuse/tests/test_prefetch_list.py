@@ -36,9 +36,9 @@ def _cached(fs) -> set[str]:  # type: ignore[no-untyped-def]
     for dirpath, _dirs, names in fs.walk("/"):
         for n in names:
             p = f"{dirpath.rstrip('/')}/{n}"
-            if stat.S_ISREG(fs.lstat(p).st_mode):
-                if all(fs.pipeline.is_ready(c) for c in fs.pipeline.file(fs.resolve(p)).chunks):
-                    out.add(p)
+            if stat.S_ISREG(fs.lstat(p).st_mode) and all(
+                    fs.pipeline.is_ready(c) for c in fs.pipeline.file(fs.resolve(p)).chunks):
+                out.add(p)
     return out
 
 
@@ -83,7 +83,8 @@ def test_access_pattern_becomes_a_prefetch_list(tmp_path: Path) -> None:
 
     # and prefetches exactly those files: the table prefetcher, nobody reading
     fs_prefetch = {"enable": True, "threads_count": 2, "prefetch_all": False}
-    with open_fs(str(new_boot), localfs_config(new_blobs, tmp_path / "cache2", fs_prefetch=fs_prefetch)) as fs:
+    cfg2 = localfs_config(new_blobs, tmp_path / "cache2", fs_prefetch=fs_prefetch)
+    with open_fs(str(new_boot), cfg2) as fs:
         assert fs.prefetcher is not None and fs.prefetcher.name == "table"
         assert fs.prefetcher.wait(30)
         assert fs.metrics()["reads"]["reads"] == 0
