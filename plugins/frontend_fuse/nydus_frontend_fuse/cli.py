@@ -86,8 +86,8 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
                       "a read has to wait (for measurements). Beyond upstream."),
     click.option("--no-allow-other", is_flag=True, default=None,
                  help="Mount without allow_other: only the user running nydusd may use the mount "
-                      "(not even root). A non-root user needs this unless user_allow_other is in /etc/fuse.conf. "
-                      "Beyond upstream."),
+                      "(not even root). A non-root user needs this unless user_allow_other is in "
+                      "/etc/fuse.conf. Beyond upstream."),
     click.option("--no-keep-cache", is_flag=True, default=None,
                  help="Drop a file's page cache at every open (FOPEN_KEEP_CACHE off). Beyond upstream."),
 ]

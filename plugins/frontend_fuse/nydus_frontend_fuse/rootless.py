@@ -57,8 +57,9 @@ def check_unprivileged_mount(mountpoint: str, *, allow_other: bool, device: str 
         raise UsageError("fusermount3 not found on PATH: a non-root nydusd mounts through it "
                          "(install the fuse3 package)")
     if not os.access(mountpoint, os.W_OK):
-        raise UsageError(f"{mountpoint}: uid {uid} may not write to the mountpoint ({_describe(mountpoint)}); "
-                         "fusermount3 mounts only on a directory the user can write")
+        raise UsageError(f"{mountpoint}: uid {uid} may not write to the mountpoint "
+                         f"({_describe(mountpoint)}); fusermount3 mounts only on a directory the user "
+                         "can write")
     if allow_other and not user_allow_other(conf):
         raise UsageError(f"allow_other needs 'user_allow_other' in {conf} for a non-root user (uid {uid}): "
                          "add that line, or pass --no-allow-other (then only this user can use the mount)")

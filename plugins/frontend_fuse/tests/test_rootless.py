@@ -72,8 +72,8 @@ def work() -> Iterator[Path]:
     # outside pytest's 0700 temp dirs, so that uid 1000 can reach it
     root = Path(tempfile.mkdtemp(prefix="nydus-rootless-"))
     try:
-        boot, blobs, _ = build_image(root, {"/hello.txt": b"hello from a rootless mount\n",
-                                            "/dir/data": os.urandom(70_000)})
+        build_image(root, {"/hello.txt": b"hello from a rootless mount\n",
+                                "/dir/data": os.urandom(70_000)})
         for dirpath, dirnames, filenames in os.walk(root):
             for n in [*dirnames, *filenames]:
                 os.chmod(os.path.join(dirpath, n), 0o755 if n in dirnames else 0o644)
