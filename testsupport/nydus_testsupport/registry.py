@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -44,6 +44,7 @@ from nydus_testsupport.objstore import ForwardProxy
 #: subtracts it so that a token really stops working after ``lifetime`` seconds.
 REGISTRY_TOKEN_LEEWAY = 60
 REGISTRY_BINARY = "docker-registry"
+_Started = TypeVar("_Started")
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
         "transfer-encoding", "upgrade", "proxy-connection"}
 
@@ -424,7 +425,7 @@ class _ForwardingHandler(http.server.BaseHTTPRequestHandler):
     def _forward(self, url: str, body: bytes, *, extra: dict[str, str] | None = None,
                  drop: tuple[str, ...] = ()) -> tuple[int, list[tuple[str, str]], bytes]:
         parts = urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=30)
         headers = {k: v for k, v in self.headers.items()
                    if k.lower() not in _HOP and k.lower() not in drop and k.lower() != "host"}
         headers["Host"] = parts.netloc
@@ -689,7 +690,7 @@ class RegistryFactory:
         self.tmp = tmp
         self._started: list[Any] = []
 
-    def _track(self, obj: Any) -> Any:
+    def _track(self, obj: _Started) -> _Started:
         self._started.append(obj)
         return obj
 

@@ -131,13 +131,14 @@ def check_bootstrap(image: remote.RemoteImage, bootstrap: Path, raw: bytes, *, r
 
 def source_rootfs(image: remote.RemoteImage) -> OciRootfs:
     """The rootfs of an OCI image, its layers streamed from the registry."""
-    from .streams import IterStream
+    from .streams import IterStream, layer_label
 
     fs = OciRootfs()
     for i, d in enumerate(image.layers):
         with image.client.open_blob(image.repo, d["digest"]) as reader:
-            stream = IterStream(iter(reader))
-            fs.apply_layer(stream, where=f"{image.ref} layer {i} ({d['digest']})")
+            where = layer_label(image.ref, i, d)
+            stream = IterStream(iter(reader), name=where)
+            fs.apply_layer(stream, where=where)
             stream.drain()
     return fs
 
