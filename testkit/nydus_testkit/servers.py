@@ -37,6 +37,7 @@ __all__ = [
     "free_port",
     "port_open",
     "reset_connection",
+    "serving",
     "wait_for_port",
     "wait_until",
 ]
@@ -181,6 +182,7 @@ class ServerProcess:
 
 
 class _ThreadingServer(http.server.ThreadingHTTPServer):
+    owner: BackgroundHTTPServer
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
@@ -223,17 +225,27 @@ def reset_connection(handler: http.server.BaseHTTPRequestHandler) -> None:
         pass
 
 
+def serving(handler: http.server.BaseHTTPRequestHandler) -> BackgroundHTTPServer:
+    """Return the :class:`BackgroundHTTPServer` whose thread runs ``handler``'s request."""
+    server = handler.server
+    if not isinstance(server, _ThreadingServer):
+        raise TypeError(f"{type(handler).__name__} is not served by a BackgroundHTTPServer")
+    return server.owner
+
+
 class BackgroundHTTPServer:
     """Serve ``handler`` (an ``http.server.BaseHTTPRequestHandler`` subclass) from a thread.
 
     The port is fixed at the first start (``port=0`` picks a free one) so :meth:`stop` followed by
     :meth:`start` brings the server back at the same address. The handler reaches this object as
-    ``self.server.owner``.
+    ``self.server.owner`` (typed: :func:`serving`), and through it ``context``: whatever the creator
+    wants its handler to see (the proxy or fake the handler serves for).
     """
 
     def __init__(self, handler: type[http.server.BaseHTTPRequestHandler], *,
-                 host: str = LOCALHOST, port: int = 0) -> None:
+                 host: str = LOCALHOST, port: int = 0, context: Any = None) -> None:
         self.handler = handler
+        self.context = context
         self.host = host
         self.port = port
         self._server: _ThreadingServer | None = None
@@ -267,7 +279,7 @@ class BackgroundHTTPServer:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.05)
-        server.owner = self  # type: ignore[attr-defined]
+        server.owner = self
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},

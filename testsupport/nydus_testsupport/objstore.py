@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nydus_testkit.servers import BackgroundHTTPServer, ServerProcess, free_port, reset_connection
+from nydus_testkit.servers import BackgroundHTTPServer, ServerProcess, free_port, reset_connection, serving
 
 __all__ = ["ACCESS_KEY_ID", "ACCESS_KEY_SECRET", "FlakyFront", "ForwardProxy", "MotoServer", "shared_moto"]
 
@@ -148,10 +148,12 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.server.owner.proxy._track(self.connection, True)  # type: ignore[attr-defined]
+        proxy: ForwardProxy = serving(self).context
+        proxy._track(self.connection, True)
 
     def finish(self) -> None:
-        self.server.owner.proxy._track(self.connection, False)  # type: ignore[attr-defined]
+        proxy: ForwardProxy = serving(self).context
+        proxy._track(self.connection, False)
         super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -164,7 +166,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _relay(self) -> None:
-        owner: ForwardProxy = self.server.owner.proxy  # type: ignore[attr-defined]
+        owner: ForwardProxy = serving(self).context
         if not self.path.startswith("http://"):
             if urlsplit(self.path).path in ("/server/ping", "/ping"):
                 owner._pinged()
@@ -195,8 +197,7 @@ class ForwardProxy:
         self.pings = 0
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
-        self._server = BackgroundHTTPServer(_ProxyHandler)
-        self._server.proxy = self  # type: ignore[attr-defined]
+        self._server = BackgroundHTTPServer(_ProxyHandler, context=self)
 
     def _count(self, method: str, url: str) -> None:
         with self._lock:
@@ -284,7 +285,7 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _handle(self) -> None:
-        front: FlakyFront = self.server.owner.front  # type: ignore[attr-defined]
+        front: FlakyFront = serving(self).context
         failure = front._take_failure()
         if failure == "reset":
             length = int(self.headers.get("Content-Length") or 0)
@@ -328,8 +329,7 @@ class FlakyFront:
         self.forwarded = 0
         self._plan: list[str] = []
         self._lock = threading.Lock()
-        self._server = BackgroundHTTPServer(_FlakyHandler)
-        self._server.front = self  # type: ignore[attr-defined]
+        self._server = BackgroundHTTPServer(_FlakyHandler, context=self)
 
     @property
     def endpoint(self) -> str:
