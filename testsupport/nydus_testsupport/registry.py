@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from nydus_testkit.servers import BackgroundHTTPServer, ServerProcess, free_port, reset_connection
+from nydus_testkit.servers import BackgroundHTTPServer, ServerProcess, free_port, reset_connection, serving
 
 from nydus_testsupport.objstore import ForwardProxy
 
@@ -159,7 +159,7 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     def do_GET(self) -> None:
-        issuer: TokenIssuer = self.server.owner.issuer  # type: ignore[attr-defined]
+        issuer: TokenIssuer = serving(self).context
         parts = urlsplit(self.path)
         if parts.path != "/token":
             self._reply(404, {"errors": [{"code": "NOT_FOUND"}]})
@@ -211,8 +211,7 @@ class TokenIssuer:
         self.requests: list[dict[str, Any]] = []
         self.issued = 0
         self._lock = threading.Lock()
-        self.server = BackgroundHTTPServer(_TokenHandler)
-        self.server.issuer = self  # type: ignore[attr-defined]
+        self.server = BackgroundHTTPServer(_TokenHandler, context=self)
 
     @property
     def realm(self) -> str:
@@ -470,7 +469,7 @@ class Fault:
 
 class _FaultHandler(_ForwardingHandler):
     def _handle(self) -> None:
-        fp: FaultProxy = self.server.owner.fault_proxy  # type: ignore[attr-defined]
+        fp: FaultProxy = serving(self).context
         body = self._body()
         path = self.path
         fault = fp._take_fault(self.command, path)
@@ -497,7 +496,7 @@ class _FaultHandler(_ForwardingHandler):
         self._relay(status, headers, data, truncate=fault is not None and fault.kind == "truncate")
 
     def _storage(self, parts: Any, body: bytes) -> None:
-        fp: FaultProxy = self.server.owner.fault_proxy  # type: ignore[attr-defined]
+        fp: FaultProxy = serving(self).context
         if "Authorization" in self.headers:
             fp.storage_saw_authorization = True
         if fp.storage_denied:
@@ -535,8 +534,7 @@ class FaultProxy:
         self.requests: list[tuple[str, str, str]] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self.server = BackgroundHTTPServer(_FaultHandler)
-        self.server.fault_proxy = self  # type: ignore[attr-defined]
+        self.server = BackgroundHTTPServer(_FaultHandler, context=self)
 
     @property
     def host(self) -> str:

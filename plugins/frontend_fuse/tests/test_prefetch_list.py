@@ -30,7 +30,7 @@ def _files() -> dict[str, bytes | str | None]:
     return files
 
 
-def _cached(fs) -> set[str]:  # type: ignore[no-untyped-def]
+def _cached(fs) -> set[str]:
     """Regular files whose every chunk is in the cache."""
     out = set()
     for dirpath, _dirs, names in fs.walk("/"):

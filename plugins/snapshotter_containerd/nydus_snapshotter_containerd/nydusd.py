@@ -33,8 +33,9 @@ class NydusdError(NydusError):
 class NydusdManager:
     """Start, reconnect to and drive the shared nydusd."""
 
-    def __init__(self, root: Path, command: str = "") -> None:
+    def __init__(self, root: Path, command: str = "", *, extra_args: list[str] | None = None) -> None:
         self.root = root
+        self.extra_args = list(extra_args or [])
         self.mountpoint = root / "mnt"
         self.apisock = root / "nydusd.sock"
         self.log_path = root / "nydusd.log"
@@ -73,7 +74,7 @@ class NydusdManager:
         self.apisock.unlink(missing_ok=True)
         options = ServeOptions(mountpoint=str(self.mountpoint), apisock=str(self.apisock),
                                daemon_id="containerd-nydus")
-        argv = [self.command, *options.nydusd_args(), "--log-file", str(self.log_path)]
+        argv = [self.command, *options.nydusd_args(), "--log-file", str(self.log_path), *self.extra_args]
         log.info("starting nydusd: %s", " ".join(argv))
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

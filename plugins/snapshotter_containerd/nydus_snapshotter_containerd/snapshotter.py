@@ -43,6 +43,14 @@ from .metadata import (
 log = logging.getLogger("containerd-nydus")
 
 
+def nydusd_flags(config: SnapshotterConfig) -> list[str]:
+    """nydusd flags every daemon of this snapshotter gets, from upstream's ``[daemon]``/``[log]`` keys."""
+    args = ["--log-level", config.log_level, "--log-rotation-size", str(config.nydusd_log_rotation_size)]
+    if config.threads_number:
+        args += ["--thread-num", str(config.threads_number)]
+    return args
+
+
 @dataclass
 class Mount:
     """One mount as containerd's ``types.Mount``."""
@@ -88,10 +96,13 @@ class Snapshotter:
         self.root = config.root_path
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "snapshots").mkdir(exist_ok=True)
-        self.cache_dir = self.root / "cache"
-        self.cache_dir.mkdir(exist_ok=True)
+        self.cache_dir = config.cache_path
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.meta = MetaStore(self.root / "metadata.db")
-        self.nydusd = NydusdManager(self.root, config.nydusd)
+        if config.daemon_mode != "shared":
+            log.warning("daemon_mode %r is not implemented yet; one shared nydusd serves every image",
+                        config.daemon_mode)
+        self.nydusd = NydusdManager(self.root, config.nydusd, extra_args=nydusd_flags(config))
         self._fetch = fetch or self._fetch_from_registry
         self._mount_lock = threading.RLock()
 
@@ -134,7 +145,11 @@ class Snapshotter:
                 log.error("mounting image %s: %s", boot.labels.get(L.NYDUS_IMAGE, boot.name), exc)
 
     def close(self) -> None:
-        """Close the metadata store and the API connections (nydusd keeps running for the containers)."""
+        """Close the metadata store and the API connections. nydusd keeps running for the containers,
+        unless ``cleanup_on_close`` asks to unmount every image and stop it (upstream's key)."""
+        if self.config.cleanup_on_close:
+            log.info("cleanup_on_close: stopping nydusd")
+            self.nydusd.stop()
         self.nydusd.close()
         self.meta.close()
 
@@ -322,8 +337,10 @@ class Snapshotter:
             if not lowers:
                 return [Mount("bind", fs, ["rw", "rbind"])]
             work = str(self.snapshot_dir(snap.id) / "work")
-            return [Mount("overlay", "overlay",
-                          [f"workdir={work}", f"upperdir={fs}", f"lowerdir={':'.join(lowers)}"])]
+            opts = [f"workdir={work}", f"upperdir={fs}", f"lowerdir={':'.join(lowers)}"]
+            if self.config.overlay_volatile or snap.labels.get(L.OVERLAY_VOLATILE) is not None:
+                opts.append("volatile")
+            return [Mount("overlay", "overlay", opts)]
         if not lowers:
             return [Mount("bind", fs, ["ro", "rbind"])]
         if len(lowers) == 1:
