@@ -114,7 +114,8 @@ FIRST_PARTY: dict[tuple[str, str], str] = {
 META_DISTRIBUTION = "nydus-py"
 #: The distributions ``nydus-py`` installs (kept equal to its pyproject by a test).
 DEFAULT_SET = frozenset({
-    "nydus-compressor-zstd", "nydus-compressor-lz4", "nydus-digester-blake3", "nydus-backend-localfs",
+    "nydus-compressor-zstd", "nydus-compressor-lz4", "nydus-compressor-gzip",
+    "nydus-digester-blake3", "nydus-backend-localfs",
     "nydus-cache-blobcache", "nydus-prefetch-table", "nydus-prefetch-files", "nydus-prefetch-all",
     "nydus-frontend-fuse",
 })
