@@ -211,11 +211,11 @@ class RafsFS:
 
     def _lookup(self, path: PathLike, *, follow: bool) -> tuple[int, bytes]:
         """Return (ino, normalised path) of ``path``, following symlinks (the last one if ``follow``)."""
-        key = (path, follow)
+        key: tuple[Any, bool] | None = (path, follow)
         try:
-            hit = self._paths.get(key)
+            hit = self._paths.get((path, follow))
         except TypeError:  # an unhashable path-like
-            hit = key = None  # type: ignore[assignment]
+            hit = key = None
         if hit is not None:
             return hit
         found = self._walk_path(path, follow=follow)

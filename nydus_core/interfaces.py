@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Protocol
 
-from .errors import UnsupportedOperationError
+from .errors import UnsupportedFeatureError, UnsupportedOperationError
 
 if TYPE_CHECKING:
     from .config import NydusConfig
@@ -36,8 +36,10 @@ __all__ = [
     "Digester",
     "Frontend",
     "HashObject",
+    "IndexedStream",
     "PrefetchRequest",
     "Prefetcher",
+    "ResumePoint",
     "ServeOptions",
 ]
 
@@ -45,6 +47,39 @@ __all__ = [
 #: every file operation in the daemon; ``erofs`` lets the kernel's EROFS driver read the bootstrap
 #: and asks the daemon only for blob data.
 FS_DRIVERS = ("fusedev", "erofs")
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePoint:
+    """A place in a compressed stream where decoding can start again (a zran checkpoint).
+
+    ``in_offset`` is the offset in the compressed file of the first byte to feed, ``out_offset``
+    the offset in the uncompressed stream of the first byte it yields. ``bits`` (0..7) high bits of
+    ``byte`` (the file byte at ``in_offset - 1``) are still unread; ``window`` is the decoder's
+    history at that point (deflate: the last 32 KiB of output of the current member, or less).
+    """
+
+    in_offset: int
+    out_offset: int
+    bits: int = 0
+    byte: int = 0
+    window: bytes = b""
+
+
+class IndexedStream(Protocol):
+    """A compressed file read as its uncompressed bytes, noting where decoding could resume.
+
+    Returned by :meth:`Compressor.open_indexed`. ``take_points`` returns the resume points passed
+    since the previous call (in stream order); ``take_progress`` the ``(uncompressed, compressed)``
+    byte counts after each internal decode step, so a caller can bound the compressed bytes any
+    output range needs.
+    """
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def take_points(self) -> list[ResumePoint]: ...
+
+    def take_progress(self) -> list[tuple[int, int]]: ...
 
 
 class Compressor(abc.ABC):
@@ -76,6 +111,23 @@ class Compressor(abc.ABC):
         does not decompress to exactly ``uncompressed_size`` bytes. ``data`` may be any bytes-like
         object; the result is ``bytes``.
         """
+
+    def decompress_from(self, data: bytes, point: ResumePoint, skip: int, size: int) -> bytes:
+        """Decode from the middle of a stream (zran chunks, docs/compressor-interface.md).
+
+        ``data`` is the compressed file from ``point.in_offset`` on (at least as far as the wanted
+        output needs). Returns the ``size`` bytes that follow the first ``skip`` bytes of output
+        from ``point``. Raises :class:`~nydus_core.errors.IntegrityError` when the data does not
+        decode that far. Compressors without resumable streams keep this default, which refuses.
+        """
+        raise UnsupportedFeatureError(f"compressor '{self.name}' cannot decode from a resume point")
+
+    def open_indexed(self, stream: BinaryIO) -> IndexedStream:
+        """Return ``stream`` (a compressed file) read as uncompressed bytes, noting resume points.
+
+        Used by ``targz-ref`` builds. The default refuses.
+        """
+        raise UnsupportedFeatureError(f"compressor '{self.name}' cannot index a compressed stream")
 
 
 class HashObject(Protocol):

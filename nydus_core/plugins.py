@@ -114,7 +114,8 @@ FIRST_PARTY: dict[tuple[str, str], str] = {
 META_DISTRIBUTION = "nydus-py"
 #: The distributions ``nydus-py`` installs (kept equal to its pyproject by a test).
 DEFAULT_SET = frozenset({
-    "nydus-compressor-zstd", "nydus-compressor-lz4", "nydus-digester-blake3", "nydus-backend-localfs",
+    "nydus-compressor-zstd", "nydus-compressor-lz4", "nydus-compressor-gzip",
+    "nydus-digester-blake3", "nydus-backend-localfs",
     "nydus-cache-blobcache", "nydus-prefetch-table", "nydus-prefetch-files", "nydus-prefetch-all",
     "nydus-frontend-fuse",
 })
@@ -172,8 +173,8 @@ class Registry(Generic[T]):
         self._providers: dict[str, str] = {}
         self._conflicts: dict[str, list[str]] = {}
 
-    def _add(self, cls: type[T], plugin: str) -> None:
-        names = [cls.name, *getattr(cls, "aliases", ())]  # type: ignore[attr-defined]
+    def _add(self, cls: type[Any], plugin: str) -> None:
+        names = [cls.name, *getattr(cls, "aliases", ())]
         for name in dict.fromkeys(names):
             if name in self._conflicts:
                 self._conflicts[name].append(plugin)
@@ -401,7 +402,7 @@ class PluginManager:
         for plugin, record in list(self.records.items()):
             if record.error or record.disabled or plugin not in impls:
                 continue
-            provided: dict[str, list[type]] = {}
+            provided: dict[str, list[type[Any]]] = {}
             try:
                 for kind, impl in impls[plugin].items():
                     provided[kind] = _checked_classes(CAPABILITIES[kind], impl.function())
@@ -503,7 +504,7 @@ def _hook_names() -> list[str]:
     return [n for n in dir(hookspecs) if n.startswith("nydus_") and callable(getattr(hookspecs, n))]
 
 
-def _checked_classes(cap: Capability, result: Any) -> list[type]:
+def _checked_classes(cap: Capability, result: Any) -> list[type[Any]]:
     """Normalise a register hook's result to a list of classes, or raise TypeError saying what is wrong."""
     if result is None:
         return []
@@ -552,22 +553,26 @@ def registry(kind: str) -> Registry[Any]:
 
 def get_compressor(name: str, *, where: str | None = None) -> Compressor:
     """Return an instance of the compressor registered as ``name``."""
-    return registry("compressor").get(name, where=where)()
+    cls: type[Compressor] = registry("compressor").get(name, where=where)
+    return cls()
 
 
 def get_digester(name: str, *, where: str | None = None) -> Digester:
     """Return an instance of the digester registered as ``name``."""
-    return registry("digester").get(name, where=where)()
+    cls: type[Digester] = registry("digester").get(name, where=where)
+    return cls()
 
 
 def compressor_by_id(algorithm_id: int, *, where: str | None = None) -> Compressor:
     """Return the compressor whose upstream on-disk id is ``algorithm_id``."""
-    return _by_id("compressor", algorithm_id, where)
+    cls: type[Compressor] = _class_by_id("compressor", algorithm_id, where)
+    return cls()
 
 
 def digester_by_id(algorithm_id: int, *, where: str | None = None) -> Digester:
     """Return the digester whose upstream on-disk id is ``algorithm_id``."""
-    return _by_id("digester", algorithm_id, where)
+    cls: type[Digester] = _class_by_id("digester", algorithm_id, where)
+    return cls()
 
 
 # Upstream's names for its on-disk ids, so an image needing a missing plugin gets the install hint.
@@ -577,7 +582,7 @@ UPSTREAM_IDS: dict[str, dict[int, str]] = {
 }
 
 
-def _by_id(kind: str, algorithm_id: int, where: str | None) -> Any:
+def _class_by_id(kind: str, algorithm_id: int, where: str | None) -> Any:
     reg = registry(kind)
     matches = {cls for _name, cls in reg.items() if cls.algorithm_id == algorithm_id}
     if len(matches) > 1:  # never let registration order pick one
@@ -585,6 +590,6 @@ def _by_id(kind: str, algorithm_id: int, where: str | None) -> Any:
         raise DuplicatePluginError(f"{kind} id {algorithm_id} is claimed by {' and '.join(names)}; "
                                    f"uninstall or disable one (NYDUS_DISABLE_PLUGINS)")
     if matches:
-        return matches.pop()()
+        return matches.pop()
     name = UPSTREAM_IDS[kind].get(algorithm_id, f"id {algorithm_id}")
-    return reg.get(name, where=where)()
+    return reg.get(name, where=where)

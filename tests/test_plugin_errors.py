@@ -92,7 +92,7 @@ def test_compressor_bug_is_an_integrity_error_naming_the_chunk() -> None:
     c = ChunkInfo(hashlib.sha256(data).digest(), 0, ChunkFlags.COMPRESSED, len(stored), len(data),
                   0, 0, 0, 7, 0)
     with pytest.raises(IntegrityError, match=r"chunk 7 .*cannot decompress: ZeroDivisionError: libfoo"):
-        decode_chunk(stored, c, _BuggyCompressor(), digester_by_id(1), validate=True,  # type: ignore[arg-type]
+        decode_chunk(stored, c, _BuggyCompressor(), digester_by_id(1), validate=True,
                      blob_id="ab" * 32)
 
 

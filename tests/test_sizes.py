@@ -24,7 +24,7 @@ def test_parse(text: int | str, expected: int) -> None:
 ])
 def test_parse_errors_are_one_line(value: object, message: str) -> None:
     with pytest.raises(ValueError, match=r"^[^\n]*$") as info:
-        parse_size(value)  # type: ignore[arg-type]
+        parse_size(value)
     assert message in str(info.value)
 
 

@@ -9,13 +9,17 @@ from contextlib import contextmanager
 __all__ = ["progress_bar"]
 
 
+def _no_progress(done: int, total: int | None = None) -> None:
+    """Ignore a progress update (stderr is not a terminal)."""
+
+
 @contextmanager
 def progress_bar(desc: str, total: int | None = None, *, unit: str = "B",
                  enabled: bool | None = None) -> Iterator[Callable[[int, int | None], None]]:
     """Yield ``update(done, total)`` that moves a bar to ``done``; a no-op when not on a terminal."""
     on = sys.stderr.isatty() if enabled is None else enabled
     if not on:
-        yield lambda done, total=None: None
+        yield _no_progress
         return
     from tqdm import tqdm
 

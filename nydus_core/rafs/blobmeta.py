@@ -8,6 +8,7 @@ and backends alike.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,11 @@ from .constants import (
     BlobFeatures,
 )
 from .model import BlobInfo
+from .zran import ZranTable, parse_zran_area
 
+#: What blob.meta parsing refuses: the unsupported features except ZRAN and SEPARATE (*-ref).
+_REFUSED = tuple((bit, name) for bit, name in UNSUPPORTED_BLOB_FEATURES
+                 if bit not in (BlobFeatures.ZRAN, BlobFeatures.SEPARATE))
 _HEADER = struct.Struct("<IIIIQQQQQI")
 _MAGIC2_OFFSET = BLOB_META_HEADER_SIZE - 4
 _V1 = struct.Struct("<QQ")
@@ -79,6 +84,8 @@ class BlobChunkMeta:
     uncompressed_size: int
     is_compressed: bool
     crc32: int | None = None  # v2 with HAS_CRC32 only
+    zran_context: int | None = None  # v2 ZRAN chunks: index of their inflate context
+    zran_offset: int = 0  # v2 ZRAN chunks: offset of the chunk in that context's output
 
 
 def parse_blob_meta_header(data: bytes, *, where: str = "blob.meta") -> BlobMetaHeader:
@@ -107,9 +114,22 @@ def decode_chunk_info_array(
     """Decode the (possibly compressed) CI array ``data`` described by ``header``.
 
     ``compressor`` is needed when ``header.ci_compressor`` is not none. With ``blob``, every record is
-    checked to lie inside the blob's compressed and uncompressed sizes.
+    checked to lie inside the blob's compressed and uncompressed sizes. ZRAN chunk records carry
+    their context index and offset; :func:`decode_blob_meta` also returns the contexts.
     """
-    for bit, name in UNSUPPORTED_BLOB_FEATURES:
+    return decode_blob_meta(data, header, compressor=compressor, blob=blob, where=where)[0]
+
+
+def decode_blob_meta(
+    data: bytes,
+    header: BlobMetaHeader,
+    *,
+    compressor: Compressor | None = None,
+    blob: BlobInfo | None = None,
+    where: str = "blob.meta",
+) -> tuple[list[BlobChunkMeta], ZranTable | None]:
+    """Decode the CI data: the chunk records and, for a ZRAN blob, its contexts and dictionaries."""
+    for bit, name in _REFUSED:
         if header.features & bit:
             raise UnsupportedFeatureError(f"{where}: blob uses {name}, which nydus-py does not support")
     if len(data) != header.ci_compressed_size:
@@ -127,22 +147,43 @@ def decode_chunk_info_array(
             f"{where}: chunk-info array is {len(data)} bytes, expected {header.ci_uncompressed_size}"
         )
     v2 = bool(header.features & BlobFeatures.CHUNK_INFO_V2)
+    zran = bool(header.features & BlobFeatures.ZRAN)
     record = _V2 if v2 else _V1
-    if header.ci_uncompressed_size != record.size * header.ci_entries:
+    array = record.size * header.ci_entries
+    table: ZranTable | None = None
+    if zran:
+        if not v2:
+            raise FormatError(f"{where}: a zran blob must use chunk info v2")
+        z_off, z_size, z_count = header.zran_offset, header.zran_size, header.zran_count
+        if (z_off != array or z_count > header.ci_entries or 40 * z_count > z_size
+                or z_off + z_size != header.ci_uncompressed_size):
+            raise FormatError(
+                f"{where}: zran area {z_off:#x}+{z_size:#x} ({z_count} contexts) does not follow the "
+                f"{header.ci_entries} chunk records in {header.ci_uncompressed_size:#x} bytes"
+            )
+        table = parse_zran_area(data[z_off:z_off + z_size], z_count, where=where)
+    elif header.ci_uncompressed_size != array:
         raise FormatError(
             f"{where}: chunk-info array of {header.ci_uncompressed_size} bytes for {header.ci_entries} "
             f"chunks of {record.size} bytes"
         )
     out: list[BlobChunkMeta] = []
     if v2:
-        for i, (u, c, extra) in enumerate(_V2.iter_unpack(data)):
+        for i, (u, c, extra) in enumerate(_V2.iter_unpack(data[:array])):
             flags = u >> 56
-            if flags & (CI_V2_ZRAN | CI_V2_BATCH | CI_V2_ENCRYPTED):
-                raise UnsupportedFeatureError(f"{where}: chunk {i} uses zran, batch or encryption")
+            if flags & (CI_V2_BATCH | CI_V2_ENCRYPTED):
+                raise UnsupportedFeatureError(f"{where}: chunk {i} uses batch or encryption")
             usize = ((u >> 32) & 0xFF_FFFF) + 1
+            ctx: int | None = None
+            if flags & CI_V2_ZRAN:
+                ctx = extra >> 32
+                if table is None or ctx >= len(table.contexts):
+                    raise FormatError(f"{where}: chunk {i} names zran context {ctx}, which does not exist")
             out.append(BlobChunkMeta(
                 i, c & 0xFF_FFFF_FFFF, c >> 40, (u & 0xFFFF_FFFF) << 12, usize,
-                bool(flags & CI_V2_COMPRESSED), (extra & 0xFFFF_FFFF) if flags & CI_V2_HAS_CRC32 else None,
+                bool(flags & CI_V2_COMPRESSED),
+                (extra & 0xFFFF_FFFF) if flags & CI_V2_HAS_CRC32 and ctx is None else None,
+                ctx, (extra & 0xFFFF_FFFF) if ctx is not None else 0,
             ))
     else:
         for i, (u, c) in enumerate(_V1.iter_unpack(data)):
@@ -153,7 +194,7 @@ def decode_chunk_info_array(
     if blob is not None:
         for r in out:
             _check_record(r, blob, where)
-    return out
+    return out, table
 
 
 def _check_record(r: BlobChunkMeta, blob: BlobInfo, where: str) -> None:
@@ -176,15 +217,29 @@ def read_blob_meta(
 ) -> tuple[BlobMetaHeader, list[BlobChunkMeta]]:
     """Fetch ``[ci_offset, ci_offset + ci_compressed_size + 4096)`` of ``blob`` and decode it.
 
-    ``read(offset, length)`` reads the blob; ``compressor_for(algorithm_id)`` returns a compressor
-    (callers pass ``nydus_core.plugins.compressor_by_id``). The header is checked against the blob
-    entry.
+    ``read(offset, length)`` reads the blob (for a ``*-ref`` blob: its RAFS meta blob);
+    ``compressor_for(algorithm_id)`` returns a compressor (callers pass
+    ``nydus_core.plugins.compressor_by_id``). The header is checked against the blob entry.
     """
+    header, records, _table = read_blob_meta_full(read, blob, compressor_for=compressor_for, where=where)
+    return header, records
+
+
+def read_blob_meta_full(
+    read: Callable[[int, int], bytes],
+    blob: BlobInfo,
+    *,
+    compressor_for: Callable[[int], Compressor],
+    where: str | None = None,
+) -> tuple[BlobMetaHeader, list[BlobChunkMeta], ZranTable | None]:
+    """Like :func:`read_blob_meta`, also returning a ZRAN blob's contexts and dictionaries."""
     where = where or f"blob {blob.blob_id}: blob.meta"
     if not blob.ci_uncompressed_size and not blob.chunk_count:
         raise FormatError(f"{where}: the blob entry records no blob meta")
     total = blob.ci_compressed_size + BLOB_META_HEADER_SIZE
-    if blob.compressed_size and blob.ci_offset + total > blob.compressed_size:
+    # a *-ref blob's meta lives in its separate RAFS blob ("meta blob"), of blob_meta_size bytes
+    size = blob.blob_meta_size if blob.features & BlobFeatures.SEPARATE else blob.compressed_size
+    if size and blob.ci_offset + total > size:
         raise FormatError(f"{where}: blob meta at {blob.ci_offset} lies outside the blob")
     data = read(blob.ci_offset, total)
     if len(data) != total:
@@ -194,7 +249,23 @@ def read_blob_meta(
     compressor = None
     if header.ci_compressor != COMPRESSOR_NONE:
         compressor = compressor_for(header.ci_compressor)
-    records = decode_chunk_info_array(
+    records, table = decode_blob_meta(
         data[:blob.ci_compressed_size], header, compressor=compressor, blob=blob, where=where
     )
-    return header, records
+    return header, records, table
+
+
+def parse_cached_blob_meta(
+    data: bytes, *, where: str = "blob.meta"
+) -> tuple[BlobMetaHeader, list[BlobChunkMeta], ZranTable | None]:
+    """Decode nydusd's cache copy ``<blob id>.blob.meta``: the uncompressed CI data, zero-padded to
+    a 4 KiB multiple, then the 4 KiB header."""
+    if len(data) < BLOB_META_HEADER_SIZE:
+        raise FormatError(f"{where}: {len(data)} bytes, shorter than the blob meta header")
+    header = parse_blob_meta_header(data[-BLOB_META_HEADER_SIZE:], where=where)
+    usize = header.ci_uncompressed_size
+    if usize > len(data) - BLOB_META_HEADER_SIZE:
+        raise FormatError(f"{where}: chunk-info data of {usize} bytes does not fit in {len(data)} bytes")
+    plain = dataclasses.replace(header, ci_compressor=COMPRESSOR_NONE, ci_compressed_size=usize)
+    records, table = decode_blob_meta(data[:usize], plain, where=where)
+    return header, records, table

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from nydus_core.interfaces import CachePolicy
 from nydus_core.plugins import get_compressor
+from nydus_core.rafs.model import ChunkInfo
 from nydus_core.storage import ReadPipeline
 
 from .contracts import CacheContract
@@ -130,13 +131,15 @@ class PipelineCacheContract(CacheContract):
         sample = make_sample_blob((65536, 100_000), seed=4)
         policy = cache_policy(work_dir)
         cache = policy.open_blob(sample.blob)
-        read_range = getattr(cache, "read_range", None)
+        read_range: Callable[[ChunkInfo, int, int], bytes | None] | None = getattr(cache, "read_range", None)
         chunk, data = sample.chunks[1], sample.chunk_data[1]
         cache.put(chunk, data)
         if read_range is None:  # the pipeline then slices get()
-            def read_range(c, start, length):  # type: ignore[no-untyped-def]
+            def sliced_get(c: ChunkInfo, start: int, length: int) -> bytes | None:
                 got = cache.get(c)
                 return None if got is None else got[start:start + length]
+
+            read_range = sliced_get
         assert read_range(chunk, 0, len(data)) == data
         assert read_range(chunk, 12345, 100) == data[12345:12445]
         assert read_range(sample.chunks[0], 0, 10) is None

@@ -100,7 +100,7 @@ class RecordingBackend(Backend):
     def __init__(self, inner: Backend, *, delay: float = 0.0) -> None:
         super().__init__(inner.config)
         self.inner = inner
-        self.name = getattr(inner, "name", "recording")  # type: ignore[misc]
+        self.name = getattr(inner, "name", "recording")  # type: ignore[misc]  # name is a ClassVar; a wrapper takes its inner's
         self.delay = delay
         self._lock = threading.Lock()
         self.requests: list[tuple[str, int, int, int]] = []

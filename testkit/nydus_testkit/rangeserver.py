@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .servers import LOCALHOST, BackgroundHTTPServer, reset_connection
+from .servers import LOCALHOST, BackgroundHTTPServer, reset_connection, serving
 
 __all__ = ["RangeHTTPServer", "RecordedRequest", "parse_range"]
 
@@ -91,7 +91,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     @property
     def _owner(self) -> RangeHTTPServer:
-        owner: RangeHTTPServer = self.server.owner  # type: ignore[attr-defined]
+        owner = serving(self)
+        assert isinstance(owner, RangeHTTPServer)
         return owner
 
     def log_message(self, format: str, *args: object) -> None:

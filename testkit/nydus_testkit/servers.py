@@ -33,10 +33,12 @@ __all__ = [
     "LOCALHOST",
     "BackgroundHTTPServer",
     "BlackholeServer",
+    "HostPort",
     "ServerProcess",
     "free_port",
     "port_open",
     "reset_connection",
+    "serving",
     "wait_for_port",
     "wait_until",
 ]
@@ -181,6 +183,7 @@ class ServerProcess:
 
 
 class _ThreadingServer(http.server.ThreadingHTTPServer):
+    owner: BackgroundHTTPServer
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
@@ -223,31 +226,49 @@ def reset_connection(handler: http.server.BaseHTTPRequestHandler) -> None:
         pass
 
 
-class BackgroundHTTPServer:
-    """Serve ``handler`` (an ``http.server.BaseHTTPRequestHandler`` subclass) from a thread.
+def serving(handler: http.server.BaseHTTPRequestHandler) -> BackgroundHTTPServer:
+    """Return the :class:`BackgroundHTTPServer` whose thread runs ``handler``'s request."""
+    server = handler.server
+    if not isinstance(server, _ThreadingServer):
+        raise TypeError(f"{type(handler).__name__} is not served by a BackgroundHTTPServer")
+    return server.owner
 
-    The port is fixed at the first start (``port=0`` picks a free one) so :meth:`stop` followed by
-    :meth:`start` brings the server back at the same address. The handler reaches this object as
-    ``self.server.owner``.
-    """
 
-    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler], *,
-                 host: str = LOCALHOST, port: int = 0) -> None:
-        self.handler = handler
-        self.host = host
-        self.port = port
-        self._server: _ThreadingServer | None = None
-        self._thread: threading.Thread | None = None
+class HostPort:
+    """Where a local test server listens: ``host`` and ``port``, and the ``address`` and ``url``
+    made of them."""
 
-    @property
-    def url(self) -> str:
-        """``http://host:port``."""
-        return f"http://{self.host}:{self.port}"
+    host: str
+    port: int
 
     @property
     def address(self) -> str:
         """``host:port``."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+        return f"http://{self.address}"
+
+
+class BackgroundHTTPServer(HostPort):
+    """Serve ``handler`` (an ``http.server.BaseHTTPRequestHandler`` subclass) from a thread.
+
+    The port is fixed at the first start (``port=0`` picks a free one) so :meth:`stop` followed by
+    :meth:`start` brings the server back at the same address. The handler reaches this object as
+    ``self.server.owner`` (typed: :func:`serving`), and through it ``context``: whatever the creator
+    wants its handler to see (the proxy or fake the handler serves for).
+    """
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler], *,
+                 host: str = LOCALHOST, port: int = 0, context: Any = None) -> None:
+        self.handler = handler
+        self.context = context
+        self.host = host
+        self.port = port
+        self._server: _ThreadingServer | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
@@ -267,7 +288,7 @@ class BackgroundHTTPServer:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.05)
-        server.owner = self  # type: ignore[attr-defined]
+        server.owner = self
         self.port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},

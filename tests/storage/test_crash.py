@@ -37,7 +37,7 @@ def _tree() -> dict[str, bytes | str | None]:
     return files
 
 
-def _check_cache(image, cache_dir: Path) -> int:  # type: ignore[no-untyped-def]
+def _check_cache(image, cache_dir: Path) -> int:
     """Verify every chunk the journal marks ready; return how many there are."""
     by_offset = {c.uncompressed_offset: c for c in all_chunks(image)}
     total = 0

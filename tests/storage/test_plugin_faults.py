@@ -28,7 +28,7 @@ def _image(tmp_path: Path, size: int) -> tuple[object, int, str, bytes]:
 
 
 def _finishes(fn: object, seconds: float = 10) -> bool:
-    t = threading.Thread(target=fn, daemon=True)  # type: ignore[arg-type]
+    t = threading.Thread(target=fn, daemon=True)
     t.start()
     t.join(seconds)
     return not t.is_alive()
@@ -79,7 +79,7 @@ def test_cache_plugin_bug_still_serves_the_bytes(tmp_path: Path) -> None:
             def boom(chunk: object, chunk_data: bytes) -> None:
                 raise ValueError("cache plugin bug")
 
-            bc.put = boom  # type: ignore[method-assign]
+            bc.put = boom
             return bc
 
     cache = BrokenCache({"work_dir": str(tmp_path / "cache")})

@@ -45,7 +45,7 @@ def _cfg(blobs: str, cache: Path, **prefetch: object) -> dict:
     return localfs_config(blobs, cache, fs_prefetch=fs_prefetch, digest_validate=True)
 
 
-def _prefetched(fs) -> set[str]:  # type: ignore[no-untyped-def]
+def _prefetched(fs) -> set[str]:
     """Paths whose chunks are all cached."""
     out = set()
     for dirpath, _dirs, names in fs.walk("/"):

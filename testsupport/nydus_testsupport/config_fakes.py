@@ -54,8 +54,9 @@ class FakeLocalfsBackend(Backend):
         return out
 
     def _path(self, blob_id: str) -> str:
-        if self.config["blob_file"]:
-            return self.config["blob_file"]
+        blob_file: str = self.config["blob_file"]
+        if blob_file:
+            return blob_file
         for d in [self.config["dir"], *self.config["alt_dirs"]]:
             path = os.path.join(d, blob_id)
             if os.path.exists(path):

@@ -17,6 +17,7 @@ import time
 def main(argv: list[str]) -> int:
     """Run the reader; see the module docstring."""
     from nydus_core.fs import open_fs
+    from nydus_core.storage.prefetch import BasePrefetcher
 
     boot, config_path, seed = argv[0], argv[1], int(argv[2])
     with open(config_path) as f:
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> int:
         files = [f"{d.rstrip('/')}/{n}" for d, _dirs, names in fs.walk("/") for n in names]
         sizes = {p: fs.stat(p).st_size for p in files}
         print("READY", flush=True)
-        assert fs.prefetcher is not None
+        assert isinstance(fs.prefetcher, BasePrefetcher)
         while not fs.prefetcher.done.is_set():
             path = rnd.choice(files)
             with fs.open(path, buffering=0) as fh:

@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _REASON = "upstream fixtures not found (expected ../shared/fixtures/upstream beside the repository)"
 
@@ -55,7 +56,7 @@ def parse_tree_result(path: str | os.PathLike[str]) -> tuple[list[TreeEntry], di
     listing, end = json.JSONDecoder().raw_decode(text)
     entries: list[TreeEntry] = []
 
-    def visit(node: dict, prefix: str) -> None:
+    def visit(node: dict[str, Any], prefix: str) -> None:
         for child in node.get("contents", []):
             p = f"{prefix}/{child['name']}"
             entries.append(TreeEntry(p, child["type"], child.get("target")))

@@ -25,7 +25,9 @@ def _infer_sigv4_only(self: DomainDispatcherApplication, environ: dict[str, Any]
     return _infer(self, environ, path)
 
 
-DomainDispatcherApplication.infer_service_region_host = _infer_sigv4_only  # type: ignore[method-assign]
+DomainDispatcherApplication.infer_service_region_host = (  # type: ignore[method-assign]  # patching moto
+    _infer_sigv4_only
+)
 
 if __name__ == "__main__":
     main()

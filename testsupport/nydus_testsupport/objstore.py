@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nydus_testkit.servers import BackgroundHTTPServer, ServerProcess, free_port, reset_connection
+from nydus_testkit.servers import (
+    LOCALHOST,
+    BackgroundHTTPServer,
+    HostPort,
+    ServerProcess,
+    free_port,
+    reset_connection,
+    serving,
+)
 
 __all__ = ["ACCESS_KEY_ID", "ACCESS_KEY_SECRET", "FlakyFront", "ForwardProxy", "MotoServer", "shared_moto"]
 
@@ -46,13 +54,14 @@ def _answers(url: str) -> bool:
         return False
 
 
-class MotoServer:
+class MotoServer(HostPort):
     """``moto`` in server mode on 127.0.0.1 and a free port; a context manager.
 
     ``endpoint`` is ``127.0.0.1:PORT`` (no scheme, as the s3 and oss configs want it).
     """
 
     def __init__(self, log_dir: str | os.PathLike[str] | None = None, start_timeout: float = 60.0) -> None:
+        self.host = LOCALHOST
         self.port = free_port()
         log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.gettempdir())
         env = {
@@ -71,12 +80,7 @@ class MotoServer:
     @property
     def endpoint(self) -> str:
         """``127.0.0.1:PORT``."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://{self.endpoint}"
+        return self.address
 
     @property
     def running(self) -> bool:
@@ -148,10 +152,12 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.server.owner.proxy._track(self.connection, True)  # type: ignore[attr-defined]
+        proxy: ForwardProxy = serving(self).context
+        proxy._track(self.connection, True)
 
     def finish(self) -> None:
-        self.server.owner.proxy._track(self.connection, False)  # type: ignore[attr-defined]
+        proxy: ForwardProxy = serving(self).context
+        proxy._track(self.connection, False)
         super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -164,7 +170,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _relay(self) -> None:
-        owner: ForwardProxy = self.server.owner.proxy  # type: ignore[attr-defined]
+        owner: ForwardProxy = serving(self).context
         if not self.path.startswith("http://"):
             if urlsplit(self.path).path in ("/server/ping", "/ping"):
                 owner._pinged()
@@ -195,8 +201,7 @@ class ForwardProxy:
         self.pings = 0
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
-        self._server = BackgroundHTTPServer(_ProxyHandler)
-        self._server.proxy = self  # type: ignore[attr-defined]
+        self._server = BackgroundHTTPServer(_ProxyHandler, context=self)
 
     def _count(self, method: str, url: str) -> None:
         with self._lock:
@@ -284,7 +289,7 @@ class _FlakyHandler(http.server.BaseHTTPRequestHandler):
         pass
 
     def _handle(self) -> None:
-        front: FlakyFront = self.server.owner.front  # type: ignore[attr-defined]
+        front: FlakyFront = serving(self).context
         failure = front._take_failure()
         if failure == "reset":
             length = int(self.headers.get("Content-Length") or 0)
@@ -328,8 +333,7 @@ class FlakyFront:
         self.forwarded = 0
         self._plan: list[str] = []
         self._lock = threading.Lock()
-        self._server = BackgroundHTTPServer(_FlakyHandler)
-        self._server.front = self  # type: ignore[attr-defined]
+        self._server = BackgroundHTTPServer(_FlakyHandler, context=self)
 
     @property
     def endpoint(self) -> str:

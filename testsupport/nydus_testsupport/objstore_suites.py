@@ -510,10 +510,10 @@ class NydusCatSuite(ObjectStoreCase):
             device["cache"] = {"type": "blobcache", "config": {"work_dir": str(tmp_path / "cache")}}
         config = self.nydusd_config(tmp_path, self.config(moto.endpoint, retry_limit=1), **device)
 
-        regular = sorted(p for p, content in FILES.items() if isinstance(content, bytes))
+        regular = {p: content for p, content in sorted(FILES.items()) if isinstance(content, bytes)}
         proc = nydus_cat(bootstrap, *(f"/{p}" for p in regular), "--config", str(config))
         assert proc.returncode == 0, proc.stderr.decode()
-        assert proc.stdout == b"".join(FILES[p] for p in regular)  # type: ignore[misc]
+        assert proc.stdout == b"".join(regular.values())
         one = nydus_cat(bootstrap, "/usr/bin/link", "--config", str(config))
         assert one.returncode == 0 and one.stdout == FILES["usr/lib/text.txt"]
 

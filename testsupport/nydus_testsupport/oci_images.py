@@ -173,4 +173,5 @@ def push_index(client: Any, repo: str, tag: str, platforms: dict[str, Sequence[b
         body = client.get_manifest(repo, digest).content
         entries.append(oci.descriptor(mt.OCI_MANIFEST, digest, len(body),
                                       platform={"architecture": arch, "os": os_name}))
-    return client.put_manifest(repo, tag, oci.dumps(oci.merged_index(entries)), mt.OCI_INDEX)
+    index_digest: str = client.put_manifest(repo, tag, oci.dumps(oci.merged_index(entries)), mt.OCI_INDEX)
+    return index_digest

@@ -32,11 +32,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from nydus_testkit.servers import BackgroundHTTPServer, ServerProcess, free_port, reset_connection
+from nydus_testkit.servers import BackgroundHTTPServer, ServerProcess, free_port, reset_connection, serving
 
 from nydus_testsupport.objstore import ForwardProxy
 
@@ -44,6 +44,7 @@ from nydus_testsupport.objstore import ForwardProxy
 #: subtracts it so that a token really stops working after ``lifetime`` seconds.
 REGISTRY_TOKEN_LEEWAY = 60
 REGISTRY_BINARY = "docker-registry"
+_Started = TypeVar("_Started")
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
         "transfer-encoding", "upgrade", "proxy-connection"}
 
@@ -158,7 +159,7 @@ class _TokenHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(raw)
 
     def do_GET(self) -> None:
-        issuer: TokenIssuer = self.server.owner.issuer  # type: ignore[attr-defined]
+        issuer: TokenIssuer = serving(self).context
         parts = urlsplit(self.path)
         if parts.path != "/token":
             self._reply(404, {"errors": [{"code": "NOT_FOUND"}]})
@@ -210,8 +211,7 @@ class TokenIssuer:
         self.requests: list[dict[str, Any]] = []
         self.issued = 0
         self._lock = threading.Lock()
-        self.server = BackgroundHTTPServer(_TokenHandler)
-        self.server.issuer = self  # type: ignore[attr-defined]
+        self.server = BackgroundHTTPServer(_TokenHandler, context=self)
 
     @property
     def realm(self) -> str:
@@ -424,7 +424,7 @@ class _ForwardingHandler(http.server.BaseHTTPRequestHandler):
     def _forward(self, url: str, body: bytes, *, extra: dict[str, str] | None = None,
                  drop: tuple[str, ...] = ()) -> tuple[int, list[tuple[str, str]], bytes]:
         parts = urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=30)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=30)
         headers = {k: v for k, v in self.headers.items()
                    if k.lower() not in _HOP and k.lower() not in drop and k.lower() != "host"}
         headers["Host"] = parts.netloc
@@ -469,7 +469,7 @@ class Fault:
 
 class _FaultHandler(_ForwardingHandler):
     def _handle(self) -> None:
-        fp: FaultProxy = self.server.owner.fault_proxy  # type: ignore[attr-defined]
+        fp: FaultProxy = serving(self).context
         body = self._body()
         path = self.path
         fault = fp._take_fault(self.command, path)
@@ -496,7 +496,7 @@ class _FaultHandler(_ForwardingHandler):
         self._relay(status, headers, data, truncate=fault is not None and fault.kind == "truncate")
 
     def _storage(self, parts: Any, body: bytes) -> None:
-        fp: FaultProxy = self.server.owner.fault_proxy  # type: ignore[attr-defined]
+        fp: FaultProxy = serving(self).context
         if "Authorization" in self.headers:
             fp.storage_saw_authorization = True
         if fp.storage_denied:
@@ -534,8 +534,7 @@ class FaultProxy:
         self.requests: list[tuple[str, str, str]] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self.server = BackgroundHTTPServer(_FaultHandler)
-        self.server.fault_proxy = self  # type: ignore[attr-defined]
+        self.server = BackgroundHTTPServer(_FaultHandler, context=self)
 
     @property
     def host(self) -> str:
@@ -689,7 +688,7 @@ class RegistryFactory:
         self.tmp = tmp
         self._started: list[Any] = []
 
-    def _track(self, obj: Any) -> Any:
+    def _track(self, obj: _Started) -> _Started:
         self._started.append(obj)
         return obj
 

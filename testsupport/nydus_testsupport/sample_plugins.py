@@ -15,7 +15,17 @@ import click
 from nydus_testkit.fakes import DirectoryChunkCache, MemoryBackend
 
 from nydus_core.hookspecs import hookimpl
-from nydus_core.interfaces import Backend, Compressor, Converter, Digester, Frontend, HashObject, Prefetcher
+from nydus_core.interfaces import (
+    Backend,
+    Compressor,
+    Converter,
+    ConvertOptions,
+    Digester,
+    Frontend,
+    HashObject,
+    Prefetcher,
+    ServeOptions,
+)
 from nydus_core.pluginapi import PLUGIN_API_VERSION
 
 __all__ = ["SAMPLE_NAMES", "entry_point"]
@@ -97,7 +107,7 @@ class SampleFrontend(Frontend):
 
     name = "sample-frontend"
 
-    def serve(self, **options: Any) -> int:
+    def serve(self, options: ServeOptions) -> int:
         """Return 0 at once."""
         return 0
 
@@ -107,9 +117,9 @@ class SampleConverter(Converter):
 
     name = "sample-converter"
 
-    def convert(self, source: str, target: str, **options: Any) -> dict[str, Any]:
+    def convert(self, source: str, target: str, options: ConvertOptions | None = None) -> dict[str, Any]:
         """Return the arguments as the summary."""
-        return {"source": source, "target": target, **options}
+        return {"source": source, "target": target, "options": options}
 
 
 #: What :class:`EveryHook` provides, per capability (and the command it adds).

@@ -6,6 +6,7 @@ import hashlib
 import os
 import tarfile
 from pathlib import Path
+from typing import Any
 
 from .tree_compare import Entry, _canonical_groups
 
@@ -32,7 +33,7 @@ def snapshot_tar(path: str | os.PathLike[str]) -> dict[bytes, Entry]:
                 (os.fsencode(k[len("SCHILY.xattr."):]), v.encode("utf-8", "surrogateescape"))
                 for k, v in info.pax_headers.items() if k.startswith("SCHILY.xattr.")
             ))
-            common = {"mode": info.mode & 0o7777, "uid": info.uid, "gid": info.gid,
+            common: dict[str, Any] = {"mode": info.mode & 0o7777, "uid": info.uid, "gid": info.gid,
                       "mtime_ns": _mtime_ns(info), "xattrs": xattrs}
             if info.islnk():
                 first = out[os.fsencode(info.linkname)]

@@ -208,8 +208,8 @@ def tar_directory(
                 info.linkname = links[key]
             elif stat.S_ISDIR(st.st_mode):
                 info.type = tarfile.DIRTYPE
-                for name in sorted(os.listdir(path), reverse=True):
-                    walk.append((os.path.join(path, name), arc + b"/" + name))
+                for child in sorted(os.listdir(path), reverse=True):
+                    walk.append((os.path.join(path, child), arc + b"/" + child))
             elif stat.S_ISREG(st.st_mode):
                 with open(path, "rb") as f:
                     data = f.read()

@@ -36,7 +36,7 @@ from nydus_core.rafs.image import open_image
 
 from . import remote
 from .options import ConversionJob, parse_chunk_dict
-from .streams import IterStream
+from .streams import IterStream, layer_label
 from .workcache import LayerRecord, WorkCache, layer_key
 
 log = logging.getLogger("nydusify")
@@ -85,7 +85,7 @@ def _layer_source_type(desc: dict[str, Any], where: str) -> str:
         return "tar-rafs"
     if media == mt.NYDUS_BLOB:
         raise UsageError(f"{where}: the source is already a Nydus image")
-    raise FormatError(f"{where}: layer {desc.get('digest')} has unsupported media type {media!r} "
+    raise FormatError(f"{where}: unsupported media type {media!r} "
                       "(tar and tar+gzip layers can be converted)")
 
 
@@ -127,7 +127,7 @@ class Conversion:
 
     def _convert_layer(self, src: remote.RemoteImage, index: int, desc: dict[str, Any], key: str,
                        dict_bootstrap: Path | None) -> LayerRecord:
-        where = f"{src.ref} layer {index} ({desc['digest']})"
+        where = layer_label(src.ref, index, desc)
         source_type = _layer_source_type(desc, where)
         staging = self.cache.staging(key)
         size = int(desc.get("size") or 0) or None
@@ -137,7 +137,7 @@ class Conversion:
             reader = stack.enter_context(src.client.open_blob(src.repo, desc["digest"]))
             built = stack.enter_context(progress_bar(f"build layer {index + 1}", size,
                                                      enabled=self.opts.progress))
-            stream = IterStream(iter(reader), on_read=lambda n: pull(n, size))
+            stream = IterStream(iter(reader), on_read=lambda n: pull(n, size), name=where)
             bopts = BuildOptions(compressor=self.opts.compressor, chunk_size=self.opts.chunk_size,
                                  fs_version=self.opts.fs_version, inline_meta=True, blob_toc=True,
                                  chunk_dict=str(dict_bootstrap) if dict_bootstrap else None,

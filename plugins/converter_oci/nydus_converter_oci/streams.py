@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
 
 class IterStream(io.RawIOBase):
-    """Read from an iterator of byte chunks; ``on_read(total_bytes)`` reports progress."""
+    """Read from an iterator of byte chunks; ``on_read(total_bytes)`` reports progress.
 
-    def __init__(self, chunks: Iterator[bytes], on_read: Callable[[int], None] | None = None) -> None:
+    ``name`` says what the stream is (a layer's digest and media type): readers such as the
+    builder put it in their error messages, as they do a file's name.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], on_read: Callable[[int], None] | None = None,
+                 *, name: str = "stream") -> None:
+        self.name = name
         self._it = chunks
         self._buf = b""
         self._pos = 0
@@ -53,3 +59,9 @@ class IterStream(io.RawIOBase):
         while self.read(1 << 20):
             pass
         return self.total
+
+
+def layer_label(ref: object, index: int, desc: dict[str, Any]) -> str:
+    """How errors name a layer: ``REF layer N (DIGEST, MEDIA TYPE)``."""
+    media = desc.get("mediaType") or "no media type"
+    return f"{ref} layer {index} ({desc.get('digest')}, {media})"

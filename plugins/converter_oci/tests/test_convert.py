@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from nydus_testkit.samples import random_bytes
-from nydus_testsupport.oci_images import push_image, sample_layers
+from nydus_testsupport.oci_images import LayerWriter, push_image, sample_layers
 from nydus_testsupport.registry import RegistryFlavour
 
 from nydus_core.fs import open_metadata
@@ -230,3 +230,24 @@ def test_check_finds_manifest_and_config_problems(converted: dict[str, Any], reg
         f"{target}: diff_id sha256:{'0' * 64} of blob layer {first} is not its digest",
         f"{target}: config history does not end with the Nydus bootstrap entry",
     ]
+
+
+def test_bad_source_layer_is_named_by_digest_and_media_type(registry_open: RegistryFlavour,
+                                                            tmp_path: Path) -> None:
+    client = registry_open.client()
+    good = SHARED[:1000]
+    push_image(client, "src/badlayer", "v1", [LayerWriter().file("ok", good).tar_gz()])
+    doc = client.get_manifest("src/badlayer", "v1").json()
+    junk = b"this is not gzip" * 64
+    bad = oci.descriptor(mt.OCI_LAYER_GZIP, client.push_blob("src/badlayer", junk), len(junk))
+    doc["layers"].append(bad)
+    client.put_manifest("src/badlayer", "bad", oci.dumps(doc), mt.OCI_MANIFEST)
+    source = f"{registry_open.server.host}/src/badlayer:bad"
+    proc = nydusify("convert", "--source", source, "--target", f"{registry_open.server.host}/nydus/bad:v1",
+                    "--plain-http", "--work-dir", str(tmp_path))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    layer = f"{source} layer 1 ({bad['digest']}, {mt.OCI_LAYER_GZIP})"
+    assert lines[0].startswith(f"error: {layer}: invalid "), lines
+    assert "IterStream" not in proc.stderr and "object at 0x" not in proc.stderr

@@ -88,6 +88,10 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--eager-fuse-workers", is_flag=True, default=None,
                  help="Let pyfuse3 start its second worker task at the first request, not only when "
                       "a read has to wait (for measurements). Beyond upstream."),
+    click.option("--no-allow-other", is_flag=True, default=None,
+                 help="Mount without allow_other: only the user running nydusd may use the mount "
+                      "(not even root). A non-root user needs this unless user_allow_other is in "
+                      "/etc/fuse.conf. Beyond upstream."),
     click.option("--no-keep-cache", is_flag=True, default=None,
                  help="Drop a file's page cache at every open (FOPEN_KEEP_CACHE off). Beyond upstream."),
 ]
@@ -212,6 +216,7 @@ def build_settings(params: dict[str, Any]) -> tuple[ServeOptions, FuseTuning]:
         cache=_cache_policy(params),
         inline_hits=not params.get("no_inline_reads"),
         lazy_workers=not params.get("eager_fuse_workers"),
+        allow_other=not params.get("no_allow_other"),
     )
     return options, tuning
 

@@ -3,13 +3,20 @@
 ``nydusctl --sock S [--raw] info | set log-level V | metrics [backend|cache|fsstats|files|pattern]
 [--interval N] [--id MOUNTPOINT] | mount --source B --config C --mountpoint /sub [--type rafs] |
 umount --mountpoint /sub | exit``. The HTTP client is httpx with its unix-socket transport.
+
+Ours beside upstream's: ``prefetch-list [--id MOUNTPOINT] [-o FILE]`` writes the access pattern as
+the prefetch list that ``nydus-image create --prefetch-policy fs`` and ``nydusify convert
+--prefetch-patterns`` read on stdin.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 import time
+from http import HTTPStatus
 from typing import Any
 
 import click
@@ -86,8 +93,18 @@ class ApiClient:
                 decoded = data.decode("utf-8", "replace")
         if resp.status_code >= 400:
             msg = decoded.get("message") if isinstance(decoded, dict) else decoded
-            raise ApiError(f"{method} {path}: {resp.status_code} {resp.reason_phrase}: {msg}")
+            raise ApiError(f"{method} {path}: {resp.status_code} {_phrase(resp)}: {msg}")
         return decoded
+
+
+def _phrase(resp: httpx.Response) -> str:
+    """The status's reason phrase (the server may send none)."""
+    if resp.reason_phrase:
+        return resp.reason_phrase
+    try:
+        return HTTPStatus(resp.status_code).phrase
+    except ValueError:
+        return "error"
 
 
 def _reason(exc: BaseException) -> str:
@@ -201,6 +218,67 @@ def metrics(obj: dict[str, Any], kind: str, interval: float | None, ident: str |
         if interval is None:
             return
         time.sleep(interval)
+
+
+def prefetch_list_text(pattern: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """The prefetch list of an access pattern (``GET /api/v1/metrics/pattern``): one absolute path a
+    line, first read first; and the paths that list cannot hold (a newline in the name)."""
+    lines, left_out, seen = [], [], set()
+    for rec in pattern:
+        path = rec.get("path") or ""
+        if not path or path in seen:
+            continue
+        seen.add(path)
+        if "\n" in path:
+            left_out.append(path)
+        else:
+            lines.append(path + "\n")
+    return "".join(lines), left_out
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise UsageError(f"{path}: cannot write the prefetch list: {exc.strerror or exc}") from None
+
+
+@nydusctl.command("prefetch-list")
+@click.option("--id", "ident", default=None, help="Instance id (its mountpoint in the daemon).")
+@click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
+              help="Write the list to this file (replaced atomically) instead of stdout.")
+@click.pass_obj
+def prefetch_list(obj: dict[str, Any], ident: str | None, output: str | None) -> None:
+    """Write the files read so far, first read first, as a prefetch list.
+
+    The daemon's config needs "access_pattern": true. The list is what `nydus-image create
+    --prefetch-policy fs` and `nydusify convert --prefetch-patterns` read on stdin: the image
+    built with it prefetches exactly these files.
+
+    \b
+    Examples:
+      nydusctl --sock /run/nydusd.sock prefetch-list -o app.prefetch
+      nydus-image create --prefetch-policy fs -B new.boot -D blobs/ rootfs/ < app.prefetch
+      nydusify convert --prefetch-patterns --source SRC --target DST < app.prefetch
+    """
+    query = {"id": ident} if ident else None
+    text, left_out = prefetch_list_text(obj["client"].call("GET", _METRICS["pattern"], query))
+    for path in left_out:
+        click.echo(f"warning: {path!r} left out: a prefetch list cannot hold a name with a newline",
+                   err=True)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        _write_atomically(output, text)
+        click.echo(f"{output}: {text.count(chr(10))} paths", err=True)
 
 
 @nydusctl.command()

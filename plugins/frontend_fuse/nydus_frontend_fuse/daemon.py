@@ -34,6 +34,7 @@ from .fusetasks import LazyWorkers
 from .instance import RafsInstance, open_instance
 from .mountpoint import check_mountpoint, set_readahead
 from .ops import KernelCaching, NydusOperations
+from .rootless import check_unprivileged_mount
 from .vfs import Vfs
 
 log = logging.getLogger("nydusd")
@@ -59,6 +60,8 @@ class FuseTuning:
     lazy_workers: bool = True
     cache: KernelCaching = field(default_factory=KernelCaching)
     fsname: str = "nydusd"
+    #: let other users use the mount (nydusd's ``--no-allow-other`` turns it off; a non-root user
+    #: needs ``user_allow_other`` in /etc/fuse.conf for it)
     allow_other: bool = True
     dev_suid: bool = True
 
@@ -95,6 +98,7 @@ class Daemon:
         s = self.settings
         self.check_driver()
         self.mountpoint = check_mountpoint(s.mountpoint)
+        check_unprivileged_mount(self.mountpoint, allow_other=self.tuning.allow_other)
         try:
             if s.bootstrap:
                 if s.config is None:

@@ -105,16 +105,15 @@ class LazyWorkers:
             return False
         shim = types.ModuleType("trio")
         shim.__dict__.update(trio.__dict__)
-        shim.open_nursery = lambda *a, **kw: _NurseryContext(self)  # type: ignore[attr-defined]
-        shim.Lock = ReadLock  # type: ignore[attr-defined]
+        shim.__dict__.update(open_nursery=lambda *a, **kw: _NurseryContext(self), Lock=ReadLock)
         self._saved = current
-        pyfuse3.trio = shim  # type: ignore[attr-defined]
+        pyfuse3.trio = shim  # type: ignore[attr-defined]  # pyfuse3's stubs do not declare its trio global
         return True
 
     def uninstall(self) -> None:
         """Give pyfuse3 the real trio back."""
         if self._saved is not None:
-            pyfuse3.trio = self._saved  # type: ignore[attr-defined]
+            pyfuse3.trio = self._saved  # type: ignore[attr-defined]  # pyfuse3's stubs omit its trio global
             self._saved = None
 
     def before_wait(self) -> None:

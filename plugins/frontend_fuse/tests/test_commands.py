@@ -107,7 +107,7 @@ def test_enable_xattr_off_hides_xattrs(need_fuse: None, tmp_path: Path) -> None:
         assert os.getxattr(mnt / "f.txt", "user.k") == b"v"
 
 
-def _wait_for(pred, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+def _wait_for(pred, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():

@@ -32,8 +32,8 @@ def test_lazy_workers_hold_spawns_until_a_handler_waits() -> None:
     async def main() -> None:
         async def first(nursery: object) -> None:
             # what pyfuse3's first worker does: asks for more workers while it serves
-            nursery.start_soon(worker, "second", name="w2")  # type: ignore[attr-defined]
-            nursery.start_soon(worker, "third", name="w3")  # type: ignore[attr-defined]
+            nursery.start_soon(worker, "second", name="w2")
+            nursery.start_soon(worker, "third", name="w3")
             await trio.sleep(0.01)
             assert ran == [] and len(workers.pending) == 2  # held back
             workers.before_wait()  # a handler is about to wait: one more worker now

@@ -18,3 +18,5 @@ MANIFEST_DIGEST = "containerd.io/snapshot/cri.manifest-digest"
 REMOTE = "containerd.io/snapshot/remote"
 #: Set by this snapshotter on a committed bootstrap snapshot: the image reference it was fetched for.
 NYDUS_IMAGE = "containerd.io/snapshot/nydus-image"
+#: Client label: add ``volatile`` to this snapshot's writable overlay mount (upstream's label).
+OVERLAY_VOLATILE = "containerd.io/snapshot/overlay.volatile"

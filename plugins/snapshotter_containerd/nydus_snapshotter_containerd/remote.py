@@ -7,7 +7,6 @@ it is downloaded with its digest checked and only the bootstrap file is kept.
 from __future__ import annotations
 
 import base64
-import gzip
 import io
 import os
 import tarfile
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nydus_core.errors import IntegrityError, NydusError
+from nydus_core.gzipstream import decompress, is_gzip
 
 from .config import SnapshotterConfig
 
@@ -34,6 +34,7 @@ class ImageSource:
     host: str
     repo: str
     auth: str | None
+    skip_verify: bool = False
 
 
 def image_source(ref: str, config: SnapshotterConfig) -> ImageSource:
@@ -49,20 +50,24 @@ def image_source(ref: str, config: SnapshotterConfig) -> ImageSource:
     auth = None
     if creds is not None:
         auth = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
-    return ImageSource(scheme, host, parsed.repository, auth)
+    return ImageSource(scheme, host, parsed.repository, auth, config.skip_ssl_verify)
 
 
 def _client(src: ImageSource) -> RegistryClient:
     from nydus_backend_registry.client import RegistryClient
+    from nydus_backend_registry.config import Credentials
+    from nydus_backend_registry.transport import Transport
 
-    return RegistryClient(src.host, plain_http=src.scheme == "http", auth=src.auth, docker_config=False)
+    creds = Credentials.from_auth(src.auth) if src.auth else None
+    transport = Transport(src.host, scheme=src.scheme, credentials=creds, skip_verify=src.skip_verify)
+    return RegistryClient(src.host, transport=transport)
 
 
 def extract_bootstrap(layer: bytes | Path, dest: Path, what: str) -> int:
     """Write the bootstrap inside a bootstrap layer (gzip'd tar) to ``dest``; return its size."""
     try:
         raw = layer.read_bytes() if isinstance(layer, Path) else layer
-        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        data = decompress(raw, name=f"{what}: bootstrap layer") if is_gzip(raw) else raw
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             members = {m.name.lstrip("./").lstrip("/"): m for m in tar.getmembers()}
             for name in BOOTSTRAP_NAMES:
@@ -89,10 +94,14 @@ def extract_bootstrap(layer: bytes | Path, dest: Path, what: str) -> int:
 def fetch_bootstrap(src: ImageSource, digest: str, dest: Path) -> int:
     """Download the bootstrap layer ``digest`` (verified) and keep its bootstrap at ``dest``."""
     what = f"{src.host}/{src.repo}@{digest}"
-    with _client(src) as client, tempfile.TemporaryFile() as tmp:
-        client.download_blob(src.repo, digest, tmp)
-        tmp.seek(0)
-        layer = tmp.read()
+    client = _client(src)
+    try:
+        with tempfile.TemporaryFile() as tmp:
+            client.download_blob(src.repo, digest, tmp)
+            tmp.seek(0)
+            layer = tmp.read()
+    finally:
+        client.transport.close()
     if not layer:
         raise IntegrityError(f"{what}: empty bootstrap layer")
     return extract_bootstrap(layer, dest, what)

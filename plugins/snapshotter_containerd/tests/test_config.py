@@ -41,9 +41,17 @@ def test_file_and_daemon_template(tmp_path: Path) -> None:
     ('plain_http = "reg"\n', "plain_http"),
     ('log_level = "loud"\n', "log_level"),
     ('[daemon]\nnydusd_cfg = "x"\n', "daemon.nydusd_cfg"),
-    ('[daemon]\nnydusd_config = "/nonexistent.json"\n', "nydusd_config"),
-    ('[daemon]\ndaemon_mode = "dedicated"\n', "dedicated"),
-    ('[daemon]\nfs_driver = "fscache"\n', "fscache"),
+    ('daemon_mode = "triple"\n', "daemon_mode"),
+    ('[daemon]\nfs_driver = "fuse"\n', "fs_driver"),
+    ('[daemon]\nrecover_policy = "pray"\n', "recover_policy"),
+    ('[daemon]\nfailover_policy = "drop"\n', "failover_policy"),
+    ('[daemon]\nthreads_number = 2000\n', "threads_number"),
+    ('version = 2\n', "version"),
+    ('cache_manager = 3\n', "cache_manager"),
+    ('[log]\nlevel = "loud"\n', "log.level"),
+    ('[log]\nlog_to_stdout = "yes"\n', "log.log_to_stdout"),
+    ('[experimental]\nenable_magic = true\n', "experimental.enable_magic"),
+    ('[remote.auth]\nenable_kubeconfig_keychain = true\nenable_cri_keychain = true\n', "keychain"),
     ('address = \n', "TOML"),
 ])
 def test_errors_name_file_and_key(tmp_path: Path, text: str, word: str) -> None:
@@ -65,9 +73,12 @@ def test_upstream_daemon_keys(tmp_path: Path) -> None:
     tmpl.write_text('{"device": {"backend": {"type": "registry", "config": {"timeout": 9}}, '
                     '"cache": {"type": "blobcache"}}, "mode": "direct", "iostats_files": true}')
     f = tmp_path / "c.toml"
-    f.write_text(f'[daemon]\nnydusd_config = "{tmpl}"\nnydusd_path = "/opt/nydusd"\ndaemon_mode = "shared"\n')
+    f.write_text(f'[daemon]\nnydusd_config = "{tmpl}"\nnydusd_path = "/bin/true"\ndaemon_mode = "shared"\n')
     cfg = load_config(f)
-    assert cfg.nydusd == "/opt/nydusd"
+    assert cfg.nydusd == "/bin/true" and cfg.daemon_mode == "shared" and cfg.warnings == []
+    f.write_text('[daemon]\nnydusd_path = "/opt/nydusd"\n')
+    missing = load_config(f)
+    assert missing.nydusd == "" and [w for w in missing.warnings if "'daemon.nydusd_path'" in w]
     d = cfg.daemon_config(scheme="https", host="h", repo="r", auth=None, work_dir="/c")
     assert d["device"]["backend"]["config"] == {"timeout": 9, "scheme": "https", "host": "h", "repo": "r"}
     assert d["iostats_files"] is True
@@ -80,7 +91,7 @@ def test_cli_flags_errors_are_one_line(tmp_path: Path) -> None:
 
     base = [SnapshotterProcess.script(), "--root", str(tmp_path / "r"), "--address", str(tmp_path / "s.sock")]
     for extra, word in ((["--nydusd-config", str(tmp_path / "none.json")], "none.json"),
-                        (["--daemon-mode", "dedicated"], "dedicated")):
+                        (["--daemon-mode", "triple"], "triple")):
         res = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=60, check=False)
         assert res.returncode != 0 and word in res.stderr, res.stderr
     bad = tmp_path / "bad.json"
