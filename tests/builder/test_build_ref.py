@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -28,10 +29,10 @@ from nydus_core.cli.image import cli
 from nydus_core.cli.runner import run_main
 from nydus_core.errors import BuildError, IntegrityError
 from nydus_core.fs import open_fs
+from nydus_core.plugins import compressor_by_id
 from nydus_core.rafs.blobmeta import read_blob_meta_full
 from nydus_core.rafs.constants import BlobFeatures
 from nydus_core.rafs.image import open_image
-from nydus_core.plugins import compressor_by_id
 
 CS = 0x10000
 
@@ -47,8 +48,7 @@ def _text(n: int, seed: int) -> bytes:
 
 def _gzip_members(data: bytes, cuts: list[int]) -> bytes:
     bounds = [0, *cuts, len(data)]
-    return b"".join(gzip.compress(data[a:b], compresslevel=6, mtime=0) for a, b in zip(bounds, bounds[1:],
-                                                                                       strict=False))
+    return b"".join(gzip.compress(data[a:b], compresslevel=6, mtime=0) for a, b in itertools.pairwise(bounds))
 
 
 @pytest.fixture(scope="module")
