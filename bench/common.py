@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -42,6 +43,39 @@ def python_tree(min_bytes: int = 200 << 20) -> Path:
     while tree_size(dest)[0] < min_bytes:
         shutil.copytree(stdlib, dest / f"python-{i}", symlinks=True, ignore=ignore)
         i += 1
+    (dest / ".complete").write_text("")
+    return dest
+
+
+SMALL_PHRASES = (b"the quick brown fox jumps over the lazy dog ", b"import os, sys\n",
+                 b"#include <stdio.h>\n", b"lorem ipsum dolor sit amet ", b"\x00" * 16,
+                 b"key = value\n", b"<div class=\"row\"></div>\n", b"0123456789abcdef")
+
+
+def small_files_tree(n_files: int = 100_000, n_dirs: int = 1_000, seed: int = 16) -> Path:
+    """The many-small-files tree of issue 16: ``n_files`` files of 8 B to 4 KiB (uniform) spread
+    over ``n_dirs`` directories; every other file random bytes, the rest repetitive text (a few
+    phrases repeated, compressible about like source code); every file's content distinct (each
+    starts with its own number), so nothing dedups. Seeded: the same tree on every machine."""
+    dest = OUT / f"tree-small-{n_files}-{n_dirs}-{seed}"
+    if (dest / ".complete").exists():
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    rnd = random.Random(seed)
+    dirs = [dest / f"d{i // 100:02d}" / f"s{i:04d}" for i in range(n_dirs)]
+    for d in dirs:
+        d.mkdir(parents=True)
+    for i in range(n_files):
+        size = rnd.randint(8, 4096)
+        head = i.to_bytes(8, "little")
+        if i % 2:
+            body = rnd.randbytes(size - 8)
+        else:
+            phrase = SMALL_PHRASES[rnd.randrange(len(SMALL_PHRASES))]
+            body = (phrase * (size // len(phrase) + 1))[:size - 8]
+        suffix = ".bin" if i % 2 else ".txt"
+        with open(dirs[i % n_dirs] / f"f{i:06d}{suffix}", "wb") as fh:
+            fh.write(head + body)
     (dest / ".complete").write_text("")
     return dest
 

@@ -15,7 +15,9 @@ nydus image (our builder), a squashfs image (mksquashfs -comp zstd) and an EROFS
 Each figure is the minimum over ``--runs`` runs (the machine is shared and noisy; the minimum is the
 least disturbed run) with the median beside it, and the ratio to squashfuse_ll. Targets (issue 5):
 full read <= 1.0x squashfuse_ll, walk <= 2x squashfuse_ll, nydusd RSS <= 80 MB serving a 100k-file
-image (measured last, after a walk and a full read of that image). Needs root and /dev/fuse.
+image of distinct small files (``common.small_files_tree``, no cache; measured last, after a walk
+and a full read of that image; ``bench/serve.py`` measures memory in every state, with and without
+the blob cache). Needs root and /dev/fuse.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from common import OUT, mb, python_tree, table, tree_size
+from common import OUT, mb, python_tree, small_files_tree, table, tree_size
 from nydus_testsupport.fuse import NydusdProcess
 
 from nydus_core.builder import BuildOptions, build
@@ -182,17 +184,10 @@ def measure(candidates: list[Mount], runs: int) -> dict[str, dict[str, list[floa
 def rss_check(n_files: int) -> tuple[int, int, float]:
     """Serve an image of ``n_files`` small files; return (VmRSS, VmHWM) in KiB after a walk and a
     full read, and the walk time."""
-    tree = OUT / f"tree-{n_files}-files"
-    if not (tree / ".complete").exists():
-        shutil.rmtree(tree, ignore_errors=True)
-        per_dir = 200
-        for i in range(n_files):
-            d = tree / f"d{i // per_dir:04d}"
-            if i % per_dir == 0:
-                d.mkdir(parents=True)
-            (d / f"f{i:06d}.txt").write_bytes(b"x" * (i % 300))
-        (tree / ".complete").write_text("")
-    boot, blobs = WORK / f"rss-{n_files}.boot", WORK / f"rss-{n_files}-blobs"
+    # issue 16's tree: distinct content, so every file has its own chunk (a tree whose files dedup
+    # to a few hundred chunks never measures the per-chunk cost)
+    tree = small_files_tree(n_files, max(1, n_files // 100))
+    boot, blobs = WORK / f"rss-small-{n_files}.boot", WORK / f"rss-small-{n_files}-blobs"
     if not boot.exists():
         build(tree, "dir-rafs", bootstrap=boot, blob_dir=blobs, options=BuildOptions(compressor="lz4_block"))
     mnt = WORK / "mnt-rss"

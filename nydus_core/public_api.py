@@ -44,6 +44,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "nydus_core.builder",
     "nydus_core.tools",
     "nydus_core.tools.check",
+    "nydus_core.gzipstream",
     # OCI
     "nydus_core.oci",
     "nydus_core.oci.annotations",

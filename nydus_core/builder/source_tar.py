@@ -1,6 +1,8 @@
 """Turn a tar stream into a tree (``tar-rafs`` / ``targz-rafs``), reading it once, front to back.
 
-The tar is read in streaming mode (``r|``/``r|gz``), so a pipe, a fifo or stdin works. Rules:
+The tar is read in streaming mode (``r|``), so a pipe, a fifo or stdin works; a gzip-compressed tar is
+inflated by :class:`~nydus_core.gzipstream.GzipReader` (any number of members, every member's CRC32 and
+ISIZE checked, read to its end even after the tar's end-of-archive blocks). Rules:
 
 * member paths with ``..`` or a leading ``/`` are normalized into the image root, with a warning
   naming the member; nothing can land outside the root;
@@ -20,11 +22,11 @@ import stat
 import sys
 import tarfile
 import urllib.parse
-import zlib
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from ..errors import BuildError
+from ..gzipstream import GzipError, GzipReader
 from ..rafs.model import TreeInode
 from .chunker import ChunkPipeline, Readable
 from .options import BuildStats
@@ -157,13 +159,13 @@ class TarSource:
         stats.dirs += 1
         fileobj, owned = self._open()
         try:
-            counted = _Counting(fileobj, self)
+            stream: Readable = _Counting(fileobj, self)
+            gz = GzipReader(stream, name=self.name) if self.gzip else None
             try:
-                mode: Literal["r|gz", "r|"] = "r|gz" if self.gzip else "r|"
                 # SIM115: tf is used as a context manager below. The ignore: stream mode calls only read(),
                 # typeshed asks every fileobj for write/seek/close too.
                 tf = tarfile.open(  # type: ignore[call-overload]  # stream mode only reads  # noqa: SIM115
-                    fileobj=counted, mode=mode, encoding="utf-8", errors="surrogateescape",
+                    fileobj=gz or stream, mode="r|", encoding="utf-8", errors="surrogateescape",
                 )
             except tarfile.ReadError as exc:
                 if str(exc) == "empty file":
@@ -172,7 +174,13 @@ class TarSource:
             with tf:
                 for member in tf:
                     self._add(root, tf, member, pipeline, stats)
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            if gz is not None:
+                # the rest after the end-of-archive blocks: every member's CRC32 and ISIZE are checked
+                while gz.read(1 << 20):
+                    pass
+        except GzipError as exc:
+            raise BuildError(str(exc)) from None
+        except (tarfile.TarError, EOFError, OSError) as exc:
             what = "gzip-compressed tar" if self.gzip else "tar"
             raise BuildError(f"{self.name}: invalid {what}: {exc}") from None
         finally:

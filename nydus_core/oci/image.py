@@ -14,9 +14,10 @@ import io
 import json
 import tarfile
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import FormatError
+from ..gzipstream import open_maybe_gzip
 from . import annotations as ann
 from . import mediatypes as mt
 
@@ -40,6 +41,7 @@ __all__ = [
 
 #: Largest bootstrap accepted from a bootstrap layer (a sanity bound, not a format limit).
 MAX_BOOTSTRAP_LAYER = 1 << 31
+_MAX_LAYER_TAIL = 64 << 20
 
 
 def sha256_digest(data: bytes) -> str:
@@ -100,8 +102,8 @@ def unpack_bootstrap_layer(data: bytes, *, where: str = "bootstrap layer") -> by
     legacy ``image.boot`` at the root)."""
     try:
         # streamed: nothing is inflated beyond the member we want, whose size is checked first
-        mode: Literal["r|gz", "r|"] = "r|gz" if data[:2] == b"\x1f\x8b" else "r|"
-        with tarfile.open(fileobj=io.BytesIO(data), mode=mode) as tar:
+        stream, _ = open_maybe_gzip(io.BytesIO(data), name=where)
+        with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]  # stream mode only reads
             for member in tar:
                 name = member.name.lstrip("./").lstrip("/")
                 if name in (ann.BOOTSTRAP_PATH, ann.LEGACY_BOOTSTRAP_PATH) and member.isfile():
@@ -109,8 +111,15 @@ def unpack_bootstrap_layer(data: bytes, *, where: str = "bootstrap layer") -> by
                         raise FormatError(f"{where}: bootstrap of {member.size} bytes is too large")
                     fh = tar.extractfile(member)
                     assert fh is not None
-                    return fh.read()
-    except (OSError, EOFError, tarfile.TarError, gzip.BadGzipFile) as exc:
+                    boot: bytes = fh.read()
+                    # the rest is tar padding: read it (bounded) so every gzip member's CRC is checked
+                    rest = 0
+                    while chunk := stream.read(1 << 20):
+                        rest += len(chunk)
+                        if rest > _MAX_LAYER_TAIL:
+                            raise FormatError(f"{where}: over {_MAX_LAYER_TAIL} bytes follow the bootstrap")
+                    return boot
+    except (OSError, EOFError, tarfile.TarError) as exc:
         raise FormatError(f"{where}: not a readable tar(.gz): {exc}") from None
     raise FormatError(f"{where}: no {ann.BOOTSTRAP_PATH} in the layer")
 

@@ -33,6 +33,7 @@ __all__ = [
     "LOCALHOST",
     "BackgroundHTTPServer",
     "BlackholeServer",
+    "HostPort",
     "ServerProcess",
     "free_port",
     "port_open",
@@ -233,7 +234,25 @@ def serving(handler: http.server.BaseHTTPRequestHandler) -> BackgroundHTTPServer
     return server.owner
 
 
-class BackgroundHTTPServer:
+class HostPort:
+    """Where a local test server listens: ``host`` and ``port``, and the ``address`` and ``url``
+    made of them."""
+
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        """``host:port``."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+        return f"http://{self.address}"
+
+
+class BackgroundHTTPServer(HostPort):
     """Serve ``handler`` (an ``http.server.BaseHTTPRequestHandler`` subclass) from a thread.
 
     The port is fixed at the first start (``port=0`` picks a free one) so :meth:`stop` followed by
@@ -250,16 +269,6 @@ class BackgroundHTTPServer:
         self.port = port
         self._server: _ThreadingServer | None = None
         self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://host:port``."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def address(self) -> str:
-        """``host:port``."""
-        return f"{self.host}:{self.port}"
 
     @property
     def running(self) -> bool:

@@ -4,6 +4,7 @@ input, hostile member paths, duplicates, hard links, and the upstream tar fixtur
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import stat
@@ -250,3 +251,39 @@ def test_upstream_empty_tar(tmp_path):
     assert r.blob_path is None
     with open_image(tmp_path / "boot") as image:
         assert [p for p, _ in image.walk()] == [b"/"]
+
+
+def _split_gzip(raw: bytes, cuts: list[int]) -> bytes:
+    """``raw`` as consecutive gzip members split at ``cuts`` (as pigz --independent, bgzip, eStargz)."""
+    import gzip
+
+    bounds = [0, *cuts, len(raw)]
+    return b"".join(gzip.compress(raw[a:b], mtime=0) for a, b in itertools.pairwise(bounds))
+
+
+def test_multi_member_targz_gives_every_entry(tmp_path):
+    src = make_random_tree(tmp_path / "src", seed=13, entries=40, chunk_size=CS)
+    tar = tar_directory(src, tmp_path / "t.tar")
+    raw = tar.read_bytes()
+    tgz = tmp_path / "t.tar.gz"
+    tgz.write_bytes(_split_gzip(raw, [512, len(raw) // 3, len(raw) // 2 + 1]))
+    _build(tmp_path / "gz", tgz, "targz-rafs")
+    _build(tmp_path / "plain", tar, "tar-rafs")
+    want = snapshot_bootstrap(tmp_path / "plain" / "boot", tmp_path / "plain" / "blobs")
+    got = snapshot_bootstrap(tmp_path / "gz" / "boot", tmp_path / "gz" / "blobs")
+    assert len(got) > 40 and diff_snapshots(want, got) == []
+
+
+@pytest.mark.parametrize("where", ["crc", "isize", "middle", "second-member"])
+def test_corrupt_gzip_is_refused_naming_the_file(tmp_path, where):
+    import gzip
+
+    src = make_random_tree(tmp_path / "src", seed=14, entries=10, chunk_size=CS)
+    raw = tar_directory(src, tmp_path / "t.tar").read_bytes()
+    data = bytearray(gzip.compress(raw, mtime=0) if where != "second-member" else _split_gzip(raw, [4096]))
+    at = {"crc": -8, "isize": -4, "middle": len(data) // 2, "second-member": -7}[where]
+    data[at] ^= 0x04
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(BuildError, match=r"bad.tar.gz: invalid gzip stream: member \d"):
+        _build(tmp_path / "out", bad, "targz-rafs")

@@ -221,3 +221,28 @@ def test_check_verifies_blob_meta_against_the_chunk_table(tmp_path: Path) -> Non
     blob.write_bytes(bytes(data))
     line = one_line_error(run("check", str(boot), "-D", str(blobs)), "blob.meta")
     assert "record 1" in line
+
+
+@pytest.mark.parametrize("flip", [-8, "middle"])
+def test_targz_with_a_flipped_byte_is_refused(tmp_path: Path, flip: int | str) -> None:
+    import gzip
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for i in range(20):
+            data = random_bytes(30_000, i)
+            info = tarfile.TarInfo(f"f{i}")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    gz = bytearray(gzip.compress(buf.getvalue(), mtime=0))
+    gz[len(gz) // 2 if flip == "middle" else int(flip)] ^= 0x10
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(bytes(gz))
+    assert subprocess.run(["gzip", "-t"], input=bytes(gz), capture_output=True).returncode != 0
+    boot = tmp_path / "boot"
+    proc = run("create", "-t", "targz-rafs", "-B", str(boot), "-D", str(tmp_path / "blobs"), str(bad))
+    one_line_error(proc, "bad.tar.gz", "invalid gzip stream")
+    assert proc.returncode not in (0, 70)
+    assert not boot.exists()

@@ -82,8 +82,14 @@ def test_unpack_legacy_and_broken_layers(tmp_path: Path) -> None:
         with tarfile.open(empty, "w"):
             pass
         oci.unpack_bootstrap_layer(empty.read_bytes(), where="x")
-    with pytest.raises(FormatError, match="bootstrap layer: not a readable"):
+    with pytest.raises(FormatError, match="bootstrap layer: invalid gzip stream"):
         oci.unpack_bootstrap_layer(b"\x1f\x8bnot gzip")
+    gz, _ = oci.pack_bootstrap_layer(b"B" * 5000)
+    assert oci.unpack_bootstrap_layer(gz[:20] + gz[20:]) == b"B" * 5000
+    flipped = bytearray(gz)
+    flipped[-8] ^= 0x01  # the CRC32 of the (only) member, checked though the bootstrap was read before it
+    with pytest.raises(FormatError, match=r"boot layer: invalid gzip stream: member 1 .*CRC32 mismatch"):
+        oci.unpack_bootstrap_layer(bytes(flipped), where="boot layer")
 
 
 def test_chain_id_and_config() -> None:

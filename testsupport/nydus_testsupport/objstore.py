@@ -29,7 +29,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from nydus_testkit.servers import BackgroundHTTPServer, ServerProcess, free_port, reset_connection, serving
+from nydus_testkit.servers import (
+    LOCALHOST,
+    BackgroundHTTPServer,
+    HostPort,
+    ServerProcess,
+    free_port,
+    reset_connection,
+    serving,
+)
 
 __all__ = ["ACCESS_KEY_ID", "ACCESS_KEY_SECRET", "FlakyFront", "ForwardProxy", "MotoServer", "shared_moto"]
 
@@ -46,13 +54,14 @@ def _answers(url: str) -> bool:
         return False
 
 
-class MotoServer:
+class MotoServer(HostPort):
     """``moto`` in server mode on 127.0.0.1 and a free port; a context manager.
 
     ``endpoint`` is ``127.0.0.1:PORT`` (no scheme, as the s3 and oss configs want it).
     """
 
     def __init__(self, log_dir: str | os.PathLike[str] | None = None, start_timeout: float = 60.0) -> None:
+        self.host = LOCALHOST
         self.port = free_port()
         log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.gettempdir())
         env = {
@@ -71,12 +80,7 @@ class MotoServer:
     @property
     def endpoint(self) -> str:
         """``127.0.0.1:PORT``."""
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://{self.endpoint}"
+        return self.address
 
     @property
     def running(self) -> bool:

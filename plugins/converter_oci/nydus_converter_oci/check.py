@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import stat
@@ -24,6 +23,7 @@ from typing import Any
 
 from nydus_core.errors import NydusError
 from nydus_core.fs import RafsFS, open_fs, open_metadata
+from nydus_core.gzipstream import decompress, is_gzip
 from nydus_core.oci import annotations as ann
 from nydus_core.oci import image as oci
 from nydus_core.oci import mediatypes as mt
@@ -110,7 +110,10 @@ def check_bootstrap(image: remote.RemoteImage, bootstrap: Path, raw: bytes, *, r
     out: list[str] = []
     where = f"{image.ref}: bootstrap"
     diff_ids = (image.config.get("rootfs") or {}).get("diff_ids") or []
-    tar = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    try:
+        tar = decompress(raw, name=f"{where} layer", limit=oci.MAX_BOOTSTRAP_LAYER) if is_gzip(raw) else raw
+    except NydusError as exc:
+        return [*out, str(exc)]
     if diff_ids and diff_ids[-1] != oci.sha256_digest(tar):
         out.append(f"{where} layer: diff_id {diff_ids[-1]} is not the sha256 of its tar")
     try:

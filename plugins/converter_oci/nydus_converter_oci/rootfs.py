@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 from nydus_core.errors import FormatError
+from nydus_core.gzipstream import open_maybe_gzip
 
 if TYPE_CHECKING:
     from .streams import IterStream
@@ -92,12 +93,15 @@ class OciRootfs:
         return e
 
     def apply_layer(self, stream: BinaryIO | IterStream, *, where: str = "layer") -> None:
-        """Apply one layer tar (gzip or plain, read as a stream) on top of what is there."""
+        """Apply one layer tar (gzip or plain, read as a stream) on top of what is there.
+
+        A gzip layer is read to its end, so every member's CRC32 and ISIZE are checked."""
         layer: dict[str, Entry] = {}
         whiteouts: set[str] = set()
         opaques: set[str] = set()
         try:
-            with tarfile.open(fileobj=stream, mode="r|*") as tar:
+            data, gzipped = open_maybe_gzip(stream, name=where)
+            with tarfile.open(fileobj=data, mode="r|*") as tar:  # type: ignore[call-overload]  # stream mode only reads
                 for ti in tar:
                     path = _norm(ti.name)
                     base = posixpath.basename(path)
@@ -109,6 +113,8 @@ class OciRootfs:
                         whiteouts.add(posixpath.join(parent, base[len(WHITEOUT_PREFIX):]))
                         continue
                     layer[path] = self._entry(ti, tar, layer, where)
+            while gzipped and data.read(1 << 20):
+                pass
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise FormatError(f"{where}: not a readable tar: {exc}") from None
         # what this layer hides of the layers below

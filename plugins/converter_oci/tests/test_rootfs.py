@@ -85,3 +85,16 @@ def test_bad_layers_are_format_errors() -> None:
     writer = LayerWriter().hardlink("b", "missing")
     with pytest.raises(FormatError, match="hard link b -> missing: target not found"):
         OciRootfs().apply_layer(io.BytesIO(writer.tar()))
+
+
+def test_multi_member_layers_are_read_whole_and_crc_checked() -> None:
+    writer = LayerWriter().file("a", random_bytes(70_000, 1)).file("d/b", b"bee").file("z", b"last")
+    raw = writer.tar()
+    split = gzip.compress(raw[:1024], mtime=0) + gzip.compress(raw[1024:], mtime=0)
+    fs = OciRootfs()
+    fs.apply_layer(io.BytesIO(split), where="L")
+    assert {"/a", "/d/b", "/z"} <= set(fs.entries)
+    bad = bytearray(split)
+    bad[-8] ^= 0x01
+    with pytest.raises(FormatError, match=r"L: invalid gzip stream: member 2 .*CRC32"):
+        OciRootfs().apply_layer(io.BytesIO(bytes(bad)), where="L")

@@ -7,7 +7,6 @@ it is downloaded with its digest checked and only the bootstrap file is kept.
 from __future__ import annotations
 
 import base64
-import gzip
 import io
 import os
 import tarfile
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nydus_core.errors import IntegrityError, NydusError
+from nydus_core.gzipstream import decompress, is_gzip
 
 from .config import SnapshotterConfig
 
@@ -67,7 +67,7 @@ def extract_bootstrap(layer: bytes | Path, dest: Path, what: str) -> int:
     """Write the bootstrap inside a bootstrap layer (gzip'd tar) to ``dest``; return its size."""
     try:
         raw = layer.read_bytes() if isinstance(layer, Path) else layer
-        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        data = decompress(raw, name=f"{what}: bootstrap layer") if is_gzip(raw) else raw
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
             members = {m.name.lstrip("./").lstrip("/"): m for m in tar.getmembers()}
             for name in BOOTSTRAP_NAMES:

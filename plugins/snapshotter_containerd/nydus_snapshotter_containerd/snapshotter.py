@@ -2,7 +2,8 @@
 
 Layout under ``root``: ``metadata.db`` (:mod:`.metadata`), ``snapshots/<id>/fs`` and ``work``
 (overlay upper and work dirs), ``snapshots/<id>/image.boot`` (a Nydus bootstrap snapshot),
-``cache/`` (the blob cache shared by all images), ``mnt/`` (the shared nydusd, :mod:`.nydusd`).
+``cache/`` (the blob cache shared by all images), and the nydusd daemons' mounts, sockets, configs
+and logs (:mod:`.nydusd`: ``mnt/`` when shared, ``snapshots/<id>/mnt`` when dedicated).
 
 - An ordinary layer is an overlay snapshot as containerd's own overlay snapshotter makes them.
 - A layer labelled ``nydus-blob`` with a ``snapshot.ref`` target is committed empty under the target
@@ -10,7 +11,7 @@ Layout under ``root``: ``metadata.db`` (:mod:`.metadata`), ``snapshots/<id>/fs``
 - A layer labelled ``nydus-bootstrap`` is fetched from the registry (``cri.image-ref`` +
   ``cri.layer-digest``, digest checked), its bootstrap kept, and committed the same way.
 - An active or view snapshot whose nearest ancestor chain holds a bootstrap snapshot gets an overlay
-  mount whose lowest lowerdir is that image's RAFS mount in the shared nydusd.
+  mount whose lowest lowerdir is that image's RAFS mount (its own nydusd, or the shared one).
 - When the last active/view snapshot of an image goes, its RAFS instance is unmounted; when its
   bootstrap snapshot is removed, the blobs only it used leave the cache.
 """
@@ -90,7 +91,7 @@ class Snapshotter:
 
     def __init__(self, config: SnapshotterConfig, *,
                  fetch: Callable[[str, str, Path], int] | None = None) -> None:
-        from .nydusd import NydusdManager
+        from .nydusd import make_daemons
 
         self.config = config
         self.root = config.root_path
@@ -99,10 +100,7 @@ class Snapshotter:
         self.cache_dir = config.cache_path
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.meta = MetaStore(self.root / "metadata.db")
-        if config.daemon_mode != "shared":
-            log.warning("daemon_mode %r is not implemented yet; one shared nydusd serves every image",
-                        config.daemon_mode)
-        self.nydusd = NydusdManager(self.root, config.nydusd, extra_args=nydusd_flags(config))
+        self.daemons = make_daemons(config.daemon_mode, self.root, config.nydusd, nydusd_flags(config))
         self._fetch = fetch or self._fetch_from_registry
         self._mount_lock = threading.RLock()
 
@@ -130,14 +128,13 @@ class Snapshotter:
             if base is not None:
                 needed[base.id] = base
         try:
-            started = self.nydusd.ensure_running()
+            what = self.daemons.start()
         except NydusError as exc:
             # Still serve: plain OCI snapshots work, removals go through, and Nydus images are
             # mounted (or say why not) on their next Mounts/Prepare.
             log.log(logging.ERROR if needed else logging.WARNING, "nydusd is not running: %s", exc)
             return
-        log.info("%s nydusd at %s; %d image(s) in use", "started" if started else "reconnected to",
-                 self.nydusd.apisock, len(needed))
+        log.info("%s daemon mode: %s; %d image(s) in use", self.daemons.mode, what, len(needed))
         for boot in needed.values():
             try:
                 self._mount_image(boot)
@@ -149,8 +146,8 @@ class Snapshotter:
         unless ``cleanup_on_close`` asks to unmount every image and stop it (upstream's key)."""
         if self.config.cleanup_on_close:
             log.info("cleanup_on_close: stopping nydusd")
-            self.nydusd.stop()
-        self.nydusd.close()
+            self.daemons.stop()
+        self.daemons.close()
         self.meta.close()
 
     # -- operations -----------------------------------------------------------------------------
@@ -348,7 +345,7 @@ class Snapshotter:
         return [Mount("overlay", "overlay", [f"lowerdir={':'.join(lowers)}"])]
 
     def image_name(self, boot: Snapshot) -> str:
-        """The sub-path name of an image in the shared nydusd."""
+        """The name of an image: its sub-path in the shared nydusd, its dedicated nydusd's id."""
         return str(boot.id)
 
     def _mount_image(self, boot: Snapshot) -> Path:
@@ -359,7 +356,7 @@ class Snapshotter:
         cfg = self.config.daemon_config(scheme=src.scheme, host=src.host, repo=src.repo, auth=src.auth,
                                         work_dir=str(self.cache_dir))
         with self._mount_lock:
-            return self.nydusd.mount(self.image_name(boot), self.bootstrap_path(boot.id), cfg)
+            return self.daemons.mount(self.image_name(boot), self.bootstrap_path(boot.id), cfg)
 
     def _release_if_unused(self, boot: Snapshot) -> None:
         """Unmount the image when no active or view snapshot stands on it any more."""
@@ -370,7 +367,7 @@ class Snapshotter:
                     return
         with self._mount_lock:
             try:
-                if self.nydusd.umount(self.image_name(boot)):
+                if self.daemons.umount(self.image_name(boot)):
                     log.info("unmounted image %s", boot.labels.get(L.NYDUS_IMAGE, boot.name))
             except NydusError as exc:
                 log.warning("unmounting image %s: %s", boot.name, exc)
@@ -379,7 +376,7 @@ class Snapshotter:
         """The bootstrap snapshot is gone: unmount and drop the cached blobs no other image uses."""
         with self._mount_lock:
             try:
-                self.nydusd.umount(self.image_name(boot))
+                self.daemons.umount(self.image_name(boot))
             except NydusError as exc:
                 log.warning("unmounting image %s: %s", boot.name, exc)
         mine = self._blob_ids(self.bootstrap_path(boot.id))
