@@ -25,6 +25,7 @@ from ..rafs.constants import BLOB_ID_INLINE_PLACEHOLDER
 from ..rafs.model import BlobInfo, ChunkInfo, TreeInode
 from ..rafs.v6_writer import V6Writer
 from ..tools.check import self_check
+from .build_ref import REF_SOURCE_TYPES, build_ref
 from .chunker import ChunkKey, ChunkPipeline, Readable, finalize_chunks, remap_blob_indexes, unique_inodes
 from .inputs import LoadedImage, chunk_map, load_image, strip_chunk_dict_prefix
 from .limits import check_tree
@@ -103,6 +104,11 @@ def build(
     """
     opts = options or BuildOptions()
     opts.validate()
+    if source_type in REF_SOURCE_TYPES:
+        if not isinstance(source, (str, os.PathLike)):
+            raise UsageError(f"source type {source_type} needs the layer as a file path")
+        return build_ref(source, source_type, bootstrap=bootstrap, blob=blob, blob_dir=blob_dir,
+                         options=opts)
     if source_type in UNSUPPORTED_SOURCE_TYPES:
         raise UsageError(f"source type '{source_type}' is not supported by nydus-py "
                          f"(supported: {', '.join(SOURCE_TYPES)})")

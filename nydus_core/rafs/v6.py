@@ -234,7 +234,7 @@ class V6Image(RafsImage):
         )
         if features & 0xFFFF & ~0x0FFF or features & BlobFeatures.V5_NO_EXT_BLOB_TABLE:
             raise m.error(f"{where}: unknown blob features {features:#x}")
-        check_blob_supported(m, blob)
+        check_blob_supported(m, blob, v6=True)
         if blob_index != position:
             raise m.error(f"{where}: records blob index {blob_index}")
         if chunk_size != self.chunk_size:
@@ -249,7 +249,12 @@ class V6Image(RafsImage):
             raise m.error(f"{where}: blob features {features:#x} lack ALIGNED (required by RAFS v6)")
         if ci_csize > ci_usize:
             raise m.error(f"{where}: chunk-info compressed size {ci_csize} exceeds its uncompressed size")
-        if features & BlobFeatures.CHUNK_INFO_V2:
+        if features & BlobFeatures.ZRAN and not features & BlobFeatures.CHUNK_INFO_V2:
+            raise m.error(f"{where}: blob features {features:#x}: ZRAN without CHUNK_INFO_V2")
+        if features & BlobFeatures.ZRAN:
+            if ci_usize < 24 * chunk_count:
+                raise m.error(f"{where}: chunk-info size {ci_usize} is less than 24 x {chunk_count} chunks")
+        elif features & BlobFeatures.CHUNK_INFO_V2:
             if ci_usize != 24 * chunk_count:
                 raise m.error(f"{where}: chunk-info size {ci_usize} is not 24 x {chunk_count} chunks")
         elif not features & BlobFeatures.IS_CHUNKDICT_GENERATED and ci_usize != 16 * chunk_count:

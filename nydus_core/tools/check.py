@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -13,9 +14,11 @@ from typing import Any
 from ..errors import BuildError, IntegrityError, NydusError
 from ..plugins import compressor_by_id
 from ..rafs.blobmeta import read_blob_meta
+from ..rafs.constants import BlobFeatures
 from ..rafs.image import RafsImage, open_image
 from ..rafs.model import BlobInfo, ChunkInfo
 from ..rafs.reader import open_bootstrap_bytes
+from ..rafs.zran_read import meta_blob_id
 from .datasource import ChunkSource, algorithm_names, unique_chunks, use_real_blob_ids
 
 __all__ = ["CheckReport", "check_image", "self_check"]
@@ -164,7 +167,10 @@ def _check_blob_meta(image: RafsImage, source: ChunkSource,
         if not blob.ci_uncompressed_size:
             continue  # no blob meta recorded (older images)
         try:
-            _header, records = read_blob_meta(functools.partial(source.read_blob, blob), blob,
+            holder = blob
+            if blob.features & BlobFeatures.SEPARATE:  # *-ref: blob.meta is in the RAFS blob
+                holder = dataclasses.replace(blob, blob_id=meta_blob_id(blob))
+            _header, records = read_blob_meta(functools.partial(source.read_blob, holder), blob,
                                               compressor_for=compressor_by_id)
         except NydusError as exc:
             errors.append(str(exc))
