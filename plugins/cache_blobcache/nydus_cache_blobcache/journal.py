@@ -126,7 +126,7 @@ class ChunkJournal:
         tmp = f"{path}.tmp.{os.getpid()}"
         parts = [_header(uncompressed_size, chunk_count)]
         parts.extend(encode_record(off, size, tag) for off, (size, tag) in sorted(ready.items()))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, b"".join(parts))
             os.fsync(fd)
