@@ -395,6 +395,8 @@ class ServeOptions:
             args += ["--id", self.daemon_id]
         if self.supervisor:
             args += ["--supervisor", self.supervisor]
+        if self.fs_driver != "fusedev":
+            args += ["--fs-driver", self.fs_driver]
         return args
 
 

@@ -215,6 +215,10 @@ class ReadPipeline:
         recorded = self.image.blobs[blob_index].uncompressed_size
         return max(recorded, self._layouts.get(blob_index).end)
 
+    def blob_id(self, blob_index: int) -> str:
+        """Return the id blob ``blob_index`` is fetched and cached by (after any override)."""
+        return self._blobs[blob_index].blob_id
+
     def _read_blob(self, blob_index: int, offset: int, size: int, cached_only: bool) -> bytes | None:
         layout = self._layouts.get(blob_index)
         end = min(offset + size, max(self.image.blobs[blob_index].uncompressed_size, layout.end))

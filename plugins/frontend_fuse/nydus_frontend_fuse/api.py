@@ -3,7 +3,7 @@
 ``GET /api/v1/daemon``, ``PUT /api/v1/daemon`` (log level), ``GET /api/v1/daemon/events``,
 ``GET /api/v1/daemon/backend``, ``PUT /api/v1/daemon/start``, ``PUT /api/v1/daemon/exit``,
 ``POST|PUT|DELETE /api/v1/mount?mountpoint=/sub``, ``GET /api/v1/metrics[/files|/pattern|/backend|
-/blobcache|/inflight]`` (``?id=MOUNTPOINT`` picks an instance). Errors answer upstream's
+/blobcache|/inflight|/blobs]`` (``?id=MOUNTPOINT`` picks an instance). Errors answer upstream's
 ``{"code": ..., "message": ...}``.
 """
 
@@ -123,6 +123,12 @@ def build_api(daemon: Daemon) -> HttpServer:
     async def get_inflight(req: Request) -> tuple[int, Any]:
         return 200, daemon.ops.inflight()
 
+    async def get_blob_metrics(req: Request) -> tuple[int, Any]:
+        blob_metrics = getattr(daemon, "blob_metrics", None)
+        if blob_metrics is None:
+            raise HttpError(400, "per-blob-device metrics exist with --fs-driver erofs only")
+        return 200, blob_metrics()
+
     routes: dict[tuple[str, str], Handler] = {
         ("GET", "/api/v1/daemon"): get_daemon,
         ("PUT", "/api/v1/daemon"): put_daemon,
@@ -139,6 +145,7 @@ def build_api(daemon: Daemon) -> HttpServer:
         ("GET", "/api/v1/metrics/backend"): get_backend_metrics,
         ("GET", "/api/v1/metrics/blobcache"): get_blobcache_metrics,
         ("GET", "/api/v1/metrics/inflight"): get_inflight,
+        ("GET", "/api/v1/metrics/blobs"): get_blob_metrics,
     }
     return HttpServer(routes)
 
