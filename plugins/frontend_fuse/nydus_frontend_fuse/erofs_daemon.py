@@ -10,6 +10,11 @@ and replaces the FUSE mount of the image with:
    with one blob-device file per blob, in blob-table order, at ``-M`` (an image mounted through the
    API at ``/sub`` goes to ``-M``/sub).
 
+A blob whose cache file ``<blob_id>.blob.data`` is complete (every chunk ready; under
+``digest_validate`` every chunk checked against its digest at mount time) is its own device: the
+kernel reads it with no FUSE round trip. The daemon holds a shared ``flock`` on it while mounted,
+which keeps the blobcache's size-cap eviction (hole punching) and ``nydus cache gc`` away from it.
+
 Before the kernel sees a bootstrap it must be RAFS v6 and pass the structural checks of
 ``nydus-image check`` (every inode, name, link, xattr and chunk record decoded and bounds-checked):
 a bootstrap from a registry is untrusted input to the kernel. Unmounting goes EROFS first, then
@@ -20,12 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import signal
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -71,15 +77,25 @@ class KernelMount:
 
     target: str
     instance: RafsInstance
+    #: the blob devices it uses (the blobs served through FUSE)
     devices: list[BlobDevice]
     mount_id: int
+    #: descriptors holding a shared flock on the cache files used directly as devices
+    pins: list[int] = field(default_factory=list)
+    #: ids of the blobs whose complete cache file is the device
+    direct_ids: list[str] = field(default_factory=list)
 
 
 class ErofsDaemon(Daemon):
     """One nydusd process with the ``erofs`` driver (see the module doc)."""
 
-    def __init__(self, settings: Any, tuning: FuseTuning | None = None, *, direct_io: bool = True) -> None:
+    def __init__(self, settings: Any, tuning: FuseTuning | None = None, *, direct_io: bool = True,
+                 direct_files: bool = True) -> None:
         super().__init__(settings, tuning)
+        #: use a blob's complete cache file as its device (no FUSE round trip)
+        self.direct_files = direct_files
+        #: blob id -> how many mounts use its cache file directly
+        self.direct: dict[str, int] = {}
         self.blobfs = BlobDeviceFs(direct_io=direct_io)
         self.kmounts: dict[str, KernelMount] = {}
         self.blobdir = ""
@@ -170,29 +186,73 @@ class ErofsDaemon(Daemon):
         self._conn = connection_id(self.blobdir)
         self._reaper.tell(f"conn {self._conn}")
 
+    def _device_for(self, inst: RafsInstance, index: int, pins: list[int],
+                    devices: list[BlobDevice]) -> str:
+        """Return the device path of blob ``index``: its complete cache file (pinned with a shared
+        ``flock``, so hole punching and ``nydus cache gc`` leave it alone), else a blob device."""
+        p = inst.pipeline
+        if self.direct_files:
+            path = p.complete_blob_file(index)
+            if path is not None:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    pass
+                else:
+                    fcntl.flock(fd, fcntl.LOCK_SH)
+                    if os.fstat(fd).st_ino == os.stat(path).st_ino:  # not replaced by a gc meanwhile
+                        pins.append(fd)
+                        self.direct[p.blob_id(index)] = self.direct.get(p.blob_id(index), 0) + 1
+                        log.info("blob %s: complete in the cache, used directly as the device",
+                                 p.blob_id(index))
+                        return path
+                    os.close(fd)
+        dev = self.blobfs.add(p, index, p.blob_id(index))
+        devices.append(dev)
+        return os.path.join(self.blobdir, dev.name)
+
+    def _release(self, devices: list[BlobDevice], pins: list[int], ids: list[str]) -> None:
+        for d in devices:
+            self.blobfs.remove(d)
+        for fd in pins:
+            os.close(fd)
+        for bid in ids:
+            n = self.direct.get(bid, 0) - 1
+            if n > 0:
+                self.direct[bid] = n
+            else:
+                self.direct.pop(bid, None)
+
     def _mount_image(self, inst: RafsInstance) -> KernelMount:
-        """Register ``inst``'s blobs as devices and mount it with EROFS at its target."""
+        """Give ``inst``'s blobs devices and mount it with EROFS at its target."""
         target = self.target_of(inst.mountpoint)
         if not os.path.isdir(target):
             os.makedirs(target, exist_ok=True)
-        devices = [self.blobfs.add(inst.pipeline, i, inst.pipeline.blob_id(i))
-                   for i in range(len(inst.image.blobs))]
+        devices: list[BlobDevice] = []
+        pins: list[int] = []
+        paths: list[str] = []
+        before = dict(self.direct)
         try:
-            mount_erofs(inst.bootstrap, [os.path.join(self.blobdir, d.name) for d in devices], target)
-        except OSError as exc:
-            for d in devices:
-                self.blobfs.remove(d)
-            raise UsageError(f"{inst.bootstrap}: EROFS mount at {target} failed: {exc.strerror}; "
-                             f"{FUSEDEV_HINT}") from None
+            paths = [self._device_for(inst, i, pins, devices) for i in range(len(inst.image.blobs))]
+            mount_erofs(inst.bootstrap, paths, target)
+        except BaseException as exc:
+            direct_ids = [bid for bid in self.direct if self.direct[bid] > before.get(bid, 0)]
+            self._release(devices, pins, direct_ids)
+            if isinstance(exc, OSError):
+                raise UsageError(f"{inst.bootstrap}: EROFS mount at {target} failed: {exc.strerror}; "
+                                 f"{FUSEDEV_HINT}") from None
+            raise
+        direct_ids = [inst.pipeline.blob_id(i) for i, path in enumerate(paths)
+                      if not path.startswith(self.blobdir + os.sep)]
         ident = mount_id(target) or 0
-        km = KernelMount(target, inst, devices, ident)
+        km = KernelMount(target, inst, devices, ident, pins, direct_ids)
         self.kmounts[inst.mountpoint] = km
         if self._reaper is not None:
             self._reaper.tell(f"mount {ident} {target}")
         return km
 
     def _unmount_image(self, km: KernelMount) -> None:
-        """Unmount one EROFS mount (lazily when files are still open) and drop its devices."""
+        """Unmount one EROFS mount (lazily when files are still open), then release its devices."""
         if any(m.mount_id == km.mount_id for m in mounts_at(km.target)):
             try:
                 umount(km.target)
@@ -205,8 +265,7 @@ class ErofsDaemon(Daemon):
                     umount(km.target, lazy=True)
         if self._reaper is not None:
             self._reaper.tell(f"umount {km.mount_id}")
-        for d in km.devices:
-            self.blobfs.remove(d)
+        self._release(km.devices, km.pins, km.direct_ids)
 
     def _unmount_images(self) -> None:
         for key in sorted(self.kmounts, reverse=True):
@@ -304,5 +363,8 @@ class ErofsDaemon(Daemon):
         return await self.mount(mountpoint, source, config, prefetch_files)
 
     def blob_metrics(self) -> list[dict[str, Any]]:
-        """Per-blob-device read counters (``GET /api/v1/metrics/blobs``)."""
-        return [d.metrics() for d in self.blobfs.devices()]
+        """Per-blob-device read counters (``GET /api/v1/metrics/blobs``); blobs whose complete cache
+        file is the device are listed with ``direct: true`` (the kernel reads them, nothing counts)."""
+        out = [{**d.metrics(), "direct": False} for d in self.blobfs.devices()]
+        out += [{"blob_id": bid, "direct": True, "users": n} for bid, n in sorted(self.direct.items())]
+        return out
