@@ -25,8 +25,10 @@ from ..rafs.checks import recorded_id
 from ..rafs.model import BlobInfo, TreeInode
 from ..rafs.ref_blob import write_ref_blob
 from ..rafs.v6_writer import V6Writer
+from ..tools.check import self_check
 from .chunker import ChunkPipeline, Readable, finalize_chunks
 from .inputs import LoadedImage, chunk_map, load_image
+from .limits import check_tree
 from .options import BuildOptions, BuildResult, BuildStats
 from .outputs import OutputFile, write_file
 from .ref_chunks import RefChunkSink
@@ -159,6 +161,7 @@ def build_ref(
         f.close()
     layer_digest = hashing.sha256.hexdigest()
     implicit = tsrc.implicit_dirs
+    check_tree(tree, str(layer))  # what the format cannot hold is refused, naming the entry
     root: TreeInode = tree
     if parent is not None:
         root = apply_layer(parent.tree, tree, opts.whiteout_spec, keep_lower_attrs=implicit)
@@ -197,6 +200,7 @@ def build_ref(
                       digester=recorded_id(digester, "digester"), explicit_uid_gid=not opts.repeatable,
                       prefetch=prefetch)
     data = writer.dump(table)
+    self_check(data, str(bootstrap))
     boot_path = write_file(Path(bootstrap), data, "bootstrap")
     log.info("%s: %s image of layer %s (%d chunks, RAFS blob %s)", boot_path, source_type, layer_digest,
              sink.chunk_count, info.blob_meta_digest.hex() if info else "none")

@@ -75,6 +75,7 @@ _CHUNK_KEY = struct.Struct("<32xI20xQ8xI4x")
 assert _CHUNK_KEY.size == CHUNK_INFO_SIZE
 
 _DIRENT_SIZE = 12
+_NAME_LEN = 255  # the kernel's EROFS_NAME_LEN: a longer dirent name is "bogus dirent namelen"
 _XATTR_IBODY_HEADER = 12
 _FILE_TYPES = frozenset(
     {stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK}
@@ -364,6 +365,9 @@ class V6Image(RafsImage):
             name = name.split(b"\0", 1)[0]
             if not name:
                 raise self._m.error(f"directory nid {nid}: dirent {j} has an empty name")
+        if len(name) > _NAME_LEN:
+            raise self._m.error(f"directory nid {nid}: dirent {j} has a name of {len(name)} bytes "
+                                f"(the limit is {_NAME_LEN})")
         return name, child
 
     def _dir(self, ino: int) -> tuple[_Inode, tuple[int, int, int]]:
