@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from .errors import UsageError
+from .redact import RedactingFilter
 
 __all__ = ["DEFAULT_FORMAT", "LEVELS", "LEVEL_NAMES", "level_of", "setup_logging"]
 
@@ -75,4 +76,5 @@ def setup_logging(
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(RedactingFilter())
     logging.basicConfig(level=numeric, handlers=[handler], force=True)

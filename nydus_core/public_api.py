@@ -59,6 +59,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "nydus_core.cli.convention",
     "nydus_core.cli.progress",
     "nydus_core.logsetup",
+    "nydus_core.redact",
     "nydus_core.sizes",
 )
 

@@ -8,8 +8,8 @@
   ``ping_url`` (or connects to the proxy) every ``check_interval``, pausing after
   ``check_pause_elapsed`` idle; requests go through the proxy while it is healthy and fall back to
   the origin when it is not.
-- :func:`redact`: removes secrets and ``user:password@`` from text meant for users or logs;
-  :class:`Redactor` also URL query strings and ``Authorization`` values, with secrets learnt as it goes.
+- :func:`redact` and :class:`Redactor`: the one redaction rule of :mod:`nydus_core.redact` (URL
+  user-info, query values, ``Authorization`` values, known secrets), re-exported for backends.
 - :func:`ca_bundle`: one PEM file from several ``ca_cert_files``.
 - :func:`object_key`: the object name of a blob in an object store (``object_prefix + blob_id``).
 - :class:`ExactSizeReader`: a stream wrapper that fails an upload whose stream is shorter or longer
@@ -22,20 +22,19 @@ import dataclasses
 import ipaddress
 import logging
 import os
-import re
 import socket
 import tempfile
 import threading
 import time
 import urllib.request
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from .errors import BackendError, BlobNotFoundError, ConfigError
+from .redact import Redactor, redact
 
 __all__ = [
     "RETRY_STATUSES",
@@ -161,50 +160,7 @@ def object_key(prefix: str, blob_id: str, backend: str) -> str:
     return prefix + bare
 
 
-# -- redaction ----------------------------------------------------------------------------------
-
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@'\"]+@")
-_URL_QUERY = re.compile(r"(?P<url>[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?'\"]+)\?[^\s'\")]*")
-_AUTH_HEADER = re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(basic|bearer)?\s*[^\s'\",}]+")
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """Return ``text`` without ``secrets`` (each at least 4 chars) and without ``user:pass@`` in URLs."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return _URL_USERINFO.sub(r"\g<scheme>***@", text)
-
-
-class Redactor:
-    """Scrubs text for messages and logs: known secrets, URL user-info, URL query strings (pre-signed
-    URLs carry signatures) and ``Authorization`` values. Thread-safe; remembers the last ``keep``
-    transient secrets (tokens) it was told about."""
-
-    def __init__(self, *secrets: str, keep: int = 64) -> None:
-        self._lock = threading.Lock()
-        self._fixed: set[str] = set()
-        self._recent: deque[str] = deque(maxlen=keep)
-        for s in secrets:
-            self.add(s)
-
-    def add(self, secret: str | None, *, transient: bool = False) -> None:
-        """Remember ``secret`` (ignored when shorter than 4 characters)."""
-        if not secret or len(secret) < 4:
-            return
-        with self._lock:
-            if transient:
-                self._recent.append(secret)
-            else:
-                self._fixed.add(secret)
-
-    def __call__(self, text: object) -> str:
-        """Return ``text`` as a string with every secret, user-info, URL query and credential replaced."""
-        with self._lock:
-            secrets = {*self._fixed, *self._recent}
-        out = redact(str(text), secrets)
-        out = _URL_QUERY.sub(r"\g<url>?…", out)
-        return _AUTH_HEADER.sub(r"\1***", out)
-
+# -- redaction: the one rule lives in nydus_core.redact; re-exported here for backends --------
 
 def exception_chain(exc: BaseException) -> Iterable[BaseException]:
     """Yield ``exc`` and its causes/contexts, outermost first."""

@@ -24,8 +24,11 @@ from ..rafs.checks import recorded_id
 from ..rafs.constants import BLOB_ID_INLINE_PLACEHOLDER
 from ..rafs.model import BlobInfo, ChunkInfo, TreeInode
 from ..rafs.v6_writer import V6Writer
+from ..tools.check import self_check
+from .build_ref import REF_SOURCE_TYPES, build_ref
 from .chunker import ChunkKey, ChunkPipeline, Readable, finalize_chunks, remap_blob_indexes, unique_inodes
 from .inputs import LoadedImage, chunk_map, load_image, strip_chunk_dict_prefix
+from .limits import check_tree
 from .options import SOURCE_TYPES, UNSUPPORTED_SOURCE_TYPES, BuildOptions, BuildResult, BuildStats
 from .outputs import OutputFile, write_file
 from .source_dir import DirectorySource
@@ -101,6 +104,11 @@ def build(
     """
     opts = options or BuildOptions()
     opts.validate()
+    if source_type in REF_SOURCE_TYPES:
+        if not isinstance(source, (str, os.PathLike)):
+            raise UsageError(f"source type {source_type} needs the layer as a file path")
+        return build_ref(source, source_type, bootstrap=bootstrap, blob=blob, blob_dir=blob_dir,
+                         options=opts)
     if source_type in UNSUPPORTED_SOURCE_TYPES:
         raise UsageError(f"source type '{source_type}' is not supported by nydus-py "
                          f"(supported: {', '.join(SOURCE_TYPES)})")
@@ -150,6 +158,7 @@ def build(
     )
     try:
         implicit: set[int] = set()
+        layer = getattr(source, "name", None) or str(source)
         if source_type in ("dir-rafs", "directory"):
             if not isinstance(source, (str, os.PathLike)):
                 raise UsageError("a directory source must be a path")
@@ -165,6 +174,8 @@ def build(
                                      total=tsrc.size, position=lambda: tsrc.consumed)
             tree = tsrc.load(pipeline, stats)
             implicit = tsrc.implicit_dirs
+            layer = tsrc.name
+        check_tree(tree, str(layer))  # what the format cannot hold is refused, naming the entry
         root = tree
         if parent is not None:
             root = apply_layer(parent.tree, tree, opts.whiteout_spec, keep_lower_attrs=implicit)
@@ -206,6 +217,7 @@ def build(
             out.discard()
         final_table = with_own(info) if info is not None else table
         data = writer.dump(final_table)
+        self_check(data, str(bootstrap) if bootstrap is not None else "inline bootstrap")
     except OSError as exc:  # the blob could not be written (disk full, broken pipe...)
         bw.abort()
         out.discard()

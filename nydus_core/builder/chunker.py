@@ -40,6 +40,13 @@ def read_full(f: Readable, n: int) -> bytes:
     return b"".join(parts)
 
 
+class ChunkSink(Protocol):
+    """Where new chunks go: a :class:`~nydus_core.rafs.blob_writer.BlobWriter`, or a ``*-ref``
+    build's record maker (which also wants each chunk's offset in the source, via ``at``)."""
+
+    def add_chunk(self, data: bytes, digest: bytes | None = None, /) -> ChunkInfo: ...
+
+
 class ChunkPipeline:
     """Chunking + dedup + blob writing for one build.
 
@@ -51,7 +58,7 @@ class ChunkPipeline:
 
     def __init__(
         self,
-        writer: BlobWriter | None,
+        writer: BlobWriter | ChunkSink | None,
         digester: Digester,
         chunk_size: int,
         *,
@@ -71,6 +78,12 @@ class ChunkPipeline:
         self.total = total
         self._on_no_writer = on_no_writer
         self._position = position
+        self._at: Callable[[int], None] | None = getattr(writer, "at", None)
+        self._source_offset = 0
+
+    def begin_file(self, source_offset: int) -> None:
+        """Say where the next file's data starts in the source stream (``*-ref`` builds use it)."""
+        self._source_offset = source_offset
 
     def add_file(self, f: Readable, size_hint: int | None = None) -> tuple[list[ChunkInfo], int]:
         """Chunk everything ``f`` yields; return the chunk records and the byte count.
@@ -102,12 +115,15 @@ class ChunkPipeline:
             if chunk is None:
                 if self.writer is None:
                     raise (self._on_no_writer() if self._on_no_writer else RuntimeError("no blob writer"))
+                if self._at is not None:
+                    self._at(self._source_offset)
                 chunk = self.writer.add_chunk(data, d)
                 self.known[key] = chunk
                 stats.chunks_new += 1
             else:
                 stats.chunks_dedup += 1
             chunks.append(chunk)
+            self._source_offset += n
             stats.chunks += 1
             stats.bytes_read += n
             if self.progress is not None:

@@ -24,9 +24,11 @@ from ..rafs.constants import BLOB_ID_INLINE_PLACEHOLDER, BlobFeatures
 from ..rafs.model import BlobInfo, TreeInode
 from ..rafs.toc import blob_id_from_path
 from ..rafs.v6_writer import V6Writer
+from ..tools.check import self_check
 from .build import resolve_paths
 from .chunker import finalize_chunks, unique_inodes
 from .inputs import load_image, strip_chunk_dict_prefix
+from .limits import check_tree
 from .options import WHITEOUT_SPECS, MergeResult, ProgressCallback
 from .outputs import write_file
 from .whiteout import apply_layer, strip_markers
@@ -193,12 +195,14 @@ def merge(
             progress(step + 1, len(layers))
 
     assert chunk_size is not None and digester is not None and compressor is not None
+    check_tree(root, "merged image")  # what the format cannot hold is refused, naming the entry
     finalize_chunks(root, chunk_size)
     wanted = prefetch if prefetch is not None else list(dict.fromkeys(prefetch_paths))
     nodes = resolve_paths(root, wanted) if wanted else []
     writer = V6Writer(root, table, chunk_size=chunk_size, compressor=compressor, digester=digester,
                       explicit_uid_gid=explicit, prefetch=nodes)
     data = writer.dump()
+    self_check(data, str(bootstrap))
     out = write_file(Path(bootstrap), data, "bootstrap")
     return MergeResult(bootstrap_path=out, blobs=table, inode_count=writer.inode_count,
                        bootstrap_size=len(data))

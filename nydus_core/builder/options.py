@@ -16,9 +16,9 @@ from ..rafs.constants import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 from ..rafs.model import BlobInfo
 
 #: ``--type`` values the builder implements (``directory`` is upstream's alias of ``dir-rafs``).
-SOURCE_TYPES = ("dir-rafs", "directory", "tar-rafs", "targz-rafs")
+SOURCE_TYPES = ("dir-rafs", "directory", "tar-rafs", "targz-rafs", "targz-ref", "tar-ref")
 #: Upstream ``--type`` values nydus-py does not build.
-UNSUPPORTED_SOURCE_TYPES = ("estargz-rafs", "targz-ref", "estargz-ref", "estargztoc-ref", "stargz_index",
+UNSUPPORTED_SOURCE_TYPES = ("estargz-rafs", "estargz-ref", "estargztoc-ref", "stargz_index",
                             "tar-tarfs")
 WHITEOUT_SPECS = ("oci", "overlayfs", "none")
 

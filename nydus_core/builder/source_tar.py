@@ -252,6 +252,7 @@ class TarSource:
             node.mode |= stat.S_IFREG
             f = tf.extractfile(m)
             assert f is not None
+            pipeline.begin_file(m.offset_data)
             node.chunks, node.size = pipeline.add_file(f, m.size)
             if node.size != m.size:
                 raise BuildError(f"{self.name}: member {m.name} is truncated")

@@ -99,7 +99,8 @@ def cli(log_level: str, log_file: str | None, debug: bool) -> None:
 @cli.command(context_settings=CTX)
 @click.argument("source")
 @click.option("-t", "--type", "source_type", default="dir-rafs", show_default=True,
-              help="dir-rafs (alias directory), tar-rafs or targz-rafs.")
+              help="dir-rafs (alias directory), tar-rafs, targz-rafs; targz-ref or tar-ref (the "
+                   "layer itself stays the data blob).")
 @click.option("-B", "--bootstrap", default=None, help="Write the bootstrap (RAFS metadata) here.")
 @click.option("-D", "--blob-dir", default=None, help="Write the blob into this directory, named by its id.")
 @click.option("-b", "--blob", default=None, help="Write the data blob to this file (or fifo).")

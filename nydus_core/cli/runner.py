@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import click
 
 from ..errors import NydusError, describe
+from ..redact import redact
 from .convention import apply_convention
 
 __all__ = ["INTERNAL_ERROR_EXIT", "debug_requested", "run_main"]
@@ -47,7 +48,7 @@ def run_main(
     except NydusError as exc:
         if debug:
             traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact(str(exc))}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
@@ -57,6 +58,6 @@ def run_main(
     except Exception as exc:  # a bug: still one line unless --debug
         if debug:
             traceback.print_exc()
-        click.echo(f"error: internal error: {describe(exc)} (run with --debug for details)", err=True)
+        click.echo(f"error: internal error: {redact(describe(exc))} (run with --debug for details)", err=True)
         return INTERNAL_ERROR_EXIT
     return rv if isinstance(rv, int) else 0

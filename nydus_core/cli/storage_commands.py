@@ -93,10 +93,27 @@ def ls_cmd(bootstrap: str, path: str, config: str | None, blob_dir: str | None, 
         if not long:
             click.echo(name)
             continue
-        when = datetime.datetime.fromtimestamp(s.st_mtime, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+        when = format_utc_minutes(s.st_mtime_ns // 1_000_000_000)
         suffix = f" -> {target}" if target is not None else ""
         click.echo(f"{_mode_string(s.st_mode)} {s.st_nlink:>3} {s.st_uid:>5} {s.st_gid:>5} "
                    f"{s.st_size:>10} {when} {name}{suffix}")
+
+
+def format_utc_minutes(seconds: int) -> str:
+    """``YYYY-MM-DD HH:MM`` (UTC) of any whole number of seconds since 1970, also far beyond year 9999
+    and before year 1 (what ``datetime`` cannot show): the proleptic Gregorian calendar, computed."""
+    days, rem = divmod(seconds, 86400)
+    # civil_from_days (H. Hinnant's algorithm), exact for any integer
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    return f"{year:04d}-{month:02d}-{day:02d} {rem // 3600:02d}:{rem % 3600 // 60:02d}"
 
 
 def _kind(mode: int) -> str:

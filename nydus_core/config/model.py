@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .. import plugins
 from ..errors import ConfigError
+from ..redact import SECRET_KEYS, masked
 from .fields import MAX_IO_SIZE
 from .frozen import FrozenMap, freeze, thaw
 
@@ -43,21 +44,9 @@ MAX_PREFETCH_THREADS: Final = 1024
 DEFAULT_MERGING_SIZE: Final = 1 << 20
 MAX_MERGING_SIZE: Final = MAX_IO_SIZE
 
-#: Option names whose values are secrets: masked in ``repr`` (logs, tracebacks), never in to_v1_dict.
-SECRET_KEYS: Final = frozenset(
-    {"auth", "registry_token", "access_key_id", "access_key_secret", "encryption_key", "password", "token"}
-)
-
-
 def _masked(options: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if key in SECRET_KEYS and value not in (None, ""):
-            out[key] = "***"
-        elif isinstance(value, Mapping):
-            out[key] = _masked(value)
-        else:
-            out[key] = thaw(value)
+    out = masked(thaw(options))
+    assert isinstance(out, dict)
     return out
 
 

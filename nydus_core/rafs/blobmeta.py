@@ -26,9 +26,7 @@ from .constants import (
 from .model import BlobInfo
 from .zran import ZranTable, parse_zran_area
 
-#: What blob.meta parsing refuses: the unsupported features except ZRAN and SEPARATE (*-ref).
-_REFUSED = tuple((bit, name) for bit, name in UNSUPPORTED_BLOB_FEATURES
-                 if bit not in (BlobFeatures.ZRAN, BlobFeatures.SEPARATE))
+_REFUSED = UNSUPPORTED_BLOB_FEATURES
 _HEADER = struct.Struct("<IIIIQQQQQI")
 _MAGIC2_OFFSET = BLOB_META_HEADER_SIZE - 4
 _V1 = struct.Struct("<QQ")

@@ -12,6 +12,7 @@ from .constants import (
     DIGESTER_BLAKE3,
     MAX_CHUNK_SIZE,
     UNSUPPORTED_BLOB_FEATURES,
+    BlobFeatures,
     ChunkFlags,
     SuperFlags,
 )
@@ -62,8 +63,17 @@ def check_super_flags_supported(m: MappedBootstrap, flags: int) -> None:
         raise UnsupportedFeatureError(f"{m.path}: image uses encryption, which nydus-py does not support")
 
 
-def check_blob_supported(m: MappedBootstrap, blob: BlobInfo) -> None:
-    """Raise UnsupportedFeatureError if ``blob`` uses a feature nydus-py does not read."""
+def check_blob_supported(m: MappedBootstrap, blob: BlobInfo, *, v6: bool = False) -> None:
+    """Raise UnsupportedFeatureError if ``blob`` uses a feature nydus-py does not read.
+
+    ZRAN and SEPARATE (``*-ref`` images) exist in RAFS v6 only (``v6``).
+    """
+    if not v6:
+        refs = ((BlobFeatures.ZRAN, "zran (targz-ref)"), (BlobFeatures.SEPARATE, "a separate data blob"))
+        for ref_bit, name in refs:
+            if blob.features & ref_bit:
+                raise UnsupportedFeatureError(f"{m.path}: blob {blob.blob_id} uses {name}, which RAFS v5 "
+                                              "cannot have")
     for bit, name in UNSUPPORTED_BLOB_FEATURES:
         if blob.features & bit:
             raise UnsupportedFeatureError(

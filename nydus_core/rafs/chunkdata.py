@@ -48,6 +48,14 @@ def decode_chunk(
             data = compressor.decompress(raw, chunk.uncompressed_size)
     else:
         data = raw
+    return check_chunk_data(data, chunk, digester, validate=validate, blob_id=blob_id)
+
+
+def check_chunk_data(data: bytes, chunk: ChunkInfo, digester: Digester, *, validate: bool,
+                     blob_id: str) -> bytes:
+    """Return ``data`` (the uncompressed bytes of ``chunk``) after checking its length and, with
+    ``validate``, its digest (CRC32C when HAS_CRC32); IntegrityError naming blob and chunk."""
+    flags = chunk.flags
     if len(data) != chunk.uncompressed_size:
         raise IntegrityError(
             f"{_where(blob_id, chunk)}: {len(data)} bytes after decompression, "

@@ -213,8 +213,6 @@ class V5InodeFlags(IntFlag):
 
 # Blob features nydus-py refuses to read, with the name used in the error.
 UNSUPPORTED_BLOB_FEATURES: tuple[tuple[int, str], ...] = (
-    (BlobFeatures.ZRAN, "zran (targz-ref)"),
-    (BlobFeatures.SEPARATE, "separate data blob (*-ref)"),
     (BlobFeatures.TARFS, "tarfs"),
     (BlobFeatures.BATCH, "batch chunks"),
     (BlobFeatures.ENCRYPTED, "encryption"),

@@ -104,6 +104,7 @@ class ChunkLookup:
         return i if self._pos is None else self._pos[i]
 
 _DIRENT_SIZE = 12
+_NAME_LEN = 255  # the kernel's EROFS_NAME_LEN: a longer dirent name is "bogus dirent namelen"
 _XATTR_IBODY_HEADER = 12
 _FILE_TYPES = frozenset(
     {stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFSOCK}
@@ -262,7 +263,7 @@ class V6Image(RafsImage):
         )
         if features & 0xFFFF & ~0x0FFF or features & BlobFeatures.V5_NO_EXT_BLOB_TABLE:
             raise m.error(f"{where}: unknown blob features {features:#x}")
-        check_blob_supported(m, blob)
+        check_blob_supported(m, blob, v6=True)
         if blob_index != position:
             raise m.error(f"{where}: records blob index {blob_index}")
         if chunk_size != self.chunk_size:
@@ -277,7 +278,12 @@ class V6Image(RafsImage):
             raise m.error(f"{where}: blob features {features:#x} lack ALIGNED (required by RAFS v6)")
         if ci_csize > ci_usize:
             raise m.error(f"{where}: chunk-info compressed size {ci_csize} exceeds its uncompressed size")
-        if features & BlobFeatures.CHUNK_INFO_V2:
+        if features & BlobFeatures.ZRAN and not features & BlobFeatures.CHUNK_INFO_V2:
+            raise m.error(f"{where}: blob features {features:#x}: ZRAN without CHUNK_INFO_V2")
+        if features & BlobFeatures.ZRAN:
+            if ci_usize < 24 * chunk_count:
+                raise m.error(f"{where}: chunk-info size {ci_usize} is less than 24 x {chunk_count} chunks")
+        elif features & BlobFeatures.CHUNK_INFO_V2:
             if ci_usize != 24 * chunk_count:
                 raise m.error(f"{where}: chunk-info size {ci_usize} is not 24 x {chunk_count} chunks")
         elif not features & BlobFeatures.IS_CHUNKDICT_GENERATED and ci_usize != 16 * chunk_count:
@@ -388,6 +394,9 @@ class V6Image(RafsImage):
             name = name.split(b"\0", 1)[0]
             if not name:
                 raise self._m.error(f"directory nid {nid}: dirent {j} has an empty name")
+        if len(name) > _NAME_LEN:
+            raise self._m.error(f"directory nid {nid}: dirent {j} has a name of {len(name)} bytes "
+                                f"(the limit is {_NAME_LEN})")
         return name, child
 
     def _dir(self, ino: int) -> tuple[_Inode, tuple[int, int, int]]:

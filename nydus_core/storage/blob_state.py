@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Sequence
 
-from ..errors import NydusError
-from ..interfaces import BlobCache, CachePolicy, Compressor, Digester
+from ..errors import BackendError, NydusError, plugin_errors
+from ..interfaces import Backend, BlobCache, CachePolicy, Compressor, Digester
 from ..plugins import compressor_by_id, digester_by_id
 from ..rafs.image import RafsImage
 from ..rafs.model import BlobInfo, ChunkInfo
+from ..rafs.zran_read import ZranBlob, is_zran, load_zran_blob, meta_blob_id
 
 __all__ = ["BlobState", "open_blob_states"]
 
@@ -27,7 +29,8 @@ log = logging.getLogger("nydus_core.storage.pipeline")
 class BlobState:
     """One blob of the image as the pipeline uses it: id, codecs, and its cache (if any)."""
 
-    __slots__ = ("blob_cache", "blob_id", "compressor", "digester", "index", "info")
+    __slots__ = ("_zran", "_zran_lock", "blob_cache", "blob_id", "compressor", "digester", "index", "info",
+                 "is_zran")
 
     def __init__(self, info: BlobInfo, blob_id: str, compressor: Compressor, digester: Digester,
                  blob_cache: BlobCache | None) -> None:
@@ -37,6 +40,27 @@ class BlobState:
         self.compressor = compressor
         self.digester = digester
         self.blob_cache = blob_cache
+        #: whether chunks are ZRAN spans of a gzip layer (their contexts load on first use)
+        self.is_zran = is_zran(info)
+        self._zran: ZranBlob | None = None
+        self._zran_lock = threading.Lock()
+
+    def zran(self, backend: Backend) -> ZranBlob:
+        """Return the ZRAN contexts of this blob, read once from its RAFS blob through ``backend``."""
+        zb = self._zran
+        if zb is None:
+            with self._zran_lock:
+                zb = self._zran
+                if zb is None:
+                    meta_id = meta_blob_id(self.info)
+
+                    def read(offset: int, length: int) -> bytes:
+                        with plugin_errors(BackendError, f"backend failed reading RAFS blob {meta_id} "
+                                           f"at {offset}+{length}"):
+                            return backend.read(meta_id, offset, length)
+
+                    zb = self._zran = load_zran_blob(read, self.info, compressor_by_id)
+        return zb
 
     def read_cached(self, chunk: ChunkInfo, start: int, length: int) -> bytes | None:
         """Return ``length`` bytes at ``start`` within ``chunk`` from the cache, or None."""

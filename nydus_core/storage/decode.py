@@ -12,11 +12,12 @@ from concurrent.futures import Future
 from typing import cast
 
 from ..errors import IntegrityError, NydusError, plugin_errors
-from ..rafs.chunkdata import decode_chunk
+from ..rafs.chunkdata import check_chunk_data, decode_chunk
 from ..rafs.model import ChunkInfo
+from ..rafs.zran_read import ZranBlob
 from .fetch_group import FetchGroup
 
-__all__ = ["decode_group"]
+__all__ = ["decode_group", "decode_zran_group"]
 
 
 def decode_group(group: FetchGroup, raw: bytes, *, validate: bool
@@ -45,3 +46,22 @@ def decode_group(group: FetchGroup, raw: bytes, *, validate: bool
                 yield c, fut, exc
                 continue
             yield c, fut, data
+
+
+def decode_zran_group(group: FetchGroup, raw: bytes, start: int, zran: ZranBlob, *, validate: bool
+                      ) -> Iterator[tuple[ChunkInfo, Future[bytes], bytes | NydusError]]:
+    """Like :func:`decode_group` for a ZRAN blob: ``raw`` is the layer from ``start`` (the first
+    context's ``in_offset``); chunks of one context are inflated together, then each is verified."""
+    blob = group.blob
+    decoded = zran.decode(raw, start, group.chunks, blob.compressor, blob.blob_id)
+    for (c, data), fut in zip(decoded, group.futures, strict=True):
+        if isinstance(data, NydusError):
+            yield c, fut, data
+            continue
+        result: bytes | NydusError
+        try:
+            with plugin_errors(IntegrityError, f"blob {blob.blob_id} chunk {c.index}: cannot verify"):
+                result = check_chunk_data(data, c, blob.digester, validate=validate, blob_id=blob.blob_id)
+        except NydusError as exc:
+            result = exc
+        yield c, fut, result

@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from ..errors import BackendError, NydusError, plugin_errors
 from ..interfaces import Backend
 from ..rafs.model import ChunkInfo
-from .decode import decode_group
+from .decode import decode_group, decode_zran_group
 from .fetch_group import FetchGroup
 from .inflight import InFlight
 from .pool import ON_DEMAND
@@ -41,7 +41,11 @@ class GroupFetcher:
         prefetch = group.priority != ON_DEMAND
         backend_metrics = self._metrics.backend
         t0 = time.perf_counter()
+        zran = None
         try:
+            if blob.is_zran:  # the fetch starts where inflation can: the first chunk's context
+                zran = blob.zran(self._backend)
+                start = zran.fetch_start(group.chunks)
             with plugin_errors(BackendError, f"backend '{backend_metrics.backend_type}' failed "
                                f"reading blob {blob.blob_id} at {start}+{end - start}"):
                 raw = self._backend.read(blob.blob_id, start, end - start)
@@ -56,7 +60,9 @@ class GroupFetcher:
             self._metrics.cache.record_prefetch(len(raw), len(group.chunks), elapsed)
         good: list[tuple[ChunkInfo, bytes]] = []
         failures: list[tuple[Future[bytes], NydusError]] = []
-        for c, fut, data in decode_group(group, raw, validate=self._validate):
+        decoded = (decode_group(group, raw, validate=self._validate) if zran is None
+                   else decode_zran_group(group, raw, start, zran, validate=self._validate))
+        for c, fut, data in decoded:
             if isinstance(data, bytes):
                 fut.set_result(data)
                 good.append((c, data))

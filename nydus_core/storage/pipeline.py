@@ -18,6 +18,7 @@ prefetch. Everything here is synchronous and thread-safe. The hot path has no pl
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -214,6 +215,40 @@ class ReadPipeline:
         """Return the size of blob ``blob_index``'s uncompressed layout (see :meth:`read_blob`)."""
         recorded = self.image.blobs[blob_index].uncompressed_size
         return max(recorded, self._layouts.get(blob_index).end)
+
+    def blob_id(self, blob_index: int) -> str:
+        """Return the id blob ``blob_index`` is fetched and cached by (after any override)."""
+        return self._blobs[blob_index].blob_id
+
+    def complete_blob_file(self, blob_index: int) -> str | None:
+        """Return the cache file that holds blob ``blob_index``'s whole uncompressed layout (the
+        :meth:`read_blob` bytes), or None when some chunk is missing from it.
+
+        With ``digest_validate`` every chunk's bytes in the file are read and checked against their
+        digest first (None on any mismatch). The caller that uses the file directly must keep the
+        cache from changing it (a shared ``flock`` on it stops the blobcache's hole punching and gc).
+        """
+        b = self._blobs[blob_index]
+        bc = b.blob_cache
+        if bc is None or not bc.data_path or not b.all_ready():
+            return None
+        layout = self._layouts.get(blob_index)
+        chunks = list(layout.iter_from(0, len(layout)))
+        if not all(bc.is_ready(c) for c in chunks):
+            return None
+        if self.digest_validate:
+            try:
+                fd = os.open(bc.data_path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return None
+            try:
+                for c in chunks:
+                    data = os.pread(fd, c.uncompressed_size, c.uncompressed_offset)
+                    if b.digester.digest(data) != c.block_id:
+                        return None
+            finally:
+                os.close(fd)
+        return bc.data_path
 
     def _read_blob(self, blob_index: int, offset: int, size: int, cached_only: bool) -> bytes | None:
         layout = self._layouts.get(blob_index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -10,14 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import IntegrityError, NydusError
+from ..errors import BuildError, IntegrityError, NydusError
 from ..plugins import compressor_by_id
 from ..rafs.blobmeta import read_blob_meta
+from ..rafs.constants import BlobFeatures
 from ..rafs.image import RafsImage, open_image
 from ..rafs.model import BlobInfo, ChunkInfo
+from ..rafs.reader import open_bootstrap_bytes
+from ..rafs.zran_read import meta_blob_id
 from .datasource import ChunkSource, algorithm_names, unique_chunks, use_real_blob_ids
 
-__all__ = ["CheckReport", "check_image"]
+__all__ = ["CheckReport", "check_image", "self_check"]
 
 log = logging.getLogger(__name__)
 
@@ -73,33 +77,7 @@ def check_image(
         comp, dig = algorithm_names(image)
         report = CheckReport(os.fspath(bootstrap), image.version, comp, dig, image.chunk_size,
                              [_blob_dict(b) for b in image.blobs])
-        files: list[int] = []
-        seen: set[int] = set()
-        for _path, ino in image.walk():
-            report.inodes += 1
-            attrs = image.getattr(ino)
-            if attrs.has_xattr:
-                image.xattrs(ino)
-            if attrs.is_dir:
-                report.dirs += 1
-            elif attrs.is_reg:
-                if ino in seen:
-                    report.hardlinks += 1
-                    continue
-                seen.add(ino)
-                report.files += 1
-                report.bytes += attrs.size
-                chunks = image.chunks(ino)
-                covered = sum(c.uncompressed_size for c in chunks)
-                if covered > attrs.size:
-                    raise IntegrityError(f"{bootstrap}: inode {ino} has {covered} bytes of chunks "
-                                         f"for a file of {attrs.size} bytes")
-                files.append(ino)
-            elif stat.S_ISLNK(attrs.mode):
-                report.symlinks += 1
-                image.readlink(ino)
-            else:
-                report.others += 1
+        files = _walk_metadata(image, report, os.fspath(bootstrap))
         if source is None:
             return report
         todo = unique_chunks(image, files)
@@ -122,6 +100,58 @@ def check_image(
         image.close()
 
 
+def _walk_metadata(image: RafsImage, report: CheckReport, bootstrap: str) -> list[int]:
+    """Decode every inode, name, link, xattr and chunk record; count them into ``report``; return the
+    regular files' inode numbers (each once)."""
+    files: list[int] = []
+    seen: set[int] = set()
+    for _path, ino in image.walk():
+        report.inodes += 1
+        attrs = image.getattr(ino)
+        if attrs.has_xattr:
+            image.xattrs(ino)
+        if attrs.is_dir:
+            report.dirs += 1
+        elif attrs.is_reg:
+            if ino in seen:
+                report.hardlinks += 1
+                continue
+            seen.add(ino)
+            report.files += 1
+            report.bytes += attrs.size
+            chunks = image.chunks(ino)
+            covered = sum(c.uncompressed_size for c in chunks)
+            if covered > attrs.size:
+                raise IntegrityError(f"{bootstrap}: inode {ino} has {covered} bytes of chunks "
+                                     f"for a file of {attrs.size} bytes")
+            files.append(ino)
+        elif stat.S_ISLNK(attrs.mode):
+            report.symlinks += 1
+            image.readlink(ino)
+        else:
+            report.others += 1
+    return files
+
+
+def self_check(data: bytes, name: str) -> CheckReport:
+    """Walk a bootstrap just written (held in ``data``) as :func:`check_image` does, without blobs.
+
+    ``create`` and ``merge`` run it before the bootstrap reaches its name, so an image they report as
+    built never fails ``check``; any failure is a :class:`~nydus_core.errors.BuildError` naming ``name``."""
+    try:
+        image = open_bootstrap_bytes(data, name)
+        try:
+            comp, dig = algorithm_names(image)
+            report = CheckReport(name, image.version, comp, dig, image.chunk_size,
+                                 [_blob_dict(b) for b in image.blobs])
+            _walk_metadata(image, report, name)
+        finally:
+            image.close()
+    except NydusError as exc:
+        raise BuildError(f"{name}: the bootstrap just built fails its own check: {exc}") from None
+    return report
+
+
 def _check_blob_meta(image: RafsImage, source: ChunkSource,
                      chunks: list[tuple[BlobInfo, ChunkInfo]]) -> list[str]:
     """nydusd locates chunks through each v6 blob's own blob.meta, not the bootstrap: check that its
@@ -137,7 +167,10 @@ def _check_blob_meta(image: RafsImage, source: ChunkSource,
         if not blob.ci_uncompressed_size:
             continue  # no blob meta recorded (older images)
         try:
-            _header, records = read_blob_meta(functools.partial(source.read_blob, blob), blob,
+            holder = blob
+            if blob.features & BlobFeatures.SEPARATE:  # *-ref: blob.meta is in the RAFS blob
+                holder = dataclasses.replace(blob, blob_id=meta_blob_id(blob))
+            _header, records = read_blob_meta(functools.partial(source.read_blob, holder), blob,
                                               compressor_for=compressor_by_id)
         except NydusError as exc:
             errors.append(str(exc))

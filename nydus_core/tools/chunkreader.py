@@ -7,16 +7,18 @@ in the image (which is why this lives above ``rafs/``, which never touches the r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import BlobNotFoundError, IntegrityError
+from ..errors import BlobNotFoundError, IntegrityError, NydusError
 from ..interfaces import Compressor, Digester
-from ..rafs.chunkdata import decode_chunk
+from ..rafs.chunkdata import check_chunk_data, decode_chunk
 from ..rafs.image import RafsImage
 from ..rafs.model import BlobInfo, ChunkInfo
+from ..rafs.zran_read import ZranBlob, is_zran, load_zran_blob, meta_blob_id
 
 
 def _safe_blob_name(blob_id: str) -> bool:
@@ -29,6 +31,8 @@ class ChunkReader:
 
     def __init__(self) -> None:
         self._algos: dict[tuple[int, int], tuple[Compressor, Digester]] = {}
+        self._zran: dict[str, ZranBlob] = {}
+        self._zran_lock = threading.Lock()
 
     def algorithms(self, blob: BlobInfo) -> tuple[Compressor, Digester]:
         """Return the compressor and digester recorded for ``blob`` (from the plugin registries)."""
@@ -53,9 +57,33 @@ class ChunkReader:
         """Return the stored (possibly compressed) bytes of ``chunk``."""
         return self.read_blob(blob, chunk.compressed_offset, chunk.compressed_size)
 
+    def meta_blob(self, blob: BlobInfo) -> BlobInfo:
+        """Return ``blob``'s separate RAFS blob (``*-ref`` images) as a blob to read."""
+        return dataclasses.replace(blob, blob_id=meta_blob_id(blob))
+
+    def zran(self, blob: BlobInfo) -> ZranBlob:
+        """Return the ZRAN contexts of ``blob`` (read once from its RAFS blob)."""
+        zb = self._zran.get(blob.blob_id)
+        if zb is None:
+            from ..plugins import compressor_by_id
+
+            meta = self.meta_blob(blob)
+            zb = load_zran_blob(lambda off, n: self.read_blob(meta, off, n), blob, compressor_by_id)
+            with self._zran_lock:
+                self._zran[blob.blob_id] = zb
+        return zb
+
     def read_chunk(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
         """Return the verified uncompressed bytes of ``chunk`` of ``blob``."""
         compressor, digester = self.algorithms(blob)
+        if is_zran(blob):
+            zb = self.zran(blob)
+            start = zb.fetch_start([chunk])
+            raw = self.read_blob(blob, start, chunk.compressed_offset + chunk.compressed_size - start)
+            [(_c, data)] = zb.decode(raw, start, [chunk], compressor, blob.blob_id)
+            if isinstance(data, NydusError):
+                raise data
+            return check_chunk_data(data, chunk, digester, validate=True, blob_id=blob.blob_id)
         raw = self.read_stored(blob, chunk)
         return decode_chunk(raw, chunk, compressor, digester, validate=True, blob_id=blob.blob_id)
 

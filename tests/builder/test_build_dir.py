@@ -121,9 +121,9 @@ def test_invalid_chunk_size(tmp_path, bad):
 
 
 def test_unknown_algorithms_and_options(tmp_path):
-    with pytest.raises(UnknownPluginError, match="Unknown compressor 'gzip'"):
+    with pytest.raises(UnknownPluginError, match="Unknown compressor 'brotli'"):
         build(tmp_path, "dir-rafs", bootstrap=tmp_path / "b", blob_dir=tmp_path,
-              options=BuildOptions(compressor="gzip"))
+              options=BuildOptions(compressor="brotli"))
     with pytest.raises(UnknownPluginError, match="digester 'md5'"):
         build(tmp_path, "dir-rafs", bootstrap=tmp_path / "b", blob_dir=tmp_path,
               options=BuildOptions(digester="md5"))
@@ -131,7 +131,7 @@ def test_unknown_algorithms_and_options(tmp_path):
         build(tmp_path, "dir-rafs", bootstrap=tmp_path / "b", blob_dir=tmp_path,
               options=BuildOptions(fs_version=5))
     with pytest.raises(UsageError, match="not supported"):
-        build(tmp_path, "targz-ref", bootstrap=tmp_path / "b", blob_dir=tmp_path)
+        build(tmp_path, "estargz-ref", bootstrap=tmp_path / "b", blob_dir=tmp_path)
     with pytest.raises(UsageError, match="blob output"):
         build(tmp_path, "dir-rafs", bootstrap=tmp_path / "b")
     with pytest.raises(UsageError, match="bootstrap output"):

@@ -223,7 +223,8 @@ def test_v6_bad_blob_entry(v6):
     rejected(patch(v6, blob + 128, "Q", 48), "chunk-info size")
     rejected(patch(v6, blob + 88, "Q", 1 << 41), "out of range")
     rejected(patch(v6, blob, "B", 0), "invalid blob id")
-    for bit, word in ((0x8, "zran"), (0x80, "batch"), (0x100, "encryption"), (0x40, "tarfs")):
+    rejected(patch(v6, blob + 84, "I", features | 0x8), "ZRAN without CHUNK_INFO_V2")
+    for bit, word in ((0x80, "batch"), (0x100, "encryption"), (0x40, "tarfs")):
         rejected(patch(v6, blob + 84, "I", features | bit), word, UnsupportedFeatureError)
     rejected(patch(v6, blob + 216, "I", 1), "encryption", UnsupportedFeatureError)
     rejected(patch(v6, 1152, "Q", 0x194 | 0x200), "tarfs", UnsupportedFeatureError)
@@ -290,5 +291,5 @@ def test_errors_on_a_file_name_the_file(v6, tmp_path):
     with pytest.raises(FormatError, match=f"^{path}: invalid chunk size"):
         open_image(path)
     path.write_bytes(patch(v6, v6_layout(v6)["blob"] + 84, "I", 0x70000021 | 0x8))
-    with pytest.raises(UnsupportedFeatureError, match=f"^{path}: blob .* zran"):
+    with pytest.raises(FormatError, match=f"^{path}: blob table entry 0: .*ZRAN without CHUNK_INFO_V2"):
         open_image(path)

@@ -67,14 +67,14 @@ def _wait(pred: Any, timeout: float, what: str, log: Path | None = None) -> None
 class SnapshotterProcess:
     """``containerd-nydus-grpc`` in a child process (``root``/``address`` under ``workdir``)."""
 
-    def __init__(self, workdir: Path, *, config_text: str = "") -> None:
+    def __init__(self, workdir: Path, *, config_text: str = "", daemon_mode: str = "shared") -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.root = self.workdir / "root"
         self.address = self.workdir / "nydus.sock"
         self.config_path = self.workdir / "snapshotter.toml"
         self.config_path.write_text(f'address = "{self.address}"\nroot = "{self.root}"\nlog_level = "debug"\n'
-                                    + config_text)
+                                    f'daemon_mode = "{daemon_mode}"\n' + config_text)
         self.log_path = self.workdir / "snapshotter.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -120,10 +120,10 @@ class SnapshotterProcess:
                 self.proc.wait(timeout)
 
     def stop_nydusd(self) -> None:
-        """Stop the shared nydusd this snapshotter started (end of a test)."""
-        from nydus_snapshotter_containerd.nydusd import NydusdManager
+        """Stop every nydusd this snapshotter started, shared or dedicated (end of a test)."""
+        from nydus_snapshotter_containerd.nydusd import stop_all
 
-        NydusdManager(self.root).stop()
+        stop_all(self.root)
 
     def log(self) -> str:
         """What the snapshotter logged."""
@@ -358,9 +358,11 @@ def push_nydus_image(client: Any, host: str, repo: str, tag: str, layer_dirs: Se
 class ContainerdEnv:
     """A snapshotter and a private containerd using it, in ``workdir``; ``plain_http`` registries."""
 
-    def __init__(self, workdir: Path, plain_http: Sequence[str] = ()) -> None:
+    def __init__(self, workdir: Path, plain_http: Sequence[str] = (), *, daemon_mode: str = "shared",
+                 config_text: str = "") -> None:
         hosts = ", ".join(f'"{h}"' for h in plain_http)
-        self.snapshotter = SnapshotterProcess(Path(workdir) / "sn", config_text=f"plain_http = [{hosts}]\n")
+        self.snapshotter = SnapshotterProcess(Path(workdir) / "sn", config_text=f"plain_http = [{hosts}]\n"
+                                              + config_text, daemon_mode=daemon_mode)
         self.containerd = ContainerdProcess(Path(workdir) / "cd", self.snapshotter.address)
 
     def start(self) -> ContainerdEnv:

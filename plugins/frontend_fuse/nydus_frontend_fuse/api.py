@@ -3,7 +3,8 @@
 ``GET /api/v1/daemon``, ``PUT /api/v1/daemon`` (log level), ``GET /api/v1/daemon/events``,
 ``GET /api/v1/daemon/backend``, ``PUT /api/v1/daemon/start``, ``PUT /api/v1/daemon/exit``,
 ``POST|PUT|DELETE /api/v1/mount?mountpoint=/sub``, ``GET /api/v1/metrics[/files|/pattern|/backend|
-/blobcache|/inflight]`` (``?id=MOUNTPOINT`` picks an instance). Errors answer upstream's
+/blobcache|/inflight|/blobs]`` (``?id=MOUNTPOINT`` picks an instance), ``GET|PUT /api/v1/config``
+(:mod:`.config_api`). Errors answer upstream's
 ``{"code": ..., "message": ...}``.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from nydus_core.errors import NydusError
 from nydus_core.logsetup import LEVEL_NAMES, LEVELS
 
+from .config_api import config_routes
 from .httpserver import Handler, HttpError, HttpServer, Request
 
 if TYPE_CHECKING:
@@ -123,6 +125,12 @@ def build_api(daemon: Daemon) -> HttpServer:
     async def get_inflight(req: Request) -> tuple[int, Any]:
         return 200, daemon.ops.inflight()
 
+    async def get_blob_metrics(req: Request) -> tuple[int, Any]:
+        blob_metrics = getattr(daemon, "blob_metrics", None)
+        if blob_metrics is None:
+            raise HttpError(400, "per-blob-device metrics exist with --fs-driver erofs only")
+        return 200, blob_metrics()
+
     routes: dict[tuple[str, str], Handler] = {
         ("GET", "/api/v1/daemon"): get_daemon,
         ("PUT", "/api/v1/daemon"): put_daemon,
@@ -139,7 +147,9 @@ def build_api(daemon: Daemon) -> HttpServer:
         ("GET", "/api/v1/metrics/backend"): get_backend_metrics,
         ("GET", "/api/v1/metrics/blobcache"): get_blobcache_metrics,
         ("GET", "/api/v1/metrics/inflight"): get_inflight,
+        ("GET", "/api/v1/metrics/blobs"): get_blob_metrics,
     }
+    routes.update(config_routes(instance))
     return HttpServer(routes)
 
 

@@ -67,6 +67,10 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Failover policy (accepted for compatibility; no supervisor support)."),
     click.option("--fuse-threads", "--thread-num", "threads", type=click.IntRange(1, 1024), default=None,
                  help="Worker threads for data reads [default: 4]."),
+    click.option("--fs-driver", type=click.Choice(["fusedev", "erofs"]), default=None,
+                 help="How the image is served: fusedev (every operation in this daemon) or erofs "
+                      "(the kernel's EROFS driver reads the bootstrap, the daemon serves blob data "
+                      "over FUSE; RAFS v6, root, Linux 6.12+) [default: fusedev]."),
     click.option("--writable", is_flag=True, default=None, help="Read-write mount (not supported)."),
     click.option("--dedup-db", default=None, help="Chunk-dedup database (not supported)."),
     click.option("--readahead-kb", type=click.IntRange(min=0), default=None,
@@ -205,6 +209,7 @@ def build_settings(params: dict[str, Any]) -> tuple[ServeOptions, FuseTuning]:
         prefetch_files=tuple(prefetch),
         threads=params.get("threads") or 4,
         daemon_id=params.get("daemon_id") or "",
+        fs_driver=params.get("fs_driver") or "fusedev",
     )
     tuning = FuseTuning(
         readahead_kb=DEFAULT_READAHEAD_KB if ra is None else ra,

@@ -96,11 +96,7 @@ class Daemon:
 
         Raises NydusError (one line) and leaves nothing behind on failure."""
         s = self.settings
-        if s.fs_driver not in FS_DRIVERS:
-            raise UsageError(f"fs_driver {s.fs_driver!r}: choose one of {', '.join(FS_DRIVERS)}")
-        if s.fs_driver != "fusedev":
-            raise UsageError(f"fs_driver {s.fs_driver!r} is not available in this nydusd yet; "
-                             "use fusedev")
+        self.check_driver()
         self.mountpoint = check_mountpoint(s.mountpoint)
         check_unprivileged_mount(self.mountpoint, allow_other=self.tuning.allow_other)
         try:
@@ -128,6 +124,14 @@ class Daemon:
         except BaseException:
             self._close_instances()
             raise
+
+    def check_driver(self) -> None:
+        """Refuse an ``fs_driver`` this daemon class does not serve (UsageError)."""
+        driver = self.settings.fs_driver
+        if driver not in FS_DRIVERS:
+            raise UsageError(f"fs_driver {driver!r}: choose one of {', '.join(FS_DRIVERS)}")
+        if driver != "fusedev":
+            raise UsageError(f"fs_driver {driver!r} is served by ErofsDaemon, not Daemon")
 
     # -- running --------------------------------------------------------------------------------
 

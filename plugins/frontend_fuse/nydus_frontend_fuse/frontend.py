@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 class FuseFrontend(Frontend):
-    """Mounts RAFS images with FUSE (pyfuse3 on trio) and serves nydusd's HTTP API.
+    """Mounts RAFS images with FUSE (pyfuse3 on trio), or with the kernel's EROFS driver over FUSE
+    blob devices (``ServeOptions.fs_driver == "erofs"``), and serves nydusd's HTTP API.
 
     ``tuning`` holds this frontend's own knobs (:class:`~nydus_frontend_fuse.daemon.FuseTuning`);
     the defaults are what ``nydusd`` uses without its beyond-upstream flags.
@@ -28,6 +29,11 @@ class FuseFrontend(Frontend):
 
         from .daemon import Daemon
 
-        daemon = Daemon(options, self.tuning)
+        if options.fs_driver == "erofs":
+            from .erofs_daemon import ErofsDaemon
+
+            daemon: Daemon = ErofsDaemon(options, self.tuning)
+        else:
+            daemon = Daemon(options, self.tuning)
         daemon.prepare()
         return trio.run(daemon.run)

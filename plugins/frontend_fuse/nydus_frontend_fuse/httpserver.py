@@ -33,6 +33,7 @@ from urllib.parse import parse_qs
 import trio
 
 from nydus_core.errors import describe
+from nydus_core.redact import redact
 
 if TYPE_CHECKING:
     from hypercorn.typing import ASGIFramework
@@ -67,10 +68,12 @@ class Request:
 
 
 class HttpError(Exception):
-    """Raised by handlers to answer with an error status and upstream's ``{code, message}`` body."""
+    """Raised by handlers to answer with an error status and upstream's ``{code, message}`` body.
+
+    The message is redacted (``nydus_core.redact``): URL credentials never reach an API client."""
 
     def __init__(self, status: int, message: str, code: str = "UNDEFINED") -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.status = status
         self.code = code
 

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nydus_core.config import NydusConfig
-from nydus_core.config.model import SECRET_KEYS
 from nydus_core.errors import UsageError
 from nydus_core.rafs.image import RafsImage
+from nydus_core.redact import masked, redact
 from nydus_core.storage import ReadPipeline
 
 from .inodeset import InodeSet
@@ -143,11 +143,11 @@ class RafsInstance:
 
     def describe_json(self) -> dict[str, Any]:
         """Return the ``backend_collection`` entry of ``GET /api/v1/daemon``."""
-        cfg = _masked(self.config.to_v1_dict())
+        cfg = masked(self.config.to_v1_dict())
         return {
             "backend_type": "rafs",
             "mountpoint": self.mountpoint,
-            "source": self.bootstrap,
+            "source": redact(self.bootstrap),
             "mounted_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.mounted_time)),
             "prefetch_files": self.prefetch_files,
             "config": cfg,
@@ -167,16 +167,6 @@ class RafsInstance:
             self.fs.close()
         except Exception as exc:
             log.warning("%s: closing: %s", self.describe(), exc)
-
-
-def _masked(value: Any) -> Any:
-    """Return ``value`` with every secret option (credentials, keys) replaced by ``***``."""
-    if isinstance(value, dict):
-        return {k: "***" if k in SECRET_KEYS and v not in (None, "") else _masked(v)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v) for v in value]
-    return value
 
 
 def open_instance(

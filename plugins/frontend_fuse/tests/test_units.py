@@ -125,13 +125,14 @@ def test_permission_check() -> None:
 
 
 def test_daemon_info_masks_secrets() -> None:
-    from nydus_frontend_fuse.instance import _masked
+    from nydus_core.redact import masked
 
     cfg = {"device": {"backend": {"type": "registry", "config": {
-        "host": "r:5000", "auth": "dXNlcjpwYXNz", "registry_token": "", "proxy": {"token": "t"}}}},
+        "host": "r:5000", "auth": "dXNlcjpwYXNz", "registry_token": "", "proxy": {"token": "t",
+                                                                             "url": "http://u:pw@p:80"}}}},
         "list": [{"access_key_secret": "s"}]}
-    out = _masked(cfg)
+    out = masked(cfg)
     assert out["device"]["backend"]["config"] == {"host": "r:5000", "auth": "***", "registry_token": "",
-                                                  "proxy": {"token": "***"}}
+                                                  "proxy": {"token": "***", "url": "http://***@p:80"}}
     assert out["list"] == [{"access_key_secret": "***"}]
     assert cfg["device"]["backend"]["config"]["auth"] == "dXNlcjpwYXNz"  # the original is untouched

@@ -1,18 +1,24 @@
-"""The one shared nydusd of a snapshotter, driven through its ``/api/v1/mount`` API.
+"""The snapshotter's nydusd processes: one shared daemon, or one dedicated daemon per image.
 
-Choice: one daemon per snapshotter (not one per image). It is a single FUSE mount at
-``<root>/mnt``; each image is a RAFS instance under ``<root>/mnt/<bootstrap snapshot id>``. One
-process means one FUSE connection and one API socket to manage, and images mount in milliseconds;
-the cost is that a daemon crash takes every image with it (the snapshotter starts a new daemon and
-remounts on its next start or mount request). The daemon runs in its own session, so stopping or
-restarting the snapshotter leaves running containers' lower dirs in place; on start the snapshotter
-reconnects to it through the socket.
+``daemon_mode = "shared"``: one nydusd FUSE-mounted at ``<root>/mnt``; each image is a RAFS instance
+attached with ``POST /api/v1/mount?mountpoint=/<id>`` and seen at ``<root>/mnt/<id>``. One process,
+one FUSE connection, images mount in milliseconds; a crash takes every image with it.
+
+``daemon_mode = "dedicated"`` (upstream's default, alias ``multiple``): one nydusd per image,
+started with ``--bootstrap`` and ``--config <root>/config/<id>/config.json`` and mounted at
+``<root>/snapshots/<id>/mnt``, its API on ``<root>/socket/<id>/api.sock``, its log in
+``<root>/logs/<id>/nydusd.log``. It starts with the image's first active or view snapshot and exits
+with the last, so one image's daemon cannot take other images' containers down.
+
+Daemons run in their own session: stopping or restarting the snapshotter leaves running containers'
+lower dirs in place, and on start the snapshotter reconnects through the API sockets.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -31,14 +37,24 @@ class NydusdError(NydusError):
 
 
 class NydusdManager:
-    """Start, reconnect to and drive the shared nydusd."""
+    """Start, reconnect to and drive one nydusd (by default the shared one at ``<root>/mnt``).
 
-    def __init__(self, root: Path, command: str = "", *, extra_args: list[str] | None = None) -> None:
+    With ``bootstrap`` and ``config_path`` the daemon serves that one image at its mountpoint (a
+    dedicated daemon); without, it starts empty and takes images through ``/api/v1/mount``."""
+
+    def __init__(self, root: Path, command: str = "", *, extra_args: list[str] | None = None,
+                 daemon_id: str = "containerd-nydus", mountpoint: Path | None = None,
+                 apisock: Path | None = None, log_path: Path | None = None, pid_path: Path | None = None,
+                 bootstrap: Path | None = None, config_path: Path | None = None) -> None:
         self.root = root
         self.extra_args = list(extra_args or [])
-        self.mountpoint = root / "mnt"
-        self.apisock = root / "nydusd.sock"
-        self.log_path = root / "nydusd.log"
+        self.daemon_id = daemon_id
+        self.mountpoint = mountpoint or root / "mnt"
+        self.apisock = apisock or root / "nydusd.sock"
+        self.log_path = log_path or root / "nydusd.log"
+        self.pid_path = pid_path or root / "nydusd.pid"
+        self.bootstrap = bootstrap
+        self.config_path = config_path
         self.command = command or str(Path(sys.executable).with_name("nydusd"))
         self._proc: subprocess.Popen[bytes] | None = None
         self._client: Any = None
@@ -51,6 +67,10 @@ class NydusdManager:
             self._client = ApiClient(str(self.apisock), timeout=60)
         return self._client
 
+    def api_call(self, method: str, path: str, query: dict[str, str] | None = None, body: Any = None) -> Any:
+        """One request to this daemon's API (NydusError when it fails)."""
+        return self._api().call(method, path, query, body)
+
     def alive(self) -> bool:
         """Whether a daemon answers on the API socket."""
         if not self.apisock.exists():
@@ -61,20 +81,46 @@ class NydusdManager:
             return False
         return isinstance(info, dict) and info.get("state") == "RUNNING"
 
+    def pid(self) -> int | None:
+        """The daemon's process id as recorded when it was started (None if unknown)."""
+        try:
+            return int(self.pid_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def dead(self) -> bool:
+        """Whether the daemon this snapshotter started (or found recorded) has died since."""
+        if self._proc is not None:
+            return self._proc.poll() is not None
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state in ("Z", "X")
+
     def ensure_running(self, timeout: float = 30.0) -> bool:
         """Reconnect to a running daemon or start one; return True when a new one was started."""
-        if self.alive():
+        if self.alive() and is_mountpoint(self.mountpoint):
             return False
+        self.close()
         if self._proc is not None:
             self._proc.poll()  # reap a daemon of ours that died
         # First detach a dead daemon's mount: it answers ENOTCONN to everything, mkdir's stat included
         # (once the kernel's cached attributes of its root have expired).
         force_unmount(self.mountpoint)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
+        self.apisock.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.apisock.unlink(missing_ok=True)
         options = ServeOptions(mountpoint=str(self.mountpoint), apisock=str(self.apisock),
-                               daemon_id="containerd-nydus")
+                               daemon_id=self.daemon_id,
+                               bootstrap=str(self.bootstrap) if self.bootstrap else None)
         argv = [self.command, *options.nydusd_args(), "--log-file", str(self.log_path), *self.extra_args]
+        if self.config_path is not None:
+            argv += ["--config", str(self.config_path)]
         log.info("starting nydusd: %s", " ".join(argv))
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -84,14 +130,22 @@ class NydusdManager:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if is_mountpoint(self.mountpoint) and self.alive():
-                (self.root / "nydusd.pid").write_text(str(proc.pid))
+                self.pid_path.write_text(str(proc.pid))
                 self._proc = proc
                 return True
             if proc.poll() is not None:
-                raise NydusdError(f"nydusd exited with {proc.returncode}; see {self.log_path}")
+                raise NydusdError(f"nydusd exited with {proc.returncode} ({self._last_log_line()}); "
+                                  f"see {self.log_path}")
             time.sleep(0.05)
         proc.terminate()
         raise NydusdError(f"nydusd did not come up in {timeout:.0f}s; see {self.log_path}")
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1][-300:] if lines else "empty log"
 
     def mounts(self) -> set[str]:
         """Sub-paths (``/<id>``) the daemon serves now."""
@@ -136,7 +190,14 @@ class NydusdManager:
             while is_mountpoint(self.mountpoint) and time.monotonic() < deadline:
                 time.sleep(0.05)
         force_unmount(self.mountpoint)
-        (self.root / "nydusd.pid").unlink(missing_ok=True)
+        self.pid_path.unlink(missing_ok=True)
+        self.apisock.unlink(missing_ok=True)
+        if self._proc is not None:
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+            self._proc = None
         self.close()
 
     def close(self) -> None:
@@ -144,3 +205,143 @@ class NydusdManager:
         client, self._client = self._client, None
         if client is not None:
             client.close()
+
+
+class SharedDaemons:
+    """``daemon_mode = "shared"``: every image in the one nydusd at ``<root>/mnt``."""
+
+    mode = "shared"
+
+    def __init__(self, root: Path, command: str = "", extra_args: list[str] | None = None) -> None:
+        self.daemon = NydusdManager(root, command, extra_args=extra_args)
+
+    def start(self) -> str:
+        """Reconnect to or start the daemon; say which (NydusdError when it cannot start)."""
+        started = self.daemon.ensure_running()
+        return f"{'started' if started else 'reconnected to'} nydusd at {self.daemon.apisock}"
+
+    def mount(self, name: str, bootstrap: Path, config: dict[str, Any]) -> Path:
+        """Attach the image and return where it is visible."""
+        return self.daemon.mount(name, bootstrap, config)
+
+    def umount(self, name: str) -> bool:
+        """Detach the image (its last container is gone); return whether it was attached."""
+        return self.daemon.umount(name)
+
+    def daemons(self) -> dict[str, NydusdManager]:
+        """Every daemon by id."""
+        return {self.daemon.daemon_id: self.daemon}
+
+    def daemon_of(self, name: str) -> NydusdManager | None:
+        """The daemon serving image ``name``."""
+        return self.daemon
+
+    def stop(self) -> None:
+        """Stop every daemon (unmounting everything)."""
+        self.daemon.stop()
+
+    def close(self) -> None:
+        """Close API connections; the daemons keep running."""
+        self.daemon.close()
+
+
+class DedicatedDaemons:
+    """``daemon_mode = "dedicated"``: one nydusd per image, started and stopped with its snapshots."""
+
+    mode = "dedicated"
+
+    def __init__(self, root: Path, command: str = "", extra_args: list[str] | None = None) -> None:
+        self.root = root
+        self.command = command
+        self.extra_args = list(extra_args or [])
+        self._daemons: dict[str, NydusdManager] = {}
+
+    def _manager(self, name: str) -> NydusdManager:
+        d = self._daemons.get(name)
+        if d is None:
+            r = self.root
+            d = NydusdManager(r, self.command, extra_args=self.extra_args, daemon_id=name,
+                              mountpoint=r / "snapshots" / name / "mnt",
+                              apisock=r / "socket" / name / "api.sock",
+                              log_path=r / "logs" / name / "nydusd.log",
+                              pid_path=r / "socket" / name / "nydusd.pid",
+                              bootstrap=r / "snapshots" / name / "image.boot",
+                              config_path=r / "config" / name / "config.json")
+            self._daemons[name] = d
+        return d
+
+    def start(self) -> str:
+        """Nothing to start: daemons come with their images' snapshots."""
+        running = [n for n in self._known() if self._manager(n).alive()]
+        return f"{len(running)} dedicated nydusd running"
+
+    def _known(self) -> list[str]:
+        sockets = self.root / "socket"
+        return sorted(p.name for p in sockets.iterdir()) if sockets.is_dir() else []
+
+    def mount(self, name: str, bootstrap: Path, config: dict[str, Any]) -> Path:
+        """Start (or reconnect to) the image's own nydusd and return its mountpoint."""
+        d = self._manager(name)
+        assert d.config_path is not None
+        if not (d.alive() and is_mountpoint(d.mountpoint)):
+            d.config_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(d.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold auth
+            with os.fdopen(fd, "w") as fh:
+                json.dump(config, fh)
+            d.bootstrap = bootstrap
+            d.ensure_running()
+        return d.mountpoint
+
+    def umount(self, name: str) -> bool:
+        """Stop the image's nydusd and drop its socket and config; return whether one ran."""
+        d = self._daemons.pop(name, None) or self._manager_if_known(name)
+        if d is None:
+            return False
+        was = d.alive() or is_mountpoint(d.mountpoint)
+        d.stop()
+        for p in (d.apisock.parent, d.config_path.parent if d.config_path else None):
+            if p is not None and p.is_dir():
+                for f in p.iterdir():
+                    f.unlink(missing_ok=True)
+                p.rmdir()
+        self._daemons.pop(name, None)
+        return was
+
+    def _manager_if_known(self, name: str) -> NydusdManager | None:
+        return self._manager(name) if name in self._known() else None
+
+    def daemons(self) -> dict[str, NydusdManager]:
+        """Every daemon by id (image name), including ones started before this process."""
+        for n in self._known():
+            self._manager(n)
+        return dict(self._daemons)
+
+    def daemon_of(self, name: str) -> NydusdManager | None:
+        """The daemon serving image ``name``, if any."""
+        return self._manager_if_known(name) or self._daemons.get(name)
+
+    def stop(self) -> None:
+        """Stop every daemon."""
+        for name in list(self.daemons()):
+            self.umount(name)
+
+    def close(self) -> None:
+        """Close API connections; the daemons keep running."""
+        for d in self._daemons.values():
+            d.close()
+
+
+Daemons = SharedDaemons | DedicatedDaemons
+
+
+def make_daemons(mode: str, root: Path, command: str = "", extra_args: list[str] | None = None) -> Daemons:
+    """The daemon pool of ``daemon_mode`` (``shared`` or ``dedicated``)."""
+    if mode == "shared":
+        return SharedDaemons(root, command, extra_args)
+    return DedicatedDaemons(root, command, extra_args)
+
+
+def stop_all(root: Path) -> None:
+    """Stop every nydusd a snapshotter at ``root`` started, in either mode (tests, ``cleanup_on_close``)."""
+    SharedDaemons(root).stop()
+    DedicatedDaemons(root).stop()

@@ -2,7 +2,8 @@
 
 Layout under ``root``: ``metadata.db`` (:mod:`.metadata`), ``snapshots/<id>/fs`` and ``work``
 (overlay upper and work dirs), ``snapshots/<id>/image.boot`` (a Nydus bootstrap snapshot),
-``cache/`` (the blob cache shared by all images), ``mnt/`` (the shared nydusd, :mod:`.nydusd`).
+``cache/`` (the blob cache shared by all images), and the nydusd daemons' mounts, sockets, configs
+and logs (:mod:`.nydusd`: ``mnt/`` when shared, ``snapshots/<id>/mnt`` when dedicated).
 
 - An ordinary layer is an overlay snapshot as containerd's own overlay snapshotter makes them.
 - A layer labelled ``nydus-blob`` with a ``snapshot.ref`` target is committed empty under the target
@@ -10,7 +11,7 @@ Layout under ``root``: ``metadata.db`` (:mod:`.metadata`), ``snapshots/<id>/fs``
 - A layer labelled ``nydus-bootstrap`` is fetched from the registry (``cri.image-ref`` +
   ``cri.layer-digest``, digest checked), its bootstrap kept, and committed the same way.
 - An active or view snapshot whose nearest ancestor chain holds a bootstrap snapshot gets an overlay
-  mount whose lowest lowerdir is that image's RAFS mount in the shared nydusd.
+  mount whose lowest lowerdir is that image's RAFS mount (its own nydusd, or the shared one).
 - When the last active/view snapshot of an image goes, its RAFS instance is unmounted; when its
   bootstrap snapshot is removed, the blobs only it used leave the cache.
 """
@@ -25,11 +26,15 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nydus_core.errors import NydusError
 
 from . import labels as L
 from .config import SnapshotterConfig
+
+if TYPE_CHECKING:
+    from .supervisor import DaemonSupervisor
 from .filters import matcher
 from .metadata import (
     AlreadyExistsError,
@@ -90,7 +95,7 @@ class Snapshotter:
 
     def __init__(self, config: SnapshotterConfig, *,
                  fetch: Callable[[str, str, Path], int] | None = None) -> None:
-        from .nydusd import NydusdManager
+        from .nydusd import make_daemons
 
         self.config = config
         self.root = config.root_path
@@ -99,12 +104,13 @@ class Snapshotter:
         self.cache_dir = config.cache_path
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.meta = MetaStore(self.root / "metadata.db")
-        if config.daemon_mode != "shared":
-            log.warning("daemon_mode %r is not implemented yet; one shared nydusd serves every image",
-                        config.daemon_mode)
-        self.nydusd = NydusdManager(self.root, config.nydusd, extra_args=nydusd_flags(config))
+        self.daemons = make_daemons(config.daemon_mode, self.root, config.nydusd, nydusd_flags(config))
         self._fetch = fetch or self._fetch_from_registry
         self._mount_lock = threading.RLock()
+        # Held while a snapshot's row and directory are created, and while Cleanup looks for
+        # directories without a row (containerd calls Cleanup concurrently with Prepare).
+        self._dirs_lock = threading.Lock()
+        self._supervisor: DaemonSupervisor | None = None
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -122,35 +128,72 @@ class Snapshotter:
 
     # -- start-up -------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Reconnect to (or start) nydusd and mount every image an active/view snapshot uses."""
+    def _images_in_use(self) -> dict[int, Snapshot]:
+        """Bootstrap snapshots that active or view snapshots stand on, by id."""
         needed: dict[int, Snapshot] = {}
         for s in self.meta.all():
             base = self._nydus_base(s) if s.kind != Kind.COMMITTED else None
             if base is not None:
                 needed[base.id] = base
+        return needed
+
+    def start(self) -> None:
+        """Reconnect to (or start) nydusd, mount every image an active/view snapshot uses, and watch
+        the daemons when ``recover_policy = "restart"`` (:mod:`.supervisor`)."""
+        if self.config.recover_policy == "restart" and self._supervisor is None:
+            from .supervisor import DaemonSupervisor
+
+            self._supervisor = DaemonSupervisor(self.daemons, self._recover)
+            self._supervisor.start()
+        needed = self._images_in_use()
         try:
-            started = self.nydusd.ensure_running()
+            what = self.daemons.start()
         except NydusError as exc:
             # Still serve: plain OCI snapshots work, removals go through, and Nydus images are
             # mounted (or say why not) on their next Mounts/Prepare.
             log.log(logging.ERROR if needed else logging.WARNING, "nydusd is not running: %s", exc)
             return
-        log.info("%s nydusd at %s; %d image(s) in use", "started" if started else "reconnected to",
-                 self.nydusd.apisock, len(needed))
+        log.info("%s daemon mode: %s; %d image(s) in use", self.daemons.mode, what, len(needed))
         for boot in needed.values():
             try:
                 self._mount_image(boot)
             except NydusError as exc:
                 log.error("mounting image %s: %s", boot.labels.get(L.NYDUS_IMAGE, boot.name), exc)
 
+    def _recover(self, dead: list[str]) -> None:
+        """Daemons ``dead`` died: start them again and remount the images in use (policy restart)."""
+        with self._mount_lock:
+            needed = self._images_in_use()
+            names = {self.image_name(b): b for b in needed.values()}
+            if self.daemons.mode == "shared":
+                todo = list(needed.values()) if needed else []
+            else:
+                todo = [names[n] for n in dead if n in names]
+            log.warning("nydusd %s died; recover_policy restart: starting a new daemon for %d image(s)",
+                        ", ".join(dead), len(todo))
+            if self.daemons.mode == "shared" and not todo:
+                self.daemons.start()  # the shared daemon runs even with no image
+            for boot in todo:
+                try:
+                    self._mount_image(boot)
+                except NydusError as exc:
+                    log.error("remounting image %s: %s", boot.labels.get(L.NYDUS_IMAGE, boot.name), exc)
+                else:
+                    log.info("image %s served again", boot.labels.get(L.NYDUS_IMAGE, boot.name))
+            for n in dead:  # a dedicated daemon nobody needs any more: forget it
+                d = self.daemons.daemon_of(n)
+                if d is not None and d.dead() and n not in names and self.daemons.mode == "dedicated":
+                    self.daemons.umount(n)
+
     def close(self) -> None:
         """Close the metadata store and the API connections. nydusd keeps running for the containers,
         unless ``cleanup_on_close`` asks to unmount every image and stop it (upstream's key)."""
+        if self._supervisor is not None:
+            self._supervisor.stop()
         if self.config.cleanup_on_close:
             log.info("cleanup_on_close: stopping nydusd")
-            self.nydusd.stop()
-        self.nydusd.close()
+            self.daemons.stop()
+        self.daemons.close()
         self.meta.close()
 
     # -- operations -----------------------------------------------------------------------------
@@ -171,7 +214,7 @@ class Snapshotter:
             labels.get(L.NYDUS_BLOB) == "true" or labels.get(L.NYDUS_BOOTSTRAP) == "true")
         if remote:
             return self._prepare_remote(key, parent, target, labels)
-        with self.meta.transaction():
+        with self._dirs_lock, self.meta.transaction():
             snap = self.meta.create(key, parent, kind, labels)
             d = self.snapshot_dir(snap.id)
             if d.exists():
@@ -189,9 +232,10 @@ class Snapshotter:
         existing = self.meta.find(target)
         if existing is not None:
             raise AlreadyExistsError(f"target snapshot {target} already exists")
-        snap = self.meta.create(key, parent, Kind.ACTIVE, labels)
-        try:
+        with self._dirs_lock:
+            snap = self.meta.create(key, parent, Kind.ACTIVE, labels)
             self.fs_dir(snap.id).mkdir(parents=True, exist_ok=True)
+        try:
             extra = {L.REMOTE: "remote snapshot"}
             if labels.get(L.NYDUS_BOOTSTRAP) == "true":
                 ref, digest = labels.get(L.IMAGE_REF, ""), labels.get(L.LAYER_DIGEST, "")
@@ -290,12 +334,14 @@ class Snapshotter:
 
     def cleanup(self) -> int:
         """Remove snapshot directories no snapshot owns, and cached blobs no image uses; return how many."""
-        ids = self.meta.ids()
         n = 0
-        for d in (self.root / "snapshots").iterdir():
-            if d.name.isdigit() and int(d.name) not in ids:
-                shutil.rmtree(d, ignore_errors=True)
-                n += 1
+        with self._dirs_lock:
+            ids = self.meta.ids()
+            orphans = [d for d in (self.root / "snapshots").iterdir()
+                       if d.name.isdigit() and int(d.name) not in ids]
+        for d in orphans:
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
         used: set[str] = set()
         for s in self.meta.all():
             if s.labels.get(L.NYDUS_BOOTSTRAP) == "true":
@@ -348,7 +394,7 @@ class Snapshotter:
         return [Mount("overlay", "overlay", [f"lowerdir={':'.join(lowers)}"])]
 
     def image_name(self, boot: Snapshot) -> str:
-        """The sub-path name of an image in the shared nydusd."""
+        """The name of an image: its sub-path in the shared nydusd, its dedicated nydusd's id."""
         return str(boot.id)
 
     def _mount_image(self, boot: Snapshot) -> Path:
@@ -359,7 +405,7 @@ class Snapshotter:
         cfg = self.config.daemon_config(scheme=src.scheme, host=src.host, repo=src.repo, auth=src.auth,
                                         work_dir=str(self.cache_dir))
         with self._mount_lock:
-            return self.nydusd.mount(self.image_name(boot), self.bootstrap_path(boot.id), cfg)
+            return self.daemons.mount(self.image_name(boot), self.bootstrap_path(boot.id), cfg)
 
     def _release_if_unused(self, boot: Snapshot) -> None:
         """Unmount the image when no active or view snapshot stands on it any more."""
@@ -370,7 +416,7 @@ class Snapshotter:
                     return
         with self._mount_lock:
             try:
-                if self.nydusd.umount(self.image_name(boot)):
+                if self.daemons.umount(self.image_name(boot)):
                     log.info("unmounted image %s", boot.labels.get(L.NYDUS_IMAGE, boot.name))
             except NydusError as exc:
                 log.warning("unmounting image %s: %s", boot.name, exc)
@@ -379,7 +425,7 @@ class Snapshotter:
         """The bootstrap snapshot is gone: unmount and drop the cached blobs no other image uses."""
         with self._mount_lock:
             try:
-                self.nydusd.umount(self.image_name(boot))
+                self.daemons.umount(self.image_name(boot))
             except NydusError as exc:
                 log.warning("unmounting image %s: %s", boot.name, exc)
         mine = self._blob_ids(self.bootstrap_path(boot.id))
