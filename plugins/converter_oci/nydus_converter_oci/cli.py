@@ -156,11 +156,14 @@ def check_cmd(source: str | None, target: str, source_insecure: bool, target_ins
 @click.option("--nydusd", default=None, help="Run this nydusd binary instead of serving in this process.")
 @click.option("--amplify-io", default="0", show_default=True, callback=_chunk_size,
               help="Read-ahead bytes of on-demand reads (nydusd amplify_io).")
+@click.option("--fs-driver", default="fusedev", show_default=True, type=click.Choice(["fusedev", "erofs"]),
+              help="fusedev, or erofs: the kernel's EROFS driver over nydusd's blob devices "
+                   "(RAFS v6, root, Linux 6.12+).")
 @click.option("--log-level", "-l", default="info", show_default=True, help=LOG_LEVEL_HELP)
 @click.option("--debug", "-D", is_flag=True, help=DEBUG_HELP)
 def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: str, backend_type: str,
               backend_config: str | None, prefetch: bool, mount_path: str, work_dir: str, nydusd: str | None,
-              amplify_io: int, log_level: str, debug: bool) -> None:
+              amplify_io: int, fs_driver: str, log_level: str, debug: bool) -> None:
     """Mount a Nydus image from a registry with nydusd; serve until interrupted."""
     from .mount import MountOptions, mount
     from .options import parse_backend_config
@@ -170,7 +173,7 @@ def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: st
     rc = mount(MountOptions(target=target, insecure=target_insecure, plain_http=plain_http, platform=platform,
                             backend_type=backend_type, backend_config=cfg, prefetch=prefetch,
                             mount_path=Path(mount_path), work_dir=Path(work_dir), log_level=log_level,
-                            nydusd=nydusd, amplify_io=amplify_io))
+                            nydusd=nydusd, amplify_io=amplify_io, fs_driver=fs_driver))
     if rc:
         raise click.exceptions.Exit(rc)
 

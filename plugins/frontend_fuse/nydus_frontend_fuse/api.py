@@ -73,6 +73,10 @@ def build_api(daemon: Daemon) -> HttpServer:
         source = body.get("source")
         if not isinstance(source, str) or not source:
             raise HttpError(400, "'source' (the bootstrap path) is required")
+        driver = body.get("fs_driver")
+        if driver not in (None, "", daemon.settings.fs_driver):
+            raise HttpError(400, f"fs_driver '{driver}': this nydusd serves with "
+                                 f"'{daemon.settings.fs_driver}' (start one with --fs-driver {driver})")
         files = body.get("prefetch_files") or []
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             raise HttpError(400, "'prefetch_files' must be a list of paths")
