@@ -422,7 +422,9 @@ class ConvertOptions:
     record in the prefetch table) shape the image. ``source_insecure``/``target_insecure`` allow
     TLS without verification, ``plain_http`` plain HTTP. ``backend_type``/``backend_config`` say
     where blobs go (the target registry by default, or object storage). ``oci`` writes OCI media
-    types, ``with_referrer`` links the result to its source. ``work_dir`` holds temporary files and
+    types, ``with_referrer`` links the result to its source. ``oci_ref`` (``--oci-ref``) keeps the
+    source's gzip layers as the data blobs and pushes only small RAFS (meta) blobs and the bootstrap
+    (zran, rafs-format.md §6.8). ``work_dir`` holds temporary files and
     the layer cache, ``output_json`` receives the summary, ``progress`` shows bars (None: only on a
     terminal). A converter refuses what it cannot do with a :class:`~nydus_core.errors.UsageError`.
     """
@@ -440,6 +442,7 @@ class ConvertOptions:
     merge_platform: bool = False
     with_referrer: bool = False
     oci: bool = False
+    oci_ref: bool = False
     backend_type: str = "registry"
     backend_config: Mapping[str, Any] = field(default_factory=dict)
     work_dir: str = "./tmp"

@@ -35,6 +35,7 @@ __all__ = [
     "merged_index",
     "nydus_config",
     "pack_bootstrap_layer",
+    "ref_blob_layer",
     "sha256_digest",
     "unpack_bootstrap_layer",
 ]
@@ -70,6 +71,12 @@ def descriptor(media_type: str, digest: str, size: int, *, annotations: dict[str
 def blob_layer(digest: str, size: int) -> dict[str, Any]:
     """The descriptor of a Nydus data blob layer."""
     return descriptor(mt.NYDUS_BLOB, digest, size, annotations={ann.NYDUS_BLOB: "true"})
+
+
+def ref_blob_layer(digest: str, size: int, source_digest: str) -> dict[str, Any]:
+    """The descriptor of an OCI-ref RAFS blob layer: its data is the source layer ``source_digest``."""
+    return descriptor(mt.NYDUS_BLOB, digest, size,
+                      annotations={ann.NYDUS_BLOB: "true", ann.NYDUS_REF: source_digest})
 
 
 def bootstrap_layer_descriptor(digest: str, size: int, *, docker: bool = False, fs_version: int = 6,

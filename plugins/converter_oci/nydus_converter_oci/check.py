@@ -27,9 +27,12 @@ from nydus_core.gzipstream import decompress, is_gzip
 from nydus_core.oci import annotations as ann
 from nydus_core.oci import image as oci
 from nydus_core.oci import mediatypes as mt
+from nydus_core.rafs.constants import BlobFeatures
+from nydus_core.rafs.image import open_image
 from nydus_core.tools.check import check_image
 
 from . import remote
+from .layerdata import is_estargz
 from .rootfs import Entry, OciRootfs
 
 _KIND_OF_MODE = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink", stat.S_IFCHR: "chr",
@@ -122,13 +125,43 @@ def check_bootstrap(image: remote.RemoteImage, bootstrap: Path, raw: bytes, *, r
         return [*out, f"{where}: {exc}"]
     if registry_blobs:
         sizes = {d["digest"]: int(d.get("size") or 0) for d in image.layers[:-1]}
+        refs = {(d.get("annotations") or {}).get(ann.NYDUS_REF): d for d in image.layers[:-1]}
+        separate = _ref_blobs(bootstrap)
         for b in report.blobs:
             digest = "sha256:" + str(b.get("blob_id"))
-            if digest not in sizes:
+            if digest in separate:  # --oci-ref: the data blob is the source layer
+                out += _check_ref_blob(image, where, digest, separate[digest], refs.get(digest))
+            elif digest not in sizes:
                 out.append(f"{where}: blob {b.get('blob_id')} is not a layer of the manifest")
             elif b.get("compressed_size") not in (None, 0, sizes[digest]):
                 out.append(f"{where}: blob {b.get('blob_id')} size {b.get('compressed_size')} differs from "
                            f"its layer's {sizes[digest]}")
+    return out
+
+
+def _ref_blobs(bootstrap: Path) -> dict[str, tuple[str, int, int]]:
+    """OCI-ref blobs of the bootstrap: layer digest -> (RAFS blob digest, its size, layer size)."""
+    with open_image(bootstrap) as img:
+        return {"sha256:" + b.blob_id: ("sha256:" + b.blob_meta_digest.hex(), b.blob_meta_size,
+                                        b.compressed_size)
+                for b in img.blobs if b.features & BlobFeatures.SEPARATE}
+
+
+def _check_ref_blob(image: remote.RemoteImage, where: str, layer_digest: str, meta: tuple[str, int, int],
+                    desc: dict[str, Any] | None) -> list[str]:
+    """An OCI-ref blob: a RAFS blob layer annotated with the source layer, which is in the repository."""
+    meta_digest, meta_size, layer_size = meta
+    if desc is None:
+        return [f"{where}: no layer has {ann.NYDUS_REF} {layer_digest}"]
+    out: list[str] = []
+    if desc.get("digest") != meta_digest or int(desc.get("size") or 0) != meta_size:
+        out.append(f"{where}: layer {desc.get('digest')} ({desc.get('size')} bytes) is not the RAFS blob "
+                   f"{meta_digest} ({meta_size} bytes) the bootstrap records for {layer_digest}")
+    size = image.client.blob_size(image.repo, layer_digest)
+    if size is None:
+        out.append(f"{where}: source layer {layer_digest} is not in {image.repo}")
+    elif size != layer_size:
+        out.append(f"{where}: source layer {layer_digest} is {size} bytes, the bootstrap says {layer_size}")
     return out
 
 
@@ -141,7 +174,7 @@ def source_rootfs(image: remote.RemoteImage) -> OciRootfs:
         with image.client.open_blob(image.repo, d["digest"]) as reader:
             where = layer_label(image.ref, i, d)
             stream = IterStream(iter(reader), name=where)
-            fs.apply_layer(stream, where=where)
+            fs.apply_layer(stream, where=where, estargz=is_estargz(d))
             stream.drain()
     return fs
 

@@ -55,6 +55,9 @@ def _stdin_paths() -> list[str]:
               help="Push an index holding the OCI and the Nydus manifest.")
 @click.option("--with-referrer", is_flag=True, help="Set the Nydus manifest's subject to the source.")
 @click.option("--oci", is_flag=True, help="Use OCI media types even for a Docker source.")
+@click.option("--oci-ref", is_flag=True,
+              help="Keep the source's layers as the data blobs (zran): push only small RAFS blobs and "
+                   "the bootstrap. Implies --oci.")
 @click.option("--backend-type", default="registry", show_default=True,
               type=click.Choice(["registry", "s3", "oss"]), help="Where the data blobs go.")
 @click.option("--backend-config", default=None, help="Backend config JSON (for s3/oss).")
@@ -69,7 +72,7 @@ def _stdin_paths() -> list[str]:
 def convert_cmd(source: str, target: str, source_insecure: bool, target_insecure: bool, plain_http: bool,
                 platform: str, compressor: str, fs_version: int, chunk_size: int, chunk_dict: str | None,
                 chunk_dict_insecure: bool, prefetch_patterns: bool, merge_platform: bool,
-                with_referrer: bool, oci: bool, backend_type: str, backend_config: str | None,
+                with_referrer: bool, oci: bool, oci_ref: bool, backend_type: str, backend_config: str | None,
                 backend_config_file: str | None, work_dir: str, output_json: str | None, log_level: str,
                 debug: bool) -> None:
     """Convert an OCI image in a registry to a Nydus image in a registry."""
@@ -94,7 +97,8 @@ def convert_cmd(source: str, target: str, source_insecure: bool, target_insecure
         plain_http=plain_http, platform=platform, compressor=compressor, fs_version=fs_version,
         chunk_size=chunk_size, chunk_dict=chunk_dict, chunk_dict_insecure=chunk_dict_insecure,
         prefetch_patterns=tuple(_stdin_paths()) if prefetch_patterns else None, merge_platform=merge_platform,
-        with_referrer=with_referrer, oci=oci, backend_type=backend_type, backend_config=cfg,
+        with_referrer=with_referrer, oci=oci or oci_ref, oci_ref=oci_ref, backend_type=backend_type,
+        backend_config=cfg,
         work_dir=work_dir, output_json=output_json or None,
     )
     summary = OciConverter().convert(source, target, opts)
@@ -152,11 +156,14 @@ def check_cmd(source: str | None, target: str, source_insecure: bool, target_ins
 @click.option("--nydusd", default=None, help="Run this nydusd binary instead of serving in this process.")
 @click.option("--amplify-io", default="0", show_default=True, callback=_chunk_size,
               help="Read-ahead bytes of on-demand reads (nydusd amplify_io).")
+@click.option("--fs-driver", default="fusedev", show_default=True, type=click.Choice(["fusedev", "erofs"]),
+              help="fusedev, or erofs: the kernel's EROFS driver over nydusd's blob devices "
+                   "(RAFS v6, root, Linux 6.12+).")
 @click.option("--log-level", "-l", default="info", show_default=True, help=LOG_LEVEL_HELP)
 @click.option("--debug", "-D", is_flag=True, help=DEBUG_HELP)
 def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: str, backend_type: str,
               backend_config: str | None, prefetch: bool, mount_path: str, work_dir: str, nydusd: str | None,
-              amplify_io: int, log_level: str, debug: bool) -> None:
+              amplify_io: int, fs_driver: str, log_level: str, debug: bool) -> None:
     """Mount a Nydus image from a registry with nydusd; serve until interrupted."""
     from .mount import MountOptions, mount
     from .options import parse_backend_config
@@ -166,7 +173,7 @@ def mount_cmd(target: str, target_insecure: bool, plain_http: bool, platform: st
     rc = mount(MountOptions(target=target, insecure=target_insecure, plain_http=plain_http, platform=platform,
                             backend_type=backend_type, backend_config=cfg, prefetch=prefetch,
                             mount_path=Path(mount_path), work_dir=Path(work_dir), log_level=log_level,
-                            nydusd=nydusd, amplify_io=amplify_io))
+                            nydusd=nydusd, amplify_io=amplify_io, fs_driver=fs_driver))
     if rc:
         raise click.exceptions.Exit(rc)
 

@@ -35,6 +35,7 @@ from nydus_core.plugins import registry
 from nydus_core.rafs.image import open_image
 
 from . import remote
+from .layerdata import ZstdLayerReader, is_estargz
 from .options import ConversionJob, parse_chunk_dict
 from .streams import IterStream, layer_label
 from .workcache import LayerRecord, WorkCache, layer_key
@@ -77,16 +78,20 @@ class ConvertResult:
                 **{k: v for k, v in self.metrics.items() if k != "cached"}}
 
 
-def _layer_source_type(desc: dict[str, Any], where: str) -> str:
+def _layer_source_type(desc: dict[str, Any], where: str, *, oci_ref: bool = False) -> str:
     media = desc.get("mediaType", "")
     if media in mt.GZIP_LAYERS:
-        return "targz-rafs"
+        return "targz-ref" if oci_ref else "targz-rafs"
     if media in mt.TAR_LAYERS:
+        return "tar-ref" if oci_ref else "tar-rafs"
+    if media == mt.OCI_LAYER_ZSTD:  # decompressed here, built as a tar (zran is for gzip only)
+        if oci_ref:
+            raise FormatError(f"{where}: --oci-ref needs gzip or tar layers (zran cannot index zstd)")
         return "tar-rafs"
     if media == mt.NYDUS_BLOB:
         raise UsageError(f"{where}: the source is already a Nydus image")
     raise FormatError(f"{where}: unsupported media type {media!r} "
-                      "(tar and tar+gzip layers can be converted)")
+                      "(tar, tar+gzip and tar+zstd layers can be converted)")
 
 
 class Conversion:
@@ -125,8 +130,54 @@ class Conversion:
             img.close()
         return ChunkDict(path, "registry:" + image.manifest.digest, image, ids)
 
+    def _convert_layer_ref(self, src: remote.RemoteImage, index: int, desc: dict[str, Any], key: str
+                           ) -> LayerRecord:
+        """``--oci-ref``: index the layer (zran for gzip); only the small RAFS blob is kept."""
+        where = layer_label(src.ref, index, desc)
+        source_type = _layer_source_type(desc, where, oci_ref=True)
+        staging = self.cache.staging(key)
+        size = int(desc.get("size") or 0) or None
+        layer = staging / "layer"
+        t0 = time.monotonic()
+        with progress_bar(f"pull layer {index + 1}", size, enabled=self.opts.progress) as pull, \
+                open(layer, "wb") as fh:
+            got = 0
+            with src.client.open_blob(src.repo, desc["digest"]) as reader:
+                for piece in reader:
+                    fh.write(piece)
+                    got += len(piece)
+                    pull(got, size)
+        t1 = time.monotonic()
+        bopts = BuildOptions(chunk_size=self.opts.chunk_size, fs_version=self.opts.fs_version,
+                             estargz=is_estargz(desc))
+        try:
+            result = build(layer, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
+                           options=bopts)
+        except NydusError as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        t2 = time.monotonic()
+        prof = self.metrics.setdefault("profile", {"download": 0.0, "index": 0.0})
+        prof["download"] = round(prof["download"] + t1 - t0, 3)
+        prof["index"] = round(prof["index"] + t2 - t1, 3)
+        layer.unlink()
+        info = result.blob_info
+        if info is not None and "sha256:" + info.blob_id != desc["digest"]:
+            raise FormatError(f"{where}: the layer's sha256 is {info.blob_id}, not its digest")
+        if result.blob_path is None or info is None:  # no file data: nothing to push for this layer
+            (staging / "blob").write_bytes(b"")
+            rec = LayerRecord(source_digest=desc["digest"], blob_digest="", blob_size=0, has_blob_data=False,
+                              key=key, directory=str(staging))
+        else:
+            meta_digest = "sha256:" + info.blob_meta_digest.hex()
+            rec = LayerRecord(source_digest=desc["digest"], blob_digest=meta_digest,
+                              blob_size=os.path.getsize(result.blob_path), has_blob_data=True, key=key,
+                              directory=str(staging))
+        return self.cache.commit(staging, rec)
+
     def _convert_layer(self, src: remote.RemoteImage, index: int, desc: dict[str, Any], key: str,
                        dict_bootstrap: Path | None) -> LayerRecord:
+        if self.opts.oci_ref:
+            return self._convert_layer_ref(src, index, desc, key)
         where = layer_label(src.ref, index, desc)
         source_type = _layer_source_type(desc, where)
         staging = self.cache.staging(key)
@@ -138,11 +189,14 @@ class Conversion:
             built = stack.enter_context(progress_bar(f"build layer {index + 1}", size,
                                                      enabled=self.opts.progress))
             stream = IterStream(iter(reader), on_read=lambda n: pull(n, size), name=where)
+            source: Any = stream
+            if desc.get("mediaType") == mt.OCI_LAYER_ZSTD:
+                source = ZstdLayerReader(stream, name=where)
             bopts = BuildOptions(compressor=self.opts.compressor, chunk_size=self.opts.chunk_size,
                                  fs_version=self.opts.fs_version, inline_meta=True, blob_toc=True,
                                  chunk_dict=str(dict_bootstrap) if dict_bootstrap else None,
-                                 progress=built)
-            result = build(stream, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
+                                 progress=built, estargz=is_estargz(desc))
+            result = build(source, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
                            options=bopts)
             stream.drain()  # the rest of the layer (tar padding): completes the digest check
         if result.blob_path is None or result.blob_info is None:
@@ -179,7 +233,7 @@ class Conversion:
                 log.info("layer %d (%s): converted before, reusing %s", i, desc["digest"], rec.blob_digest)
                 self.metrics["cached"].append(key)
             else:
-                dict_boot = self._dictionary(chunk_dict, records, i)
+                dict_boot = None if self.opts.oci_ref else self._dictionary(chunk_dict, records, i)
                 rec = self._convert_layer(src, i, desc, key, dict_boot)
             records.append(rec)
         return records
@@ -240,7 +294,8 @@ class Conversion:
             merged = merge([r.bootstrap_path for r in layers], bootstrap=bootstrap,
                            chunk_dict=chunk_dict.bootstrap if chunk_dict else None, prefetch=prefetch)
             t_built = time.monotonic()
-            own = {r.blob_digest.removeprefix("sha256:") for r in layers}
+            own = {(r.source_digest if opts.oci_ref else r.blob_digest).removeprefix("sha256:")
+                   for r in layers}
             dict_blobs = [b.blob_id for b in merged.blobs if b.blob_id not in own]
             result = self._push(src, tclient, tref, layers, bootstrap, chunk_dict, dict_blobs)
             t_end = time.monotonic()
@@ -252,7 +307,10 @@ class Conversion:
             "manifest_elapsed": round(t_pull - t0, 3),
             "push_elapsed": round(t_end - t_built, 3),
             "total_elapsed": round(t_end - t0, 3),
+            "pushed_bytes": self.metrics.get("pushed_bytes", 0),
         })
+        if "profile" in self.metrics:
+            result.metrics["profile"] = {**self.metrics["profile"], "push": round(t_end - t_built, 3)}
         result.metrics["cached"] = self.metrics["cached"]
         if opts.output_json is not None:
             Path(opts.output_json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
@@ -271,9 +329,20 @@ class Conversion:
         total = sum(r.blob_size for r in layers) + len(boot_gz)
         with progress_bar("push", total, enabled=opts.progress) as bar:
             done = [0]
-            if opts.backend_type == "registry":
+            if opts.oci_ref:
+                for r in layers:
+                    self._ensure_source_layer(src, client, target, r.source_digest)
+                    if not r.has_blob_data:
+                        continue
+                    if not client.blob_exists(repo, r.blob_digest):
+                        self._push_blob(client, repo, r.blob_path, r.blob_digest, bar, done, total)
+                        self.metrics["pushed_bytes"] = self.metrics.get("pushed_bytes", 0) + r.blob_size
+                    layer_descs.append(oci.ref_blob_layer(r.blob_digest, r.blob_size, r.source_digest))
+                    diff_ids.append(r.blob_digest)
+            elif opts.backend_type == "registry":
                 for r in layers:
                     self._push_blob(client, repo, r.blob_path, r.blob_digest, bar, done, total)
+                    self.metrics["pushed_bytes"] = self.metrics.get("pushed_bytes", 0) + r.blob_size
                     layer_descs.append(oci.blob_layer(r.blob_digest, r.blob_size))
                     diff_ids.append(r.blob_digest)
                 for blob_id in dict_blobs:
@@ -294,6 +363,7 @@ class Conversion:
                     if close is not None:
                         close()
             client.push_blob(repo, boot_gz, digest=boot_digest)
+            self.metrics["pushed_bytes"] = self.metrics.get("pushed_bytes", 0) + len(boot_gz)
             done[0] += len(boot_gz)
             bar(done[0], total)
         layer_descs.append(oci.bootstrap_layer_descriptor(
@@ -322,6 +392,22 @@ class Conversion:
         else:
             digest = client.put_manifest(repo, target.reference, manifest_bytes, media)
         return ConvertResult(str(target), digest, manifest, bootstrap, layers, index_digest)
+
+    def _ensure_source_layer(self, src: remote.RemoteImage, client: RegistryClient, target: Reference,
+                             digest: str) -> None:
+        """``--oci-ref``: nydusd pulls the original layer from the target repository by digest, so it
+        must be there: mounted from the source repository (same registry) or copied."""
+        repo = target.repository
+        if client.blob_exists(repo, digest):
+            return
+        if src.ref.api_host == target.api_host and client.mount_blob(repo, digest, src.repo):
+            return
+        tmp = self.cache.root / "copy-blob"
+        with open(tmp, "wb") as fh:
+            src.client.download_blob(src.repo, digest, fh)
+        client.push_blob(repo, tmp, digest=digest, chunk_size=PUSH_CHUNK)
+        self.metrics["pushed_bytes"] = self.metrics.get("pushed_bytes", 0) + tmp.stat().st_size
+        tmp.unlink()
 
     def _copy_manifest(self, src: remote.RemoteImage, client: RegistryClient, target: Reference) -> None:
         """Put the source manifest (and its blobs) into the target repository, by digest."""

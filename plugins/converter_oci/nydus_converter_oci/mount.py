@@ -46,6 +46,8 @@ class MountOptions:
     #: read-ahead of on-demand reads; 0 by default: a starting container reads scattered pieces of
     #: many files, and read-ahead spends the link's bandwidth on bytes nobody asked for
     amplify_io: int = 0
+    #: ``fusedev`` or ``erofs`` (nydusd's ``--fs-driver``)
+    fs_driver: str = "fusedev"
 
 
 def nydusd_binary() -> str:
@@ -101,7 +103,7 @@ def mount(opts: MountOptions) -> int:
         from nydus_core.interfaces import ServeOptions
 
         options = ServeOptions(mountpoint=str(mp.resolve()), bootstrap=str(bootstrap),
-                               config=load_config(str(cfg_path)))
+                               config=load_config(str(cfg_path)), fs_driver=opts.fs_driver)
         return frontend().serve(options)
     return _run_nydusd(opts, [str(mp.resolve()), str(bootstrap), str(cfg_path)])
 
@@ -110,6 +112,8 @@ def _run_nydusd(opts: MountOptions, paths: list[str]) -> int:
     mp, bootstrap, cfg_path = paths
     binary = opts.nydusd if opts.nydusd and opts.nydusd != "nydusd" else nydusd_binary()
     argv = [binary, "-M", mp, "-B", bootstrap, "-C", cfg_path, "-l", opts.log_level]
+    if opts.fs_driver != "fusedev":
+        argv += ["--fs-driver", opts.fs_driver]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
 
     def forward(signum: int, _frame: object) -> None:

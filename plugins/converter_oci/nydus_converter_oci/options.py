@@ -37,6 +37,7 @@ class ConversionJob:
     merge_platform: bool = False  # --merge-platform
     with_referrer: bool = False  # --with-referrer
     oci: bool = False  # --oci: write OCI media types even for a Docker source
+    oci_ref: bool = False  # --oci-ref: the source layers stay the data blobs (zran); implies --oci
     backend_type: str = "registry"  # --backend-type
     backend_config: dict[str, Any] = field(default_factory=dict)  # --backend-config JSON
     work_dir: Path = Path("./tmp")  # --work-dir
@@ -54,6 +55,7 @@ class ConversionJob:
             chunk_dict_insecure=options.chunk_dict_insecure,
             prefetch_patterns=None if options.prefetch_patterns is None else list(options.prefetch_patterns),
             merge_platform=options.merge_platform, with_referrer=options.with_referrer, oci=options.oci,
+            oci_ref=options.oci_ref,
             backend_type=options.backend_type, backend_config=dict(options.backend_config),
             work_dir=Path(options.work_dir),
             output_json=Path(options.output_json) if options.output_json else None,
@@ -74,9 +76,18 @@ class ConversionJob:
             raise UsageError(f"--backend-type {self.backend_type} needs --backend-config")
         if self.chunk_dict is not None:
             parse_chunk_dict(self.chunk_dict)
+        if self.oci_ref:
+            if self.backend_type != "registry":
+                raise UsageError("--oci-ref keeps the source layers in the registry: it cannot be used "
+                                 f"with --backend-type {self.backend_type}")
+            if self.chunk_dict is not None:
+                raise UsageError("--oci-ref cannot be combined with --chunk-dict (the data blobs are the "
+                                 "source layers)")
 
     def layer_options(self, chunk_dict_id: str | None) -> dict[str, Any]:
         """The options a per-layer conversion result depends on (part of the cache key)."""
+        if self.oci_ref:  # ZRAN: gzip and sha256 are forced, as upstream
+            return {"oci_ref": True, "chunk_size": self.chunk_size, "fs_version": self.fs_version}
         return {"compressor": self.compressor, "chunk_size": self.chunk_size, "fs_version": self.fs_version,
                 "digester": "blake3", "chunk_dict": chunk_dict_id}
 

@@ -3,7 +3,8 @@
 ``GET /api/v1/daemon``, ``PUT /api/v1/daemon`` (log level), ``GET /api/v1/daemon/events``,
 ``GET /api/v1/daemon/backend``, ``PUT /api/v1/daemon/start``, ``PUT /api/v1/daemon/exit``,
 ``POST|PUT|DELETE /api/v1/mount?mountpoint=/sub``, ``GET /api/v1/metrics[/files|/pattern|/backend|
-/blobcache|/inflight|/blobs]`` (``?id=MOUNTPOINT`` picks an instance). Errors answer upstream's
+/blobcache|/inflight|/blobs]`` (``?id=MOUNTPOINT`` picks an instance), ``GET|PUT /api/v1/config``
+(:mod:`.config_api`). Errors answer upstream's
 ``{"code": ..., "message": ...}``.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from nydus_core.errors import NydusError
 from nydus_core.logsetup import LEVEL_NAMES, LEVELS
 
+from .config_api import config_routes
 from .httpserver import Handler, HttpError, HttpServer, Request
 
 if TYPE_CHECKING:
@@ -71,6 +73,10 @@ def build_api(daemon: Daemon) -> HttpServer:
         source = body.get("source")
         if not isinstance(source, str) or not source:
             raise HttpError(400, "'source' (the bootstrap path) is required")
+        driver = body.get("fs_driver")
+        if driver not in (None, "", daemon.settings.fs_driver):
+            raise HttpError(400, f"fs_driver '{driver}': this nydusd serves with "
+                                 f"'{daemon.settings.fs_driver}' (start one with --fs-driver {driver})")
         files = body.get("prefetch_files") or []
         if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
             raise HttpError(400, "'prefetch_files' must be a list of paths")
@@ -147,6 +153,7 @@ def build_api(daemon: Daemon) -> HttpServer:
         ("GET", "/api/v1/metrics/inflight"): get_inflight,
         ("GET", "/api/v1/metrics/blobs"): get_blob_metrics,
     }
+    routes.update(config_routes(instance))
     return HttpServer(routes)
 
 

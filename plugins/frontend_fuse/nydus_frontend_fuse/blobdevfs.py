@@ -34,14 +34,13 @@ BLOCK = 4096
 
 @dataclass
 class BlobDevice:
-    """One blob's device file: which pipeline and blob index serve it, and its read counters."""
+    """One blob's device file: the (pipeline, blob index) of every image using it (the first one
+    serves reads) and its read counters."""
 
     name: str
     ino: int
-    pipeline: ReadPipeline
-    index: int
+    sources: list[tuple[ReadPipeline, int]]
     size: int
-    users: int = 0
     reads: int = 0
     read_bytes: int = 0
     cached_reads: int = 0
@@ -51,16 +50,21 @@ class BlobDevice:
     #: (offset, size) of the first reads, in order: the access pattern by blob range
     pattern: list[tuple[int, int]] = field(default_factory=list)
 
+    @property
+    def users(self) -> int:
+        """How many mounted images use this device."""
+        return len(self.sources)
+
     def read(self, offset: int, size: int) -> bytes:
         """Return ``size`` bytes at ``offset`` (short only at the end of the file)."""
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
-        p = self.pipeline
+        p, index = self.sources[0]
         n = end - offset
-        data = p.read_blob_if_cached(self.index, offset, n)
+        data = p.read_blob_if_cached(index, offset, n)
         if data is None:
-            data = p.read_blob(self.index, offset, n)
+            data = p.read_blob(index, offset, n)
         else:
             self.cached_reads += 1
         if len(data) < n:  # past the layout's last chunk, inside the 4 KiB rounding
@@ -96,24 +100,26 @@ class BlobDeviceFs:
     # -- registry -----------------------------------------------------------------------------
 
     def add(self, pipeline: ReadPipeline, index: int, blob_id: str) -> BlobDevice:
-        """Return the device of ``blob_id``, registering it (served by ``pipeline``) when new."""
+        """Return the device of ``blob_id`` with ``pipeline`` (blob ``index``) among its users,
+        registering it when new (the first user's pipeline serves it)."""
         key = os.fsencode(blob_id)
         with self._lock:
             dev = self._by_name.get(key)
             if dev is None:
                 size = -(-pipeline.blob_size(index) // BLOCK) * BLOCK
-                dev = BlobDevice(blob_id, self._next_ino, pipeline, index, size)
+                dev = BlobDevice(blob_id, self._next_ino, [], size)
                 self._next_ino += 1
                 self._by_name[key] = dev
                 self._by_ino[dev.ino] = dev
-            dev.users += 1
+            dev.sources = [*dev.sources, (pipeline, index)]
             return dev
 
-    def remove(self, dev: BlobDevice) -> None:
-        """Drop one user of ``dev``; the file goes away with its last user."""
+    def remove(self, dev: BlobDevice, pipeline: ReadPipeline) -> None:
+        """Drop ``pipeline`` from the users of ``dev`` (the next user serves it from now on); the
+        file goes away with its last user."""
         with self._lock:
-            dev.users -= 1
-            if dev.users <= 0:
+            dev.sources = [s for s in dev.sources if s[0] is not pipeline]
+            if not dev.sources:
                 self._by_name.pop(os.fsencode(dev.name), None)
                 self._by_ino.pop(dev.ino, None)
 

@@ -8,7 +8,9 @@ and replaces the FUSE mount of the image with:
    :class:`~.fuse_session.FuseSession`) mounted on a directory under ``/run/nydusd``;
 2. per image, a file-backed EROFS mount (:func:`~.erofs_mount.mount_erofs`) of the local bootstrap
    with one blob-device file per blob, in blob-table order, at ``-M`` (an image mounted through the
-   API at ``/sub`` goes to ``-M``/sub).
+   API at ``/sub`` goes to ``-M``/sub; without an image at ``/`` a small tmpfs at ``-M`` holds
+   those directories, as fusedev's pseudo-directories do). A blob shared by several images is one
+   device file, so it is fetched and cached once.
 
 A blob whose cache file ``<blob_id>.blob.data`` is complete (every chunk ready; under
 ``digest_validate`` every chunk checked against its digest at mount time) is its own device: the
@@ -43,7 +45,7 @@ from nydus_core.tools.check import check_image
 from . import __version__
 from .blobdevfs import BlobDevice, BlobDeviceFs
 from .daemon import Daemon, FuseTuning
-from .erofs_mount import FUSEDEV_HINT, erofs_unavailable, mount_erofs, mount_id
+from .erofs_mount import FUSEDEV_HINT, erofs_unavailable, mount_erofs, mount_id, mount_tmpfs
 from .erofs_reaper import Reaper
 from .fuse_session import FuseSession, abort_connection, connection_id, mount_fuse, umount
 from .instance import RafsInstance, open_instance
@@ -104,6 +106,7 @@ class ErofsDaemon(Daemon):
         self._session: FuseSession | None = None
         self._reaper: Reaper | None = None
         self._exit: trio.Event | None = None
+        self._root_id = 0
 
     # -- before mounting ------------------------------------------------------------------------
 
@@ -139,6 +142,9 @@ class ErofsDaemon(Daemon):
             stack.callback(self._reaper.close)
             self._start_blobfs()
             stack.callback(self._stop_blobfs)
+            if "/" not in self.vfs.mounts:
+                self._mount_root()
+                stack.callback(self._unmount_root)
             stack.callback(self._unmount_images)
             for inst in self.vfs.instances():
                 await trio.to_thread.run_sync(self._mount_image, inst)
@@ -186,6 +192,28 @@ class ErofsDaemon(Daemon):
         self._conn = connection_id(self.blobdir)
         self._reaper.tell(f"conn {self._conn}")
 
+    def _mount_root(self) -> None:
+        """Without an image at ``/``, put a small read-only-to-others tmpfs at ``-M`` to hold the
+        images' mountpoints (what fusedev's pseudo-directories are)."""
+        try:
+            mount_tmpfs(self.mountpoint)
+        except OSError as exc:
+            raise UsageError(f"{self.mountpoint}: cannot mount the root directory: {exc.strerror}") from None
+        self._root_id = mount_id(self.mountpoint) or 0
+        if self._reaper is not None:
+            self._reaper.tell(f"mount {self._root_id} {self.mountpoint}")
+
+    def _unmount_root(self) -> None:
+        if self._root_id and any(m.mount_id == self._root_id for m in mounts_at(self.mountpoint)):
+            try:
+                umount(self.mountpoint)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    umount(self.mountpoint, lazy=True)
+        if self._reaper is not None:
+            self._reaper.tell(f"umount {self._root_id}")
+        self._root_id = 0
+
     def _device_for(self, inst: RafsInstance, index: int, pins: list[int],
                     devices: list[BlobDevice]) -> str:
         """Return the device path of blob ``index``: its complete cache file (pinned with a shared
@@ -211,9 +239,10 @@ class ErofsDaemon(Daemon):
         devices.append(dev)
         return os.path.join(self.blobdir, dev.name)
 
-    def _release(self, devices: list[BlobDevice], pins: list[int], ids: list[str]) -> None:
+    def _release(self, inst: RafsInstance, devices: list[BlobDevice], pins: list[int],
+                 ids: list[str]) -> None:
         for d in devices:
-            self.blobfs.remove(d)
+            self.blobfs.remove(d, inst.pipeline)
         for fd in pins:
             os.close(fd)
         for bid in ids:
@@ -237,7 +266,7 @@ class ErofsDaemon(Daemon):
             mount_erofs(inst.bootstrap, paths, target)
         except BaseException as exc:
             direct_ids = [bid for bid in self.direct if self.direct[bid] > before.get(bid, 0)]
-            self._release(devices, pins, direct_ids)
+            self._release(inst, devices, pins, direct_ids)
             if isinstance(exc, OSError):
                 raise UsageError(f"{inst.bootstrap}: EROFS mount at {target} failed: {exc.strerror}; "
                                  f"{FUSEDEV_HINT}") from None
@@ -265,7 +294,7 @@ class ErofsDaemon(Daemon):
                     umount(km.target, lazy=True)
         if self._reaper is not None:
             self._reaper.tell(f"umount {km.mount_id}")
-        self._release(km.devices, km.pins, km.direct_ids)
+        self._release(km.instance, km.devices, km.pins, km.direct_ids)
 
     def _unmount_images(self) -> None:
         for key in sorted(self.kmounts, reverse=True):
@@ -301,12 +330,14 @@ class ErofsDaemon(Daemon):
                 self.request_exit()
 
     async def _watch_mounts(self) -> None:
-        """End the daemon when its image at / was unmounted from outside (as fusedev does)."""
+        """End the daemon when its mount at ``-M`` (the image at /, or the root directory) was
+        unmounted from outside (as fusedev does)."""
         while True:
             await trio.sleep(WATCH_INTERVAL)
             km = self.kmounts.get("/")
-            if km is not None and not any(m.mount_id == km.mount_id for m in mounts_at(km.target)):
-                log.info("%s was unmounted from outside: stopping", km.target)
+            ident = km.mount_id if km is not None else self._root_id
+            if ident and not any(m.mount_id == ident for m in mounts_at(self.mountpoint)):
+                log.info("%s was unmounted from outside: stopping", self.mountpoint)
                 self.request_exit()
                 return
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from nydus_core.mounts import mounts_at
 
-__all__ = ["FUSEDEV_HINT", "erofs_unavailable", "mount_erofs", "mount_id"]
+__all__ = ["FUSEDEV_HINT", "erofs_unavailable", "mount_erofs", "mount_id", "mount_tmpfs"]
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -33,6 +33,7 @@ MOUNT_ATTR_RDONLY = 1
 MOVE_MOUNT_F_EMPTY_PATH = 4
 AT_FDCWD = -100
 CAP_SYS_ADMIN = 21
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
 
 #: appended to every refusal: how to serve the image anyway
 FUSEDEV_HINT = "use --fs-driver fusedev"
@@ -118,6 +119,15 @@ def mount_erofs(source: str, devices: Sequence[str], target: str) -> None:
             os.close(mfd)
     finally:
         os.close(fsfd)
+
+
+def mount_tmpfs(target: str) -> None:
+    """Mount a small tmpfs (mode 0755, 1 MiB, nosuid, nodev, noexec) at ``target``."""
+    rc = _libc.mount(b"nydusd", os.fsencode(target), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     b"mode=0755,size=1m")
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
 
 
 def mount_id(target: str) -> int | None:

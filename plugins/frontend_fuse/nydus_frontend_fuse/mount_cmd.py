@@ -38,11 +38,14 @@ _STARTUP_TIMEOUT = 60.0
 @click.option("--log-level", "-l", default=None,
               type=click.Choice(LEVEL_NAMES, case_sensitive=False), help="Log level [default: info].")
 @click.option("--log-file", "-L", default=None, help="Write the daemon's log to this file.")
+@click.option("--fs-driver", type=click.Choice(["fusedev", "erofs"]), default=None,
+              help="fusedev (every operation in nydusd) or erofs (the kernel's EROFS driver over "
+                   "nydusd's blob devices; RAFS v6, root, Linux 6.12+) [default: fusedev].")
 @click.option("--background", "-d", is_flag=True,
               help="Start the daemon in the background; return once the mount is up.")
 def mount(bootstrap: str, mountpoint: str, config_path: str | None, localfs_dir: str | None,
           apisock: str | None, prefetch_files: str | None, threads: int | None, log_level: str | None,
-          log_file: str | None, background: bool) -> None:
+          log_file: str | None, fs_driver: str | None, background: bool) -> None:
     """Mount a RAFS image (lazily) at MOUNTPOINT with FUSE; unmount with fusermount3 -u.
 
     BOOTSTRAP is a bootstrap file, or an image reference when a plugin resolves them (its blobs are
@@ -59,7 +62,7 @@ def mount(bootstrap: str, mountpoint: str, config_path: str | None, localfs_dir:
     params: dict[str, Any] = {
         "bootstrap": bootstrap, "mountpoint": mountpoint, "config_path": config_path,
         "localfs_dir": localfs_dir, "apisock": apisock, "prefetch_files": prefetch_files,
-        "threads": threads, "log_level": log_level, "log_file": log_file,
+        "threads": threads, "log_level": log_level, "log_file": log_file, "fs_driver": fs_driver,
     }
     if background:
         _start_background(params)
@@ -81,7 +84,7 @@ def _start_background(params: dict[str, Any]) -> None:
             "-M", mp, "-B", os.path.abspath(params["bootstrap"])]
     for flag, key in (("-C", "config_path"), ("-D", "localfs_dir"), ("-A", "apisock"),
                       ("--prefetch-files", "prefetch_files"), ("--thread-num", "threads"),
-                      ("-l", "log_level"), ("-L", "log_file")):
+                      ("-l", "log_level"), ("-L", "log_file"), ("--fs-driver", "fs_driver")):
         if params.get(key) is not None:
             value = params[key]
             argv += [flag, os.path.abspath(value) if key.endswith(("path", "dir", "files", "sock")) else
@@ -94,8 +97,9 @@ def _start_background(params: dict[str, Any]) -> None:
     while time.monotonic() < deadline:
         if is_mountpoint(mp):
             where = params.get("log_file") or log_path
+            how = f"umount {mp}" if params.get("fs_driver") == "erofs" else f"fusermount3 -u {mp}"
             click.echo(f"mounted {params['bootstrap']} at {mp} (nydusd pid {proc.pid}, log {where}); "
-                       f"unmount with: fusermount3 -u {mp}")
+                       f"unmount with: {how}")
             if params.get("log_file"):
                 os.unlink(log_path)
             return

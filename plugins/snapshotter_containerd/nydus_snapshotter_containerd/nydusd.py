@@ -88,6 +88,19 @@ class NydusdManager:
         except (OSError, ValueError):
             return None
 
+    def dead(self) -> bool:
+        """Whether the daemon this snapshotter started (or found recorded) has died since."""
+        if self._proc is not None:
+            return self._proc.poll() is not None
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state in ("Z", "X")
+
     def ensure_running(self, timeout: float = 30.0) -> bool:
         """Reconnect to a running daemon or start one; return True when a new one was started."""
         if self.alive() and is_mountpoint(self.mountpoint):
@@ -121,10 +134,18 @@ class NydusdManager:
                 self._proc = proc
                 return True
             if proc.poll() is not None:
-                raise NydusdError(f"nydusd exited with {proc.returncode}; see {self.log_path}")
+                raise NydusdError(f"nydusd exited with {proc.returncode} ({self._last_log_line()}); "
+                                  f"see {self.log_path}")
             time.sleep(0.05)
         proc.terminate()
         raise NydusdError(f"nydusd did not come up in {timeout:.0f}s; see {self.log_path}")
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1][-300:] if lines else "empty log"
 
     def mounts(self) -> set[str]:
         """Sub-paths (``/<id>``) the daemon serves now."""

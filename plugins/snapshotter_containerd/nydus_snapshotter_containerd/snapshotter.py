@@ -26,11 +26,15 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nydus_core.errors import NydusError
 
 from . import labels as L
 from .config import SnapshotterConfig
+
+if TYPE_CHECKING:
+    from .supervisor import DaemonSupervisor
 from .filters import matcher
 from .metadata import (
     AlreadyExistsError,
@@ -103,6 +107,10 @@ class Snapshotter:
         self.daemons = make_daemons(config.daemon_mode, self.root, config.nydusd, nydusd_flags(config))
         self._fetch = fetch or self._fetch_from_registry
         self._mount_lock = threading.RLock()
+        # Held while a snapshot's row and directory are created, and while Cleanup looks for
+        # directories without a row (containerd calls Cleanup concurrently with Prepare).
+        self._dirs_lock = threading.Lock()
+        self._supervisor: DaemonSupervisor | None = None
 
     # -- paths ----------------------------------------------------------------------------------
 
@@ -120,13 +128,24 @@ class Snapshotter:
 
     # -- start-up -------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Reconnect to (or start) nydusd and mount every image an active/view snapshot uses."""
+    def _images_in_use(self) -> dict[int, Snapshot]:
+        """Bootstrap snapshots that active or view snapshots stand on, by id."""
         needed: dict[int, Snapshot] = {}
         for s in self.meta.all():
             base = self._nydus_base(s) if s.kind != Kind.COMMITTED else None
             if base is not None:
                 needed[base.id] = base
+        return needed
+
+    def start(self) -> None:
+        """Reconnect to (or start) nydusd, mount every image an active/view snapshot uses, and watch
+        the daemons when ``recover_policy = "restart"`` (:mod:`.supervisor`)."""
+        if self.config.recover_policy == "restart" and self._supervisor is None:
+            from .supervisor import DaemonSupervisor
+
+            self._supervisor = DaemonSupervisor(self.daemons, self._recover)
+            self._supervisor.start()
+        needed = self._images_in_use()
         try:
             what = self.daemons.start()
         except NydusError as exc:
@@ -141,9 +160,36 @@ class Snapshotter:
             except NydusError as exc:
                 log.error("mounting image %s: %s", boot.labels.get(L.NYDUS_IMAGE, boot.name), exc)
 
+    def _recover(self, dead: list[str]) -> None:
+        """Daemons ``dead`` died: start them again and remount the images in use (policy restart)."""
+        with self._mount_lock:
+            needed = self._images_in_use()
+            names = {self.image_name(b): b for b in needed.values()}
+            if self.daemons.mode == "shared":
+                todo = list(needed.values()) if needed else []
+            else:
+                todo = [names[n] for n in dead if n in names]
+            log.warning("nydusd %s died; recover_policy restart: starting a new daemon for %d image(s)",
+                        ", ".join(dead), len(todo))
+            if self.daemons.mode == "shared" and not todo:
+                self.daemons.start()  # the shared daemon runs even with no image
+            for boot in todo:
+                try:
+                    self._mount_image(boot)
+                except NydusError as exc:
+                    log.error("remounting image %s: %s", boot.labels.get(L.NYDUS_IMAGE, boot.name), exc)
+                else:
+                    log.info("image %s served again", boot.labels.get(L.NYDUS_IMAGE, boot.name))
+            for n in dead:  # a dedicated daemon nobody needs any more: forget it
+                d = self.daemons.daemon_of(n)
+                if d is not None and d.dead() and n not in names and self.daemons.mode == "dedicated":
+                    self.daemons.umount(n)
+
     def close(self) -> None:
         """Close the metadata store and the API connections. nydusd keeps running for the containers,
         unless ``cleanup_on_close`` asks to unmount every image and stop it (upstream's key)."""
+        if self._supervisor is not None:
+            self._supervisor.stop()
         if self.config.cleanup_on_close:
             log.info("cleanup_on_close: stopping nydusd")
             self.daemons.stop()
@@ -168,7 +214,7 @@ class Snapshotter:
             labels.get(L.NYDUS_BLOB) == "true" or labels.get(L.NYDUS_BOOTSTRAP) == "true")
         if remote:
             return self._prepare_remote(key, parent, target, labels)
-        with self.meta.transaction():
+        with self._dirs_lock, self.meta.transaction():
             snap = self.meta.create(key, parent, kind, labels)
             d = self.snapshot_dir(snap.id)
             if d.exists():
@@ -186,9 +232,10 @@ class Snapshotter:
         existing = self.meta.find(target)
         if existing is not None:
             raise AlreadyExistsError(f"target snapshot {target} already exists")
-        snap = self.meta.create(key, parent, Kind.ACTIVE, labels)
-        try:
+        with self._dirs_lock:
+            snap = self.meta.create(key, parent, Kind.ACTIVE, labels)
             self.fs_dir(snap.id).mkdir(parents=True, exist_ok=True)
+        try:
             extra = {L.REMOTE: "remote snapshot"}
             if labels.get(L.NYDUS_BOOTSTRAP) == "true":
                 ref, digest = labels.get(L.IMAGE_REF, ""), labels.get(L.LAYER_DIGEST, "")
@@ -287,12 +334,14 @@ class Snapshotter:
 
     def cleanup(self) -> int:
         """Remove snapshot directories no snapshot owns, and cached blobs no image uses; return how many."""
-        ids = self.meta.ids()
         n = 0
-        for d in (self.root / "snapshots").iterdir():
-            if d.name.isdigit() and int(d.name) not in ids:
-                shutil.rmtree(d, ignore_errors=True)
-                n += 1
+        with self._dirs_lock:
+            ids = self.meta.ids()
+            orphans = [d for d in (self.root / "snapshots").iterdir()
+                       if d.name.isdigit() and int(d.name) not in ids]
+        for d in orphans:
+            shutil.rmtree(d, ignore_errors=True)
+            n += 1
         used: set[str] = set()
         for s in self.meta.all():
             if s.labels.get(L.NYDUS_BOOTSTRAP) == "true":

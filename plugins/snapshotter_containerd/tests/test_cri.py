@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from nydus_testsupport.containerd import (
     SnapshotterProcess,
@@ -56,13 +57,24 @@ def node(tmp_path: Path, registry_open) -> Iterator[tuple[SnapshotterProcess, Cr
         proxy.stop()
 
 
-def _run(cri: CriClient, sandbox_id: str, sandbox_cfg: object, image: str, name: str,
+def _daemon_logs(root: Path) -> str:
+    """The snapshotter's and every nydusd's log tail (for failure messages)."""
+    out = []
+    for f in [root / "logs" / "nydus-snapshotter.log", *sorted(root.glob("logs/*/nydusd.log"))]:
+        out.append(f"--- {f}\n{f.read_text(errors='replace')[-2000:] if f.exists() else '(none)'}")
+    return "\n".join(out)
+
+
+def _run(cri: CriClient, root: Path, sandbox_id: str, sandbox_cfg: object, image: str, name: str,
          script: str) -> tuple[int, str]:
     pb = cri.pb
     cfg = pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name), image=pb.ImageSpec(image=image),
                              command=["/bin/sh", "-c", script], log_path=f"{name}.log")
-    cid = cri.runtime.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sandbox_id, config=cfg,
-                                                                sandbox_config=sandbox_cfg)).container_id
+    try:
+        cid = cri.runtime.CreateContainer(pb.CreateContainerRequest(pod_sandbox_id=sandbox_id, config=cfg,
+                                                                    sandbox_config=sandbox_cfg)).container_id
+    except grpc.RpcError as exc:
+        raise AssertionError(f"CreateContainer {name}: {exc}\n{_daemon_logs(root)}") from None
     cri.runtime.StartContainer(pb.StartContainerRequest(container_id=cid))
     st = cri.wait_exited(cid)
     log = Path(st.log_path).read_text()
@@ -110,11 +122,11 @@ def test_cri_nydus_and_oci_images(node, registry_open, rootfs: Path, tmp_path: P
                 namespace_options=pb.NamespaceOption(network=pb.NODE))))
         sandbox_id = cri.runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=sandbox_cfg)).pod_sandbox_id
 
-        code, out = _run(cri, sandbox_id, sandbox_cfg, nydus_ref, "nydus",
+        code, out = _run(cri, sn.root, sandbox_id, sandbox_cfg, nydus_ref, "nydus",
                          "cat /etc/motd; head -c 65536 /data/big.bin | sha256sum")
         assert code == 0 and out.splitlines()[0] == "hello from a nydus image over CRI", out
         assert hashlib.sha256(big[:65536]).hexdigest() in out
-        code, out = _run(cri, sandbox_id, sandbox_cfg, oci_ref, "oci", "cat /etc/motd")
+        code, out = _run(cri, sn.root, sandbox_id, sandbox_cfg, oci_ref, "oci", "cat /etc/motd")
         assert (code, out) == (0, "hello from an OCI image over CRI"), out
         assert {p.name for p in logs.iterdir()} == {"nydus.log", "oci.log"}
 
