@@ -52,7 +52,8 @@ MAX_FUSE_TASKS = 64
 class FuseTuning:
     """The FUSE frontend's own knobs, beyond upstream (nydusd's ``--readahead-kb``,
     ``--store-on-open-kb``, ``--kernel-cache-timeout``, ``--no-inline-reads``,
-    ``--eager-fuse-workers``, ``--no-keep-cache`` set them)."""
+    ``--eager-fuse-workers``, ``--no-keep-cache``, and for the erofs driver
+    ``--blobdev-keep-cache`` and ``--no-direct-blob-files`` set them)."""
 
     readahead_kb: int = DEFAULT_READAHEAD_KB
     inline_hits: bool = True

@@ -91,11 +91,11 @@ class KernelMount:
 class ErofsDaemon(Daemon):
     """One nydusd process with the ``erofs`` driver (see the module doc)."""
 
-    def __init__(self, settings: Any, tuning: FuseTuning | None = None, *, direct_io: bool = True,
-                 direct_files: bool = True) -> None:
+    def __init__(self, settings: Any, tuning: FuseTuning | None = None) -> None:
         super().__init__(settings, tuning)
+        direct_io = self.tuning.blobdev_direct_io
         #: use a blob's complete cache file as its device (no FUSE round trip)
-        self.direct_files = direct_files
+        self.direct_files = self.tuning.direct_blob_files
         #: blob id -> how many mounts use its cache file directly
         self.direct: dict[str, int] = {}
         self.blobfs = BlobDeviceFs(direct_io=direct_io)
