@@ -65,6 +65,10 @@ class FuseTuning:
     #: needs ``user_allow_other`` in /etc/fuse.conf for it)
     allow_other: bool = True
     dev_suid: bool = True
+    #: erofs driver: open blob devices with FOPEN_DIRECT_IO (else FOPEN_KEEP_CACHE)
+    blobdev_direct_io: bool = True
+    #: erofs driver: use a blob's complete cache file as its device
+    direct_blob_files: bool = True
 
 
 class Daemon:
