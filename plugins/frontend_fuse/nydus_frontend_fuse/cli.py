@@ -98,12 +98,6 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--no-direct-blob-files", is_flag=True, default=None,
                  help="erofs driver: serve every blob through the blob-device filesystem, even one "
                       "whose cache file is complete (for measurements). Beyond upstream."),
-    click.option("--blobdev-keep-cache", is_flag=True, default=None,
-                 help="erofs driver: let the kernel page-cache the blob devices too (FOPEN_KEEP_CACHE; "
-                      "default: direct I/O, the EROFS mount caches file data itself). Beyond upstream."),
-    click.option("--no-direct-blob-files", is_flag=True, default=None,
-                 help="erofs driver: serve every blob through the blob-device filesystem, even one "
-                      "whose cache file is complete (for measurements). Beyond upstream."),
     click.option("--no-keep-cache", is_flag=True, default=None,
                  help="Drop a file's page cache at every open (FOPEN_KEEP_CACHE off). Beyond upstream."),
 ]

@@ -393,9 +393,11 @@ class ErofsDaemon(Daemon):
         await self.umount(mountpoint)
         return await self.mount(mountpoint, source, config, prefetch_files)
 
-    def blob_metrics(self) -> list[dict[str, Any]]:
+    def blob_metrics(self, *, pattern: bool = False) -> list[dict[str, Any]]:
         """Per-blob-device read counters (``GET /api/v1/metrics/blobs``); blobs whose complete cache
-        file is the device are listed with ``direct: true`` (the kernel reads them, nothing counts)."""
-        out = [{**d.metrics(), "direct": False} for d in self.blobfs.devices()]
+        file is the device are listed with ``direct: true`` (the kernel reads them, nothing counts).
+        ``pattern`` adds each device's access pattern: the first 4096 reads as ``[offset, size]``."""
+        out = [{**d.metrics(), "direct": False, **({"pattern": list(d.pattern)} if pattern else {})}
+               for d in self.blobfs.devices()]
         out += [{"blob_id": bid, "direct": True, "users": n} for bid, n in sorted(self.direct.items())]
         return out
