@@ -169,7 +169,8 @@ def build(
                                      total=dsrc.total_bytes)
             dsrc.load(pipeline)
         else:
-            tsrc = TarSource(source, gzip=source_type == "targz-rafs", repeatable=opts.repeatable)
+            tsrc = TarSource(source, gzip=source_type == "targz-rafs", repeatable=opts.repeatable,
+                             estargz=opts.estargz)
             pipeline = ChunkPipeline(bw, digester, cs, known=known, stats=stats, progress=opts.progress,
                                      total=tsrc.size, position=lambda: tsrc.consumed)
             tree = tsrc.load(pipeline, stats)

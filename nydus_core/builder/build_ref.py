@@ -140,7 +140,7 @@ def build_ref(
             indexed = compressor.open_indexed(hashing)  # type: ignore[arg-type]  # read() is all it uses
             stream = indexed
         sink = RefChunkSink(own_index, cs, indexed)
-        tsrc = TarSource(stream, repeatable=opts.repeatable)
+        tsrc = TarSource(stream, repeatable=opts.repeatable, estargz=opts.estargz)
         tsrc.name = str(layer)
         size = os.fstat(f.fileno()).st_size
         pipeline = ChunkPipeline(sink, digester, cs, known=known, stats=stats, progress=opts.progress,

@@ -13,9 +13,12 @@ inode form (upstream writers use extended inodes for devices, the kernel reads `
 
 from __future__ import annotations
 
+import bisect
 import errno
+import itertools
 import stat
 import struct
+from array import array
 from collections.abc import Iterator
 
 from ..errors import UnsupportedFeatureError
@@ -73,6 +76,32 @@ _CHUNK_INDEX = struct.Struct("<HHI")
 # blob_index, uncompressed_offset, index of an 80-byte chunk record.
 _CHUNK_KEY = struct.Struct("<32xI20xQ8xI4x")
 assert _CHUNK_KEY.size == CHUNK_INFO_SIZE
+_NO_KEY = (1 << 64) - 1  # a record no chunk index can address
+
+
+class ChunkLookup:
+    """Chunk-table position by ``(blob, chunk index, block)`` key: sorted keys in an ``array``
+    (8 bytes a chunk; plus 4 for the positions when the table is not already in key order), looked
+    up by bisection, instead of a dict of Python ints (~100 bytes a chunk). The first record of a
+    key wins, as it did with the dict."""
+
+    __slots__ = ("_keys", "_pos")
+
+    def __init__(self, keys: array[int]) -> None:
+        self._keys = keys
+        self._pos: array[int] | None = None  # None: the table's own order (our builder's)
+        if not all(a <= b for a, b in zip(keys, itertools.islice(keys, 1, None))):
+            order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: first record first
+            self._keys = array("Q", (keys[i] for i in order))
+            self._pos = array("I", order)
+
+    def get(self, key: int) -> int | None:
+        """Return the position of the first record with ``key``, or None."""
+        keys = self._keys
+        i = bisect.bisect_left(keys, key)
+        if i == len(keys) or keys[i] != key or key == _NO_KEY:
+            return None
+        return i if self._pos is None else self._pos[i]
 
 _DIRENT_SIZE = 12
 _NAME_LEN = 255  # the kernel's EROFS_NAME_LEN: a longer dirent name is "bogus dirent namelen"
@@ -113,7 +142,7 @@ class V6Image(RafsImage):
         self._m = mapped
         self._buf = mapped.buf
         self.path = mapped.path
-        self._chunk_map_cache: dict[int, int] | None = None
+        self._chunk_map_cache: ChunkLookup | None = None
         self._dir_counts: dict[int, list[int]] = {}
         self._load()
 
@@ -504,17 +533,17 @@ class V6Image(RafsImage):
 
     # -- chunks ------------------------------------------------------------------------------
 
-    def _chunk_map(self) -> dict[int, int]:
+    def _chunk_map(self) -> ChunkLookup:
         cmap = self._chunk_map_cache
         if cmap is None:
-            cmap = {}
-            data = self._buf[self._ct_off:self._ct_off + self._ct_size]
+            keys = array("Q")
             bits = self._bits
-            for pos, (bi, uoff, idx) in enumerate(_CHUNK_KEY.iter_unpack(data)):
-                blk = uoff >> bits
-                if bi < 255 and idx < 1 << 24 and blk < 1 << 32:
-                    cmap.setdefault((bi << 56) | (idx << 32) | blk, pos)
-            self._chunk_map_cache = cmap
+            with memoryview(self._buf) as mv:  # no copy of the table; released before any close()
+                for bi, uoff, idx in _CHUNK_KEY.iter_unpack(mv[self._ct_off:self._ct_off + self._ct_size]):
+                    blk = uoff >> bits
+                    ok = bi < 255 and idx < 1 << 24 and blk < 1 << 32
+                    keys.append((bi << 56) | (idx << 32) | blk if ok else _NO_KEY)
+            cmap = self._chunk_map_cache = ChunkLookup(keys)
         return cmap
 
     def _chunk_indexes(self, ino: int) -> tuple[_Inode, int, int]:
@@ -574,14 +603,21 @@ class V6Image(RafsImage):
         last = min(count - 1, (offset + size - 1) // self.chunk_size)
         return [self._resolve(n, base, k) for k in range(first, last + 1)]
 
+    def chunk_table_len(self) -> int:
+        """Return the number of records in the bootstrap's chunk table."""
+        return int(self._ct_size) // CHUNK_INFO_SIZE
+
+    def chunk_table_record(self, pos: int) -> ChunkInfo:
+        """Decode and check record ``pos`` of the chunk table (read through the mmap)."""
+        if not 0 <= pos < self._ct_size // CHUNK_INFO_SIZE:
+            raise IndexError(pos)
+        c = ChunkInfo.unpack_from(self._buf, self._ct_off + pos * CHUNK_INFO_SIZE)
+        check_chunk(self._m, c, self.blobs, self.chunk_size, "chunk table record {}", pos)
+        return c
+
     def chunk_table(self) -> list[ChunkInfo]:
         """Decode and check every record of the bootstrap chunk table (for check/merge tools)."""
-        out = []
-        for pos in range(self._ct_size // CHUNK_INFO_SIZE):
-            c = ChunkInfo.unpack_from(self._buf, self._ct_off + pos * CHUNK_INFO_SIZE)
-            check_chunk(self._m, c, self.blobs, self.chunk_size, "chunk table record {}", pos)
-            out.append(c)
-        return out
+        return [self.chunk_table_record(pos) for pos in range(self._ct_size // CHUNK_INFO_SIZE)]
 
     def prefetch_inodes(self) -> list[int]:
         """Return the nids listed in the prefetch table."""

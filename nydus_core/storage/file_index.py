@@ -18,7 +18,7 @@ from ..rafs.model import ChunkInfo
 __all__ = ["FileChunks", "FileIndex"]
 
 #: Files whose chunk records are kept decoded.
-DEFAULT_ENTRIES = 1 << 15
+DEFAULT_ENTRIES = 1 << 10
 
 
 class FileChunks:

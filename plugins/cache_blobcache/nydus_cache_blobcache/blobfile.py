@@ -31,6 +31,7 @@ from nydus_core.interfaces import BlobCache, Digester
 from nydus_core.rafs.model import BlobInfo, ChunkInfo
 
 from .journal import OP_EVICTED, TAG_SIZE, ChunkJournal, encode_record
+from .readymap import ReadyMap
 
 __all__ = ["BlobFile", "Syncer", "aligned_size", "punch_hole"]
 
@@ -120,7 +121,7 @@ class BlobFile(BlobCache):
     """The cache of one blob. Thread-safe; shared by every pipeline of this process that reads it."""
 
     def __init__(self, work_dir: str, blob: BlobInfo, *, validate: bool, digester: Digester | None,
-                 on_put: Callable[[BlobFile, list[tuple[int, int]]], None] | None = None,
+                 on_put: Callable[[BlobFile, list[tuple[int, int, int]]], None] | None = None,
                  on_hit: Callable[[BlobFile, int], None] | None = None,
                  syncer: Syncer | None = None) -> None:
         self.blob = blob
@@ -154,9 +155,13 @@ class BlobFile(BlobCache):
             if self.journal is None:
                 log.warning("%s: chunk map unreadable and in use by another process; "
                             "cache for this blob is not persisted", self.map_path)
-            self._ready: dict[int, tuple[int, bytes]] = st.ready
-            # written but not yet durable and recorded (see put_many)
-            self._pending: dict[int, tuple[int, bytes]] = {}
+            self._ready: ReadyMap = st.ready
+            if self._ready.chunk_count != blob.chunk_count:
+                self._ready = ReadyMap(blob.chunk_count)
+                for off, size, tag, index in st.ready.entries():
+                    self._ready.add(off, size, tag, index)
+            # written but not yet durable and recorded (see put_many): offset -> (size, tag, index)
+            self._pending: dict[int, tuple[int, bytes, int]] = {}
             if blob.uncompressed_size and os.fstat(self.fd).st_size < blob.uncompressed_size:
                 os.ftruncate(self.fd, blob.uncompressed_size)
         except BaseException:
@@ -188,7 +193,10 @@ class BlobFile(BlobCache):
     # -- BlobCache --------------------------------------------------------------------------------
 
     def _entry_ok(self, chunk: ChunkInfo) -> bool:
-        r = self._ready.get(chunk.uncompressed_offset) or self._pending.get(chunk.uncompressed_offset)
+        if self._ready.matches(chunk.uncompressed_offset, chunk.uncompressed_size, chunk.block_id,
+                               chunk.index):
+            return True
+        r = self._pending.get(chunk.uncompressed_offset) if self._pending else None
         return r is not None and r[0] == chunk.uncompressed_size and chunk.block_id.startswith(r[1])
 
     def is_ready(self, chunk: ChunkInfo) -> bool:
@@ -253,8 +261,9 @@ class BlobFile(BlobCache):
             raise CacheError(f"{self.data_path}: write failed: {exc.strerror or exc}") from None
         with self._lock:
             for c, _ in todo:
-                if c.uncompressed_offset not in self._ready:
-                    self._pending[c.uncompressed_offset] = (c.uncompressed_size, c.block_id[:TAG_SIZE])
+                if self._ready.get(c.uncompressed_offset, c.index) is None:
+                    self._pending[c.uncompressed_offset] = (c.uncompressed_size, c.block_id[:TAG_SIZE],
+                                                            c.index)
         if self.syncer is not None:
             self.syncer.schedule(self)
         else:
@@ -277,16 +286,16 @@ class BlobFile(BlobCache):
                         self._pending.pop(off, None)
                     self._idle.notify_all()
                 return
-            added: list[tuple[int, int]] = []
+            added: list[tuple[int, int, int]] = []
             with self._lock:
                 records = []
                 for off, entry in batch.items():
                     if self._pending.get(off) != entry:
                         continue  # forgotten meanwhile
                     del self._pending[off]
-                    self._ready[off] = entry
-                    records.append(encode_record(off, entry[0], entry[1]))
-                    added.append((off, entry[0]))
+                    self._ready.add(off, entry[0], entry[1], entry[2])
+                    records.append(encode_record(off, entry[0], entry[1], index=entry[2]))
+                    added.append((off, entry[0], entry[2]))
                 if self.journal is not None and records:
                     try:
                         self.journal.append(records)
@@ -318,9 +327,9 @@ class BlobFile(BlobCache):
             records = []
             for c in chunks:
                 self._pending.pop(c.uncompressed_offset, None)
-                if self._ready.pop(c.uncompressed_offset, None) is not None:
+                if self._ready.pop(c.uncompressed_offset, c.index) is not None:
                     records.append(encode_record(c.uncompressed_offset, c.uncompressed_size, b"",
-                                                 OP_EVICTED))
+                                                 OP_EVICTED, index=c.index))
             self.generation += 1
             if self.journal is not None and records:
                 self.journal.append(records)
@@ -334,17 +343,17 @@ class BlobFile(BlobCache):
         fcntl.flock(self.fd, fcntl.LOCK_SH)
         return True
 
-    def evict(self, offsets: Sequence[int]) -> int:
-        """Unmark the chunks at ``offsets`` and free their blocks; return the bytes freed
-        (4 KiB-aligned sizes). The caller checked :meth:`can_punch`."""
+    def evict(self, chunks: Sequence[tuple[int, int]]) -> int:
+        """Unmark the chunks at ``(offset, chunk index)`` and free their blocks; return the bytes
+        freed (4 KiB-aligned sizes). The caller checked :meth:`can_punch`."""
         victims: list[tuple[int, int]] = []
         with self._lock:
             records = []
-            for off in offsets:
-                r = self._ready.pop(off, None)
+            for off, index in chunks:
+                r = self._ready.pop(off, index)
                 if r is not None:
                     victims.append((off, r[0]))
-                    records.append(encode_record(off, r[0], b"", OP_EVICTED))
+                    records.append(encode_record(off, r[0], b"", OP_EVICTED, index=index))
             if not victims:
                 return 0
             if self.journal is not None:
@@ -363,10 +372,10 @@ class BlobFile(BlobCache):
 
     # -- accounting -------------------------------------------------------------------------------
 
-    def ready_offsets(self) -> list[tuple[int, int]]:
-        """Return ``(uncompressed_offset, size)`` of every ready chunk."""
+    def ready_offsets(self) -> list[tuple[int, int, int]]:
+        """Return ``(uncompressed_offset, size, chunk index or -1)`` of every ready chunk."""
         with self._lock:
-            return [(off, r[0]) for off, r in self._ready.items()]
+            return [(off, size, index) for off, size, _tag, index in self._ready.entries()]
 
     def ready_count(self) -> int:
         """Return the number of ready chunks (including written ones not yet recorded)."""
@@ -375,7 +384,7 @@ class BlobFile(BlobCache):
     def used_bytes(self) -> int:
         """Return the 4 KiB-aligned bytes the ready chunks occupy."""
         with self._lock:
-            return sum(aligned_size(r[0]) for r in self._ready.values())
+            return sum(aligned_size(size) for _off, size, _tag, _index in self._ready.entries())
 
     def close(self) -> None:
         """Give this user's reference back; the files close with the last one."""

@@ -3,7 +3,9 @@
 An append-only file: a 64-byte header, then 32-byte records, each saying "the chunk at this
 uncompressed offset, of this size and digest prefix, is ready" (or "was evicted"). Every record
 carries a CRC32 of itself, so a torn or garbage record is recognised and ignored (with everything
-after it). The in-memory view is ``{uncompressed_offset: (size, digest prefix)}``.
+after it). The in-memory view is a :class:`~.readymap.ReadyMap` (offset, size and digest prefix per
+chunk index). The record's ``slot`` field holds the chunk's index + 1 (0: unknown, as in journals
+written before it was recorded), so a journal loads straight into the compact map.
 
 Why a journal keyed by uncompressed offset rather than a bitmap keyed by chunk index: chunk
 indexes are 0 in every chunk of pre-2022 RAFS v5 images (rafs-format.md §3), so an index-keyed
@@ -18,17 +20,18 @@ import struct
 import zlib
 from collections.abc import Iterable
 
-__all__ = ["HEADER_SIZE", "RECORD_SIZE", "ChunkJournal", "JournalState", "parse_journal"]
+from .readymap import TAG_SIZE, ReadyMap
+
+__all__ = ["HEADER_SIZE", "RECORD_SIZE", "TAG_SIZE", "ChunkJournal", "JournalState", "parse_journal"]
 
 MAGIC = b"NYPYCMAP"
 VERSION = 1
 HEADER = struct.Struct("<8sII Q I 32x I")  # magic, version, record size, blob usize, chunk count, crc
 HEADER_SIZE = HEADER.size
-RECORD = struct.Struct("<QII8sII")  # uncompressed offset, size, op, digest prefix, reserved, crc
+RECORD = struct.Struct("<QII8sII")  # uncompressed offset, size, op, digest prefix, slot, crc
 RECORD_SIZE = RECORD.size
 OP_READY = 1
 OP_EVICTED = 2
-TAG_SIZE = 8
 
 assert HEADER_SIZE == 64 and RECORD_SIZE == 32
 
@@ -38,9 +41,10 @@ def _header(uncompressed_size: int, chunk_count: int) -> bytes:
     return body[:-4] + struct.pack("<I", zlib.crc32(body[:-4]))
 
 
-def encode_record(offset: int, size: int, tag: bytes, op: int = OP_READY) -> bytes:
-    """Return one 32-byte journal record."""
-    body = RECORD.pack(offset, size, op, tag[:TAG_SIZE].ljust(TAG_SIZE, b"\0"), 0, 0)[:-4]
+def encode_record(offset: int, size: int, tag: bytes, op: int = OP_READY, *, index: int = -1) -> bytes:
+    """Return one 32-byte journal record (``index``: the chunk's index in its blob, -1 unknown)."""
+    slot = index + 1 if 0 <= index < 0xFFFFFFFF else 0
+    body = RECORD.pack(offset, size, op, tag[:TAG_SIZE].ljust(TAG_SIZE, b"\0"), slot, 0)[:-4]
     return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -49,8 +53,8 @@ class JournalState:
 
     __slots__ = ("ready", "records", "valid", "valid_length")
 
-    def __init__(self) -> None:
-        self.ready: dict[int, tuple[int, bytes]] = {}
+    def __init__(self, chunk_count: int = 0) -> None:
+        self.ready = ReadyMap(chunk_count)
         self.records = 0
         self.valid = False
         self.valid_length = 0
@@ -58,25 +62,25 @@ class JournalState:
 
 def parse_journal(data: bytes) -> JournalState:
     """Decode a journal file's bytes; stops at the first bad record."""
-    st = JournalState()
     if len(data) < HEADER_SIZE:
-        return st
-    magic, version, rsize, _usize, _count, crc = HEADER.unpack_from(data, 0)
+        return JournalState()
+    magic, version, rsize, _usize, count, crc = HEADER.unpack_from(data, 0)
     if (magic != MAGIC or version != VERSION or rsize != RECORD_SIZE
             or crc != zlib.crc32(data[:HEADER_SIZE - 4])):
-        return st
+        return JournalState()
+    st = JournalState(count)
     st.valid = True
     pos = HEADER_SIZE
     ready = st.ready
     end = len(data) - RECORD_SIZE
     while pos <= end:
-        off, size, op, tag, _res, rcrc = RECORD.unpack_from(data, pos)
+        off, size, op, tag, slot, rcrc = RECORD.unpack_from(data, pos)
         if rcrc != zlib.crc32(data[pos:pos + RECORD_SIZE - 4]):
             break
         if op == OP_READY:
-            ready[off] = (size, tag)
+            ready.add(off, size, tag, slot - 1)
         elif op == OP_EVICTED:
-            ready.pop(off, None)
+            ready.pop(off, slot - 1)
         else:
             break
         pos += RECORD_SIZE
@@ -110,9 +114,9 @@ class ChunkJournal:
             needs_rewrite = (not st.valid or st.valid_length != len(data)
                              or st.records > 2 * len(st.ready) + 1024)
             if needs_rewrite:
-                cls._rewrite(path, st.ready if st.valid else {}, uncompressed_size, chunk_count)
                 if not st.valid:
-                    st.ready = {}
+                    st.ready = ReadyMap(chunk_count)
+                cls._rewrite(path, st.ready, uncompressed_size, chunk_count)
                 st.valid = True
         elif not st.valid:
             return None, st
@@ -120,12 +124,12 @@ class ChunkJournal:
         return cls(path, fd), st
 
     @staticmethod
-    def _rewrite(path: str, ready: dict[int, tuple[int, bytes]], uncompressed_size: int,
-                 chunk_count: int) -> None:
+    def _rewrite(path: str, ready: ReadyMap, uncompressed_size: int, chunk_count: int) -> None:
         """Write a compact journal of ``ready`` next to ``path`` and rename it into place."""
         tmp = f"{path}.tmp.{os.getpid()}"
         parts = [_header(uncompressed_size, chunk_count)]
-        parts.extend(encode_record(off, size, tag) for off, (size, tag) in sorted(ready.items()))
+        parts.extend(encode_record(off, size, tag, index=index)
+                     for off, size, tag, index in sorted(ready.entries()))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             os.write(fd, b"".join(parts))

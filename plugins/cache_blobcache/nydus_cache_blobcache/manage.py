@@ -64,7 +64,7 @@ def list_entries(work_dir: str) -> list[dict[str, Any]]:
             js = parse_journal(raw)
             if js.valid:
                 ready_chunks = len(js.ready)
-                ready_bytes = sum(size for size, _ in js.ready.values())
+                ready_bytes = js.ready.total_size()
                 chunk_count = HEADER.unpack_from(raw, 0)[4] if len(raw) >= HEADER_SIZE else 0
         except FileNotFoundError:
             pass

@@ -85,7 +85,8 @@ class BlobCachePolicy(CachePolicy):
             raise CacheError(f"{self.work_dir}: the cache directory is not writable")
         self._lock = threading.Lock()
         self._blobs: dict[str, BlobFile] = {}
-        self._lru: OrderedDict[tuple[str, int], int] = OrderedDict()
+        #: (blob id, offset) -> (aligned size, chunk index or -1), least recently used first
+        self._lru: OrderedDict[tuple[str, int], tuple[int, int]] = OrderedDict()
         self._used = 0
         self._foreign: dict[str, int] = {}
         self.evicted_bytes = 0
@@ -119,11 +120,12 @@ class BlobCachePolicy(CachePolicy):
             self._blobs[blob.blob_id] = bf
             if self.max_size:
                 self._used -= self._foreign.pop(blob.blob_id, 0)
-                old = [((blob.blob_id, off), aligned_size(size)) for off, size in bf.ready_offsets()]
+                old = [((blob.blob_id, off), (aligned_size(size), index))
+                       for off, size, index in bf.ready_offsets()]
                 fresh = OrderedDict(old)
                 fresh.update(self._lru)  # what is already there is older than anything used now
                 self._lru = fresh
-                self._used += sum(size for _, size in old)
+                self._used += sum(size for _, (size, _i) in old)
         if self.max_size and self._used > self.max_size:
             self._evict()
         return bf
@@ -136,7 +138,7 @@ class BlobCachePolicy(CachePolicy):
             self._blobs.pop(bf.blob_id, None)
             if self.max_size:
                 keys = [k for k in self._lru if k[0] == bf.blob_id]
-                size = sum(self._lru.pop(k) for k in keys)
+                size = sum(self._lru.pop(k)[0] for k in keys)
                 self._used -= size
                 self._foreign[bf.blob_id] = size
                 self._used += size
@@ -150,13 +152,13 @@ class BlobCachePolicy(CachePolicy):
             if key in self._lru:
                 self._lru.move_to_end(key)
 
-    def _on_put(self, bf: BlobFile, added: list[tuple[int, int]]) -> None:
+    def _on_put(self, bf: BlobFile, added: list[tuple[int, int, int]]) -> None:
         with self._lock:
-            for off, size in added:
+            for off, size, index in added:
                 key = (bf.blob_id, off)
                 if key not in self._lru:
                     a = aligned_size(size)
-                    self._lru[key] = a
+                    self._lru[key] = (a, index)
                     self._used += a
             over = self._used > self.max_size
         if over:
@@ -175,7 +177,7 @@ class BlobCachePolicy(CachePolicy):
                     self._used -= size
                     self.evicted_bytes += size
                     self.evictions += 1
-        victims: dict[str, list[int]] = {}
+        victims: dict[str, list[tuple[int, int]]] = {}
         punchable: dict[str, bool] = {}
         with self._lock:
             excess = self._used - self.max_size
@@ -193,10 +195,10 @@ class BlobCachePolicy(CachePolicy):
                     ok = punchable[blob_id] = bf.can_punch()
                 if not ok:
                     continue
-                size = self._lru.pop(key)
+                size, index = self._lru.pop(key)
                 self._used -= size
                 excess -= size
-                victims.setdefault(blob_id, []).append(off)
+                victims.setdefault(blob_id, []).append((off, index))
             blobs = {bid: self._blobs[bid] for bid in victims}
         for blob_id, offs in victims.items():
             freed = blobs[blob_id].evict(offs)

@@ -232,3 +232,32 @@ def test_two_openers_share_and_gc_spares_blobs_in_use(tmp_path: Path) -> None:
     b.close()
     assert [e["blob_id"] for e in run_gc(str(tmp_path), max_size=0)] == [sample.blob_id]
     assert list_entries(str(tmp_path)) == []
+
+
+def test_journal_records_chunk_indexes_and_older_journals_still_load(tmp_path: Path) -> None:
+    from nydus_cache_blobcache.journal import RECORD, encode_record
+
+    sample, map_path, _ = _filled(tmp_path)
+    raw = map_path.read_bytes()
+    slots = [RECORD.unpack_from(raw, HEADER_SIZE + i * RECORD_SIZE)[4] for i in range(4)]
+    assert slots == [sample.chunks[i].index + 1 for i in range(4)]  # the index rides in the record
+    # a journal written before the index was recorded (slot 0): the same chunks are ready
+    legacy = raw[:HEADER_SIZE] + b"".join(
+        encode_record(c.uncompressed_offset, c.uncompressed_size, c.block_id) for c in sample.chunks[:4])
+    map_path.write_bytes(legacy)
+    assert set(parse_journal(legacy).ready) == {c.uncompressed_offset for c in sample.chunks[:4]}
+    policy = BlobCachePolicy({"work_dir": str(tmp_path)})
+    cache = policy.open_blob(sample.blob)
+    assert [cache.get(c) for c in sample.chunks[:4]] == sample.chunk_data[:4]
+    assert cache.get(sample.chunks[4]) is None
+    # a record whose digest prefix does not match the chunk never vouches for it
+    other = sample.chunks[4]
+    cache.close()
+    policy.close()
+    map_path.write_bytes(legacy + encode_record(other.uncompressed_offset, other.uncompressed_size,
+                                                b"\xff" * 8, index=other.index))
+    policy = BlobCachePolicy({"work_dir": str(tmp_path)})
+    cache = policy.open_blob(sample.blob)
+    assert cache.get(other) is None and cache.ready_count() == 5
+    cache.close()
+    policy.close()

@@ -35,6 +35,7 @@ from nydus_core.plugins import registry
 from nydus_core.rafs.image import open_image
 
 from . import remote
+from .layerdata import ZstdLayerReader, is_estargz
 from .options import ConversionJob, parse_chunk_dict
 from .streams import IterStream, layer_label
 from .workcache import LayerRecord, WorkCache, layer_key
@@ -83,10 +84,14 @@ def _layer_source_type(desc: dict[str, Any], where: str, *, oci_ref: bool = Fals
         return "targz-ref" if oci_ref else "targz-rafs"
     if media in mt.TAR_LAYERS:
         return "tar-ref" if oci_ref else "tar-rafs"
+    if media == mt.OCI_LAYER_ZSTD:  # decompressed here, built as a tar (zran is for gzip only)
+        if oci_ref:
+            raise FormatError(f"{where}: --oci-ref needs gzip or tar layers (zran cannot index zstd)")
+        return "tar-rafs"
     if media == mt.NYDUS_BLOB:
         raise UsageError(f"{where}: the source is already a Nydus image")
     raise FormatError(f"{where}: unsupported media type {media!r} "
-                      "(tar and tar+gzip layers can be converted)")
+                      "(tar, tar+gzip and tar+zstd layers can be converted)")
 
 
 class Conversion:
@@ -143,7 +148,8 @@ class Conversion:
                     got += len(piece)
                     pull(got, size)
         t1 = time.monotonic()
-        bopts = BuildOptions(chunk_size=self.opts.chunk_size, fs_version=self.opts.fs_version)
+        bopts = BuildOptions(chunk_size=self.opts.chunk_size, fs_version=self.opts.fs_version,
+                             estargz=is_estargz(desc))
         try:
             result = build(layer, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
                            options=bopts)
@@ -183,11 +189,14 @@ class Conversion:
             built = stack.enter_context(progress_bar(f"build layer {index + 1}", size,
                                                      enabled=self.opts.progress))
             stream = IterStream(iter(reader), on_read=lambda n: pull(n, size), name=where)
+            source: Any = stream
+            if desc.get("mediaType") == mt.OCI_LAYER_ZSTD:
+                source = ZstdLayerReader(stream, name=where)
             bopts = BuildOptions(compressor=self.opts.compressor, chunk_size=self.opts.chunk_size,
                                  fs_version=self.opts.fs_version, inline_meta=True, blob_toc=True,
                                  chunk_dict=str(dict_bootstrap) if dict_bootstrap else None,
-                                 progress=built)
-            result = build(stream, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
+                                 progress=built, estargz=is_estargz(desc))
+            result = build(source, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
                            options=bopts)
             stream.drain()  # the rest of the layer (tar padding): completes the digest check
         if result.blob_path is None or result.blob_info is None:
