@@ -109,6 +109,9 @@ class BuildResult:
     inode_count: int
     bootstrap_size: int
     stats: BuildStats = field(default_factory=BuildStats)
+    #: tar builds: paths (``/a/b``) of the directories the tar did not list (created implicitly);
+    #: give them to :func:`~nydus_core.builder.merge` so they keep a lower layer's attributes
+    implicit_dirs: list[bytes] = field(default_factory=list)
 
     @property
     def blob_id(self) -> str | None:

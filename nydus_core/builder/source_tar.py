@@ -292,6 +292,19 @@ class TarSource:
             return
         parent.children[name] = node
 
+    def implicit_paths(self, root: TreeInode) -> list[bytes]:
+        """Paths (``/a/b``) of the directories of ``root`` (this tar's tree) that the tar did not list."""
+        out: list[bytes] = []
+        stack: list[tuple[bytes, TreeInode]] = [(b"/", root)]
+        while stack:
+            path, node = stack.pop()
+            if id(node) in self.implicit_dirs:
+                out.append(path)
+            for name, child in node.children.items():
+                if child.is_dir:
+                    stack.append((path.rstrip(b"/") + b"/" + name, child))
+        return sorted(out)
+
     @staticmethod
     def _lookup(root: TreeInode, parts: list[bytes]) -> TreeInode | None:
         node: TreeInode | None = root

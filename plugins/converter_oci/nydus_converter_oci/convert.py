@@ -42,6 +42,8 @@ from .workcache import LayerRecord, WorkCache, layer_key
 
 log = logging.getLogger("nydusify")
 
+#: Per converted layer: the directories its tar did not list (JSON list of paths).
+IMPLICIT_FILE = "implicit.json"
 #: Blobs at least this large are pushed in chunks of this size.
 PUSH_CHUNK = 16 << 20
 
@@ -92,6 +94,19 @@ def _layer_source_type(desc: dict[str, Any], where: str, *, oci_ref: bool = Fals
         raise UsageError(f"{where}: the source is already a Nydus image")
     raise FormatError(f"{where}: unsupported media type {media!r} "
                       "(tar, tar+gzip and tar+zstd layers can be converted)")
+
+
+def _save_implicit(staging: Path, paths: list[bytes]) -> None:
+    """Record the layer's implicit directories (the merge keeps the lower layer's attributes)."""
+    (staging / IMPLICIT_FILE).write_text(json.dumps([os.fsdecode(p) for p in paths]))
+
+
+def _load_implicit(directory: Path) -> list[bytes]:
+    """The implicit directories a converted layer recorded (none for older work-dir records)."""
+    try:
+        return [os.fsencode(p) for p in json.loads((directory / IMPLICIT_FILE).read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 class Conversion:
@@ -160,6 +175,7 @@ class Conversion:
         prof["download"] = round(prof["download"] + t1 - t0, 3)
         prof["index"] = round(prof["index"] + t2 - t1, 3)
         layer.unlink()
+        _save_implicit(staging, result.implicit_dirs)
         info = result.blob_info
         if info is not None and "sha256:" + info.blob_id != desc["digest"]:
             raise FormatError(f"{where}: the layer's sha256 is {info.blob_id}, not its digest")
@@ -199,6 +215,7 @@ class Conversion:
             result = build(source, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
                            options=bopts)
             stream.drain()  # the rest of the layer (tar padding): completes the digest check
+        _save_implicit(staging, result.implicit_dirs)
         if result.blob_path is None or result.blob_info is None:
             raise NydusError(f"{where}: the builder wrote no blob")
         blob_id = result.blob_info.blob_id
@@ -292,7 +309,8 @@ class Conversion:
             bootstrap = self.cache.root / "bootstrap"
             prefetch = list(opts.prefetch_patterns) if opts.prefetch_patterns else None
             merged = merge([r.bootstrap_path for r in layers], bootstrap=bootstrap,
-                           chunk_dict=chunk_dict.bootstrap if chunk_dict else None, prefetch=prefetch)
+                           chunk_dict=chunk_dict.bootstrap if chunk_dict else None, prefetch=prefetch,
+                           implicit_dirs=[_load_implicit(Path(r.directory)) for r in layers])
             t_built = time.monotonic()
             own = {(r.source_digest if opts.oci_ref else r.blob_digest).removeprefix("sha256:")
                    for r in layers}

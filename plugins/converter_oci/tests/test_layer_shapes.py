@@ -123,3 +123,30 @@ def test_bad_gzip_layer_fails_on_one_line_naming_it(shapes: dict[str, Any], tmp_
         lines = [x for x in proc.stderr.splitlines() if x.strip()]
         assert len(lines) == 1, proc.stderr
         assert digest in lines[0] and "CRC" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("oci_ref", [False, True])
+def test_implicit_parents_keep_the_lower_layers_attributes(shapes: dict[str, Any], tmp_path: Path,
+                                                            oci_ref: bool) -> None:
+    client = shapes["client"]
+    low = (LayerWriter().dir("opt", mode=0o750, uid=5, gid=6, mtime=1_234_567)
+           .dir("opt/sub", mode=0o700, mtime=7_654_321).file("opt/sub/old", b"old")).tar()
+    up = LayerWriter().file("opt/sub/new", b"new").file("opt/top", b"top").tar()  # parents not listed
+    _push(client, "src/implicit", "v1", [(gzip.compress(low, mtime=0), mt.OCI_LAYER_GZIP, low, {}),
+                                         (gzip.compress(up, mtime=0), mt.OCI_LAYER_GZIP, up, {})])
+    host = shapes["host"]
+    target = f"{host}/nydus/implicit:{'ref' if oci_ref else 'full'}"
+    extra = ["--oci-ref"] if oci_ref else []
+    proc = nydusify("convert", *extra, "--source", f"{host}/src/implicit:v1", "--target", target,
+                    "--plain-http", "--work-dir", str(tmp_path / "w"))
+    assert proc.returncode == 0, proc.stderr
+    check = nydusify("check", "--source", f"{host}/src/implicit:v1", "--target", target, "--plain-http",
+                     "--work-dir", str(tmp_path / "c"))
+    assert check.returncode == 0, check.stdout + check.stderr
+    boot = Path(tmp_path / "w" / "bootstrap")
+    with open_metadata(boot) as fs:
+        st = fs.stat("/opt")
+        assert (st.st_mode & 0o7777, st.st_uid, st.st_gid, int(st.st_mtime)) == (0o750, 5, 6, 1_234_567)
+        sub = fs.stat("/opt/sub")
+        assert (sub.st_mode & 0o7777, int(sub.st_mtime)) == (0o700, 7_654_321)
+        assert sorted(fs.listdir("/opt/sub")) == ["new", "old"]
