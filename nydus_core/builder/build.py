@@ -158,6 +158,7 @@ def build(
     )
     try:
         implicit: set[int] = set()
+        implicit_paths: list[bytes] = []
         layer = getattr(source, "name", None) or str(source)
         if source_type in ("dir-rafs", "directory"):
             if not isinstance(source, (str, os.PathLike)):
@@ -169,11 +170,13 @@ def build(
                                      total=dsrc.total_bytes)
             dsrc.load(pipeline)
         else:
-            tsrc = TarSource(source, gzip=source_type == "targz-rafs", repeatable=opts.repeatable)
+            tsrc = TarSource(source, gzip=source_type == "targz-rafs", repeatable=opts.repeatable,
+                             estargz=opts.estargz)
             pipeline = ChunkPipeline(bw, digester, cs, known=known, stats=stats, progress=opts.progress,
                                      total=tsrc.size, position=lambda: tsrc.consumed)
             tree = tsrc.load(pipeline, stats)
             implicit = tsrc.implicit_dirs
+            implicit_paths = tsrc.implicit_paths(tree)
             layer = tsrc.name
         check_tree(tree, str(layer))  # what the format cannot hold is refused, naming the entry
         root = tree
@@ -236,4 +239,5 @@ def build(
         inode_count=writer.inode_count,
         bootstrap_size=len(data),
         stats=stats,
+        implicit_dirs=implicit_paths,
     )

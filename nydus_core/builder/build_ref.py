@@ -140,7 +140,7 @@ def build_ref(
             indexed = compressor.open_indexed(hashing)  # type: ignore[arg-type]  # read() is all it uses
             stream = indexed
         sink = RefChunkSink(own_index, cs, indexed)
-        tsrc = TarSource(stream, repeatable=opts.repeatable)
+        tsrc = TarSource(stream, repeatable=opts.repeatable, estargz=opts.estargz)
         tsrc.name = str(layer)
         size = os.fstat(f.fileno()).st_size
         pipeline = ChunkPipeline(sink, digester, cs, known=known, stats=stats, progress=opts.progress,
@@ -161,6 +161,7 @@ def build_ref(
         f.close()
     layer_digest = hashing.sha256.hexdigest()
     implicit = tsrc.implicit_dirs
+    implicit_paths = tsrc.implicit_paths(tree)
     check_tree(tree, str(layer))  # what the format cannot hold is refused, naming the entry
     root: TreeInode = tree
     if parent is not None:
@@ -205,4 +206,5 @@ def build_ref(
     log.info("%s: %s image of layer %s (%d chunks, RAFS blob %s)", boot_path, source_type, layer_digest,
              sink.chunk_count, info.blob_meta_digest.hex() if info else "none")
     return BuildResult(bootstrap_path=boot_path, blob_path=written, blob_info=info, blobs=table,
-                       inode_count=writer.inode_count, bootstrap_size=len(data), stats=stats)
+                       inode_count=writer.inode_count, bootstrap_size=len(data), stats=stats,
+                       implicit_dirs=implicit_paths)

@@ -85,11 +85,15 @@ def merge(
     prefetch: Sequence[str | bytes] | None = None,
     whiteout_spec: str = "oci",
     progress: ProgressCallback | None = None,
+    implicit_dirs: Sequence[Sequence[bytes]] | None = None,
 ) -> MergeResult:
     """Merge per-layer bootstraps (lowest first) into ``bootstrap``.
 
     ``prefetch``: paths for the prefetch table; ``None`` keeps the union of the layers' tables
-    (entries still present after merging).
+    (entries still present after merging). ``implicit_dirs`` (one list per source, as
+    :attr:`BuildResult.implicit_dirs` gives them) names each layer's directories its tar did not
+    list: where a lower layer has the directory, it keeps the lower layer's attributes (an OCI
+    layer changes only what it lists).
     """
     if not sources:
         raise UsageError("merge needs at least one source bootstrap")
@@ -98,6 +102,8 @@ def merge(
             f"invalid whiteout spec '{whiteout_spec}': choose one of {', '.join(WHITEOUT_SPECS)}"
         )
     n = len(sources)
+    if implicit_dirs is not None and len(implicit_dirs) != n:
+        raise UsageError(f"implicit_dirs has {len(implicit_dirs)} entries for {n} layers")
     for values, what in ((blob_digests, "blob digests"), (original_blob_ids, "original blob ids"),
                          (blob_sizes, "blob sizes"), (blob_toc_digests, "blob ToC digests"),
                          (blob_toc_sizes, "blob ToC sizes")):
@@ -190,7 +196,11 @@ def merge(
             root = img.tree
             strip_markers(root, whiteout_spec)  # nothing below the lowest layer to hide
         else:
-            apply_layer(root, img.tree, whiteout_spec)
+            keep = None
+            if implicit_dirs is not None and not is_parent:
+                keep = {id(node) for node in resolve_paths(img.tree, implicit_dirs[layer_idx], "implicit dir")
+                        if node.is_dir}
+            apply_layer(root, img.tree, whiteout_spec, keep_lower_attrs=keep)
         if progress is not None:
             progress(step + 1, len(layers))
 

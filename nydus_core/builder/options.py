@@ -39,6 +39,8 @@ class BuildOptions:
     * ``prefetch``: paths for the prefetch table (``--prefetch-policy fs``); ``None`` = no table.
     * ``workers``: compression threads (``None`` = CPU count).
     * ``progress``: called with ``(bytes_done, bytes_total | None)`` while file data is read.
+    * ``estargz``: the tar is an eStargz layer: its TOC (``stargz.index.json``) and landmark files
+      are left out, as upstream does.
     """
 
     chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -55,6 +57,7 @@ class BuildOptions:
     repeatable: bool = False
     workers: int | None = None
     progress: ProgressCallback | None = None
+    estargz: bool = False
 
     def validate(self) -> None:
         """Raise :class:`UsageError` for a value upstream would refuse."""
@@ -106,6 +109,9 @@ class BuildResult:
     inode_count: int
     bootstrap_size: int
     stats: BuildStats = field(default_factory=BuildStats)
+    #: tar builds: paths (``/a/b``) of the directories the tar did not list (created implicitly);
+    #: give them to :func:`~nydus_core.builder.merge` so they keep a lower layer's attributes
+    implicit_dirs: list[bytes] = field(default_factory=list)
 
     @property
     def blob_id(self) -> str | None:

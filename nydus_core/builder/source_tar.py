@@ -10,7 +10,8 @@ ISIZE checked, read to its end even after the tar's end-of-archive blocks). Rule
   replacing a directory only updates its attributes;
 * a hard link refers to the member of that path seen *earlier*; a missing target is an error;
 * parent directories missing from the tar are created (0755, owned by root, mtime 0);
-* xattrs come from PAX records ``SCHILY.xattr.NAME`` (and libarchive's ``LIBARCHIVE.xattr.NAME``).
+* xattrs come from PAX records ``SCHILY.xattr.NAME`` (and libarchive's ``LIBARCHIVE.xattr.NAME``);
+  a name without a namespace RAFS stores (``SCHILY.xattr.foo``) is dropped with a warning naming the entry.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from .source_dir import allowed_xattr
 log = logging.getLogger("nydus.builder")
 
 IMPLICIT_DIR_MODE = stat.S_IFDIR | 0o755
+#: Root entries of an eStargz layer that are not part of the image (its TOC and prefetch landmarks).
+ESTARGZ_SPECIAL_FILES = frozenset({b"stargz.index.json", b".prefetch.landmark", b".no.prefetch.landmark"})
 _PAX_XATTR = "SCHILY.xattr."
 _LIBARCHIVE_XATTR = "LIBARCHIVE.xattr."
 
@@ -76,7 +79,8 @@ def _parse_mtime(member: tarfile.TarInfo) -> tuple[int, int]:
     return int(member.mtime), 0
 
 
-def _xattrs(member: tarfile.TarInfo) -> dict[bytes, bytes]:
+def _xattrs(member: tarfile.TarInfo, dropped: list[bytes]) -> dict[bytes, bytes]:
+    """The member's storable xattrs; names RAFS cannot store (no known namespace) go to ``dropped``."""
     out: dict[bytes, bytes] = {}
     for key, value in member.pax_headers.items():
         if key.startswith(_PAX_XATTR):
@@ -92,6 +96,8 @@ def _xattrs(member: tarfile.TarInfo) -> dict[bytes, bytes]:
             continue
         if allowed_xattr(name):
             out[name] = data
+        else:
+            dropped.append(name)
     return out
 
 
@@ -120,10 +126,13 @@ class TarSource:
         *,
         gzip: bool = False,
         repeatable: bool = False,
+        estargz: bool = False,
     ) -> None:
         self.source = source
         self.gzip = gzip
         self.repeatable = repeatable
+        #: leave out eStargz's TOC and landmark files (root entries in ESTARGZ_SPECIAL_FILES)
+        self.estargz = estargz
         self.name = "<stdin>" if source == "-" else getattr(source, "name", None) or str(source)
         if not isinstance(self.name, str):
             self.name = str(self.name)
@@ -207,13 +216,20 @@ class TarSource:
         stats: BuildStats,
     ) -> None:
         parts, fixed = normalize_member_path(m.name)
+        if self.estargz and len(parts) == 1 and parts[0] in ESTARGZ_SPECIAL_FILES:
+            return
         if fixed:
             log.warning("%s: member %s has an absolute path or '..'; stored as /%s", self.name, m.name,
                         os.fsdecode(b"/".join(parts)))
         mtime, mtime_nsec = _parse_mtime(m)
         uid, gid = (0, 0) if self.repeatable else (m.uid, m.gid)
         perm = m.mode & 0o7777
-        xattrs = _xattrs(m)
+        dropped: list[bytes] = []
+        xattrs = _xattrs(m, dropped)
+        for name in dropped:
+            log.warning("%s: member %s: xattr %r has no namespace RAFS can store (user., trusted., "
+                        "security., system.posix_acl_*); dropped", self.name, m.name,
+                        os.fsdecode(name))
 
         target: TreeInode | None
         if m.isdir():
@@ -275,6 +291,19 @@ class TarSource:
             log.warning("%s: member %s has unsupported type %r; skipped", self.name, m.name, m.type)
             return
         parent.children[name] = node
+
+    def implicit_paths(self, root: TreeInode) -> list[bytes]:
+        """Paths (``/a/b``) of the directories of ``root`` (this tar's tree) that the tar did not list."""
+        out: list[bytes] = []
+        stack: list[tuple[bytes, TreeInode]] = [(b"/", root)]
+        while stack:
+            path, node = stack.pop()
+            if id(node) in self.implicit_dirs:
+                out.append(path)
+            for name, child in node.children.items():
+                if child.is_dir:
+                    stack.append((path.rstrip(b"/") + b"/" + name, child))
+        return sorted(out)
 
     @staticmethod
     def _lookup(root: TreeInode, parts: list[bytes]) -> TreeInode | None:

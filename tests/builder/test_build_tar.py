@@ -188,6 +188,19 @@ def test_pax_xattrs_and_nanosecond_mtimes(tmp_path):
         assert (a.mtime, a.mtime_nsec) == (1_700_000_000, 123_456_789)
 
 
+def test_namespace_less_pax_xattrs_warn_naming_the_entry(tmp_path, caplog):
+    f, data = _member("dir/f", b"data")
+    f.pax_headers = {"SCHILY.xattr.foo": "bar", "SCHILY.xattr.user.ok": "1"}
+    tar = _tar(tmp_path / "x.tar", [(f, data)])
+    with caplog.at_level(logging.WARNING, logger="nydus.builder"):
+        _build(tmp_path, tar)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("member dir/f" in w and "'foo'" in w and "dropped" in w for w in warnings), warnings
+    assert not any("user.ok" in w for w in warnings)
+    with open_image(tmp_path / "boot") as image:
+        assert image.xattrs(image.resolve("/dir/f")) == {b"user.ok": b"1"}
+
+
 def test_devices_fifos_and_symlinks_need_no_privileges(tmp_path):
     tar = _tar(tmp_path / "dev.tar", [
         _member("null", type=tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666),

@@ -32,6 +32,7 @@ from nydus_core.rafs.image import open_image
 from nydus_core.tools.check import check_image
 
 from . import remote
+from .layerdata import is_estargz
 from .rootfs import Entry, OciRootfs
 
 _KIND_OF_MODE = {stat.S_IFDIR: "dir", stat.S_IFREG: "file", stat.S_IFLNK: "symlink", stat.S_IFCHR: "chr",
@@ -173,7 +174,7 @@ def source_rootfs(image: remote.RemoteImage) -> OciRootfs:
         with image.client.open_blob(image.repo, d["digest"]) as reader:
             where = layer_label(image.ref, i, d)
             stream = IterStream(iter(reader), name=where)
-            fs.apply_layer(stream, where=where)
+            fs.apply_layer(stream, where=where, estargz=is_estargz(d))
             stream.drain()
     return fs
 

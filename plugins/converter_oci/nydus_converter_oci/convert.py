@@ -35,12 +35,15 @@ from nydus_core.plugins import registry
 from nydus_core.rafs.image import open_image
 
 from . import remote
+from .layerdata import ZstdLayerReader, is_estargz
 from .options import ConversionJob, parse_chunk_dict
 from .streams import IterStream, layer_label
 from .workcache import LayerRecord, WorkCache, layer_key
 
 log = logging.getLogger("nydusify")
 
+#: Per converted layer: the directories its tar did not list (JSON list of paths).
+IMPLICIT_FILE = "implicit.json"
 #: Blobs at least this large are pushed in chunks of this size.
 PUSH_CHUNK = 16 << 20
 
@@ -83,10 +86,27 @@ def _layer_source_type(desc: dict[str, Any], where: str, *, oci_ref: bool = Fals
         return "targz-ref" if oci_ref else "targz-rafs"
     if media in mt.TAR_LAYERS:
         return "tar-ref" if oci_ref else "tar-rafs"
+    if media == mt.OCI_LAYER_ZSTD:  # decompressed here, built as a tar (zran is for gzip only)
+        if oci_ref:
+            raise FormatError(f"{where}: --oci-ref needs gzip or tar layers (zran cannot index zstd)")
+        return "tar-rafs"
     if media == mt.NYDUS_BLOB:
         raise UsageError(f"{where}: the source is already a Nydus image")
     raise FormatError(f"{where}: unsupported media type {media!r} "
-                      "(tar and tar+gzip layers can be converted)")
+                      "(tar, tar+gzip and tar+zstd layers can be converted)")
+
+
+def _save_implicit(staging: Path, paths: list[bytes]) -> None:
+    """Record the layer's implicit directories (the merge keeps the lower layer's attributes)."""
+    (staging / IMPLICIT_FILE).write_text(json.dumps([os.fsdecode(p) for p in paths]))
+
+
+def _load_implicit(directory: Path) -> list[bytes]:
+    """The implicit directories a converted layer recorded (none for older work-dir records)."""
+    try:
+        return [os.fsencode(p) for p in json.loads((directory / IMPLICIT_FILE).read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
 
 
 class Conversion:
@@ -143,7 +163,8 @@ class Conversion:
                     got += len(piece)
                     pull(got, size)
         t1 = time.monotonic()
-        bopts = BuildOptions(chunk_size=self.opts.chunk_size, fs_version=self.opts.fs_version)
+        bopts = BuildOptions(chunk_size=self.opts.chunk_size, fs_version=self.opts.fs_version,
+                             estargz=is_estargz(desc))
         try:
             result = build(layer, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
                            options=bopts)
@@ -154,6 +175,7 @@ class Conversion:
         prof["download"] = round(prof["download"] + t1 - t0, 3)
         prof["index"] = round(prof["index"] + t2 - t1, 3)
         layer.unlink()
+        _save_implicit(staging, result.implicit_dirs)
         info = result.blob_info
         if info is not None and "sha256:" + info.blob_id != desc["digest"]:
             raise FormatError(f"{where}: the layer's sha256 is {info.blob_id}, not its digest")
@@ -183,13 +205,17 @@ class Conversion:
             built = stack.enter_context(progress_bar(f"build layer {index + 1}", size,
                                                      enabled=self.opts.progress))
             stream = IterStream(iter(reader), on_read=lambda n: pull(n, size), name=where)
+            source: Any = stream
+            if desc.get("mediaType") == mt.OCI_LAYER_ZSTD:
+                source = ZstdLayerReader(stream, name=where)
             bopts = BuildOptions(compressor=self.opts.compressor, chunk_size=self.opts.chunk_size,
                                  fs_version=self.opts.fs_version, inline_meta=True, blob_toc=True,
                                  chunk_dict=str(dict_bootstrap) if dict_bootstrap else None,
-                                 progress=built)
-            result = build(stream, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
+                                 progress=built, estargz=is_estargz(desc))
+            result = build(source, source_type, bootstrap=staging / "bootstrap", blob=staging / "blob",
                            options=bopts)
             stream.drain()  # the rest of the layer (tar padding): completes the digest check
+        _save_implicit(staging, result.implicit_dirs)
         if result.blob_path is None or result.blob_info is None:
             raise NydusError(f"{where}: the builder wrote no blob")
         blob_id = result.blob_info.blob_id
@@ -283,7 +309,8 @@ class Conversion:
             bootstrap = self.cache.root / "bootstrap"
             prefetch = list(opts.prefetch_patterns) if opts.prefetch_patterns else None
             merged = merge([r.bootstrap_path for r in layers], bootstrap=bootstrap,
-                           chunk_dict=chunk_dict.bootstrap if chunk_dict else None, prefetch=prefetch)
+                           chunk_dict=chunk_dict.bootstrap if chunk_dict else None, prefetch=prefetch,
+                           implicit_dirs=[_load_implicit(Path(r.directory)) for r in layers])
             t_built = time.monotonic()
             own = {(r.source_digest if opts.oci_ref else r.blob_digest).removeprefix("sha256:")
                    for r in layers}

@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 from nydus_core.errors import FormatError
-from nydus_core.gzipstream import open_maybe_gzip
+
+from .layerdata import open_layer_tar
 
 if TYPE_CHECKING:
     from .streams import IterStream
 
 WHITEOUT_PREFIX = ".wh."
+#: Root entries of an eStargz layer that are not part of the image.
+ESTARGZ_FILES = frozenset({"stargz.index.json", ".prefetch.landmark", ".no.prefetch.landmark"})
 OPAQUE_MARKER = ".wh..wh..opq"
 _KINDS = {tarfile.DIRTYPE: "dir", tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file",
           tarfile.CONTTYPE: "file", tarfile.SYMTYPE: "symlink", tarfile.CHRTYPE: "chr",
@@ -92,18 +95,22 @@ class OciRootfs:
             e.rdev = (ti.devmajor, ti.devminor)
         return e
 
-    def apply_layer(self, stream: BinaryIO | IterStream, *, where: str = "layer") -> None:
-        """Apply one layer tar (gzip or plain, read as a stream) on top of what is there.
+    def apply_layer(self, stream: BinaryIO | IterStream, *, where: str = "layer", estargz: bool = False
+                    ) -> None:
+        """Apply one layer tar (gzip, zstd or plain, read as a stream) on top of what is there.
 
-        A gzip layer is read to its end, so every member's CRC32 and ISIZE are checked."""
+        A gzip layer is read to its end, so every member's CRC32 and ISIZE are checked. With
+        ``estargz`` the layer's TOC and landmark files (root entries) are left out."""
         layer: dict[str, Entry] = {}
         whiteouts: set[str] = set()
         opaques: set[str] = set()
         try:
-            data, gzipped = open_maybe_gzip(stream, name=where)
-            with tarfile.open(fileobj=data, mode="r|*") as tar:  # type: ignore[call-overload]  # stream mode only reads
+            data = open_layer_tar(stream, name=where)
+            with tarfile.open(fileobj=data, mode="r|*") as tar:
                 for ti in tar:
                     path = _norm(ti.name)
+                    if estargz and path.lstrip("/") in ESTARGZ_FILES:
+                        continue
                     base = posixpath.basename(path)
                     parent = posixpath.dirname(path)
                     if base == OPAQUE_MARKER:
@@ -113,7 +120,7 @@ class OciRootfs:
                         whiteouts.add(posixpath.join(parent, base[len(WHITEOUT_PREFIX):]))
                         continue
                     layer[path] = self._entry(ti, tar, layer, where)
-            while gzipped and data.read(1 << 20):
+            while data.read(1 << 20):  # the rest (gzip trailers, zstd frame ends) is checked too
                 pass
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise FormatError(f"{where}: not a readable tar: {exc}") from None

@@ -64,6 +64,10 @@ class FuseTuning:
     #: needs ``user_allow_other`` in /etc/fuse.conf for it)
     allow_other: bool = True
     dev_suid: bool = True
+    #: ``--upgrade``: serve nothing until ``PUT /api/v1/daemon/fuse/takeover`` (erofs driver)
+    upgrade: bool = False
+    #: ``--failover-policy``: requests in flight at a takeover: ``resend``, ``flush`` or ``none``
+    failover_policy: str = "resend"
 
 
 class Daemon:
@@ -97,7 +101,9 @@ class Daemon:
         Raises NydusError (one line) and leaves nothing behind on failure."""
         s = self.settings
         self.check_driver()
-        self.mountpoint = check_mountpoint(s.mountpoint)
+        # --upgrade takes over a mount that is already there
+        up = self.tuning.upgrade
+        self.mountpoint = os.path.abspath(s.mountpoint) if up else check_mountpoint(s.mountpoint)
         check_unprivileged_mount(self.mountpoint, allow_other=self.tuning.allow_other)
         try:
             if s.bootstrap:

@@ -4,6 +4,11 @@
 attached with ``POST /api/v1/mount?mountpoint=/<id>`` and seen at ``<root>/mnt/<id>``. One process,
 one FUSE connection, images mount in milliseconds; a crash takes every image with it.
 
+``fs_driver = "erofs"``: the daemons mount images with the kernel's EROFS driver over their blob
+devices (the image's mount is then an ``erofs`` mount, the lowest ``lowerdir`` of its containers'
+overlays); an image that cannot be served that way (RAFS v5, no file-backed EROFS in the kernel,
+not root) is served with fusedev and the log says why.
+
 ``daemon_mode = "dedicated"`` (upstream's default, alias ``multiple``): one nydusd per image,
 started with ``--bootstrap`` and ``--config <root>/config/<id>/config.json`` and mounted at
 ``<root>/snapshots/<id>/mnt``, its API on ``<root>/socket/<id>/api.sock``, its log in
@@ -36,6 +41,37 @@ class NydusdError(NydusError):
     """nydusd could not be started or refused a request."""
 
 
+def erofs_refusal(bootstrap: Path) -> str | None:
+    """Why nydusd's ``erofs`` driver cannot serve ``bootstrap`` on this host, or None."""
+    from nydus_core.rafs.image import open_image
+
+    try:
+        with open_image(bootstrap) as image:
+            version = image.version
+    except (OSError, NydusError) as exc:
+        return f"cannot read {bootstrap}: {exc}"
+    if version != 6:
+        return f"RAFS v{version} is not EROFS"
+    if os.geteuid() != 0:
+        return "not root (mounting EROFS needs CAP_SYS_ADMIN)"
+    release = os.uname().release.split("-")[0].split(".")
+    try:
+        if (int(release[0]), int(release[1])) < (6, 12):
+            return f"kernel {os.uname().release} has no file-backed EROFS mounts (6.12+)"
+    except (IndexError, ValueError):
+        pass
+    try:
+        with open("/proc/filesystems") as fh:
+            if not any(line.split()[-1:] == ["erofs"] for line in fh):
+                subprocess.run(["modprobe", "erofs"], capture_output=True, check=False)
+                with open("/proc/filesystems") as again:
+                    if not any(line.split()[-1:] == ["erofs"] for line in again):
+                        return "no EROFS in this kernel"
+    except OSError:
+        return "cannot read /proc/filesystems"
+    return None
+
+
 class NydusdManager:
     """Start, reconnect to and drive one nydusd (by default the shared one at ``<root>/mnt``).
 
@@ -45,8 +81,10 @@ class NydusdManager:
     def __init__(self, root: Path, command: str = "", *, extra_args: list[str] | None = None,
                  daemon_id: str = "containerd-nydus", mountpoint: Path | None = None,
                  apisock: Path | None = None, log_path: Path | None = None, pid_path: Path | None = None,
-                 bootstrap: Path | None = None, config_path: Path | None = None) -> None:
+                 bootstrap: Path | None = None, config_path: Path | None = None,
+                 fs_driver: str = "fusedev") -> None:
         self.root = root
+        self.fs_driver = fs_driver
         self.extra_args = list(extra_args or [])
         self.daemon_id = daemon_id
         self.mountpoint = mountpoint or root / "mnt"
@@ -116,7 +154,7 @@ class NydusdManager:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.apisock.unlink(missing_ok=True)
         options = ServeOptions(mountpoint=str(self.mountpoint), apisock=str(self.apisock),
-                               daemon_id=self.daemon_id,
+                               daemon_id=self.daemon_id, fs_driver=self.fs_driver,
                                bootstrap=str(self.bootstrap) if self.bootstrap else None)
         argv = [self.command, *options.nydusd_args(), "--log-file", str(self.log_path), *self.extra_args]
         if self.config_path is not None:
@@ -208,41 +246,75 @@ class NydusdManager:
 
 
 class SharedDaemons:
-    """``daemon_mode = "shared"``: every image in the one nydusd at ``<root>/mnt``."""
+    """``daemon_mode = "shared"``: every image in the one nydusd at ``<root>/mnt``.
+
+    With ``fs_driver = "erofs"`` that daemon mounts images with the kernel's EROFS driver; an image
+    it cannot serve that way (RAFS v5, or a host without file-backed EROFS) goes to a second, fusedev
+    daemon at ``<root>/mnt-fusedev``, started when first needed, with a log line saying why."""
 
     mode = "shared"
 
-    def __init__(self, root: Path, command: str = "", extra_args: list[str] | None = None) -> None:
-        self.daemon = NydusdManager(root, command, extra_args=extra_args)
+    def __init__(self, root: Path, command: str = "", extra_args: list[str] | None = None,
+                 fs_driver: str = "fusedev") -> None:
+        self.daemon = NydusdManager(root, command, extra_args=extra_args, fs_driver=fs_driver)
+        self.fallback: NydusdManager | None = None
+        if fs_driver != "fusedev":
+            self.fallback = NydusdManager(root, command, extra_args=extra_args,
+                                          daemon_id="containerd-nydus-fusedev",
+                                          mountpoint=root / "mnt-fusedev",
+                                          apisock=root / "nydusd-fusedev.sock",
+                                          log_path=root / "nydusd-fusedev.log",
+                                          pid_path=root / "nydusd-fusedev.pid")
 
     def start(self) -> str:
         """Reconnect to or start the daemon; say which (NydusdError when it cannot start)."""
         started = self.daemon.ensure_running()
         return f"{'started' if started else 'reconnected to'} nydusd at {self.daemon.apisock}"
 
+    def _for(self, name: str, bootstrap: Path) -> NydusdManager:
+        if self.fallback is None:
+            return self.daemon
+        why = erofs_refusal(bootstrap)
+        if why is None:
+            return self.daemon
+        log.info("image %s: served with fusedev instead of %s: %s", name, self.daemon.fs_driver, why)
+        return self.fallback
+
     def mount(self, name: str, bootstrap: Path, config: dict[str, Any]) -> Path:
         """Attach the image and return where it is visible."""
-        return self.daemon.mount(name, bootstrap, config)
+        return self._for(name, bootstrap).mount(name, bootstrap, config)
 
     def umount(self, name: str) -> bool:
         """Detach the image (its last container is gone); return whether it was attached."""
-        return self.daemon.umount(name)
+        done = self.daemon.umount(name)
+        if self.fallback is not None and self.fallback.alive():
+            done = self.fallback.umount(name) or done
+        return done
 
     def daemons(self) -> dict[str, NydusdManager]:
         """Every daemon by id."""
-        return {self.daemon.daemon_id: self.daemon}
+        out = {self.daemon.daemon_id: self.daemon}
+        if self.fallback is not None and self.fallback.alive():
+            out[self.fallback.daemon_id] = self.fallback
+        return out
 
     def daemon_of(self, name: str) -> NydusdManager | None:
         """The daemon serving image ``name``."""
+        if self.fallback is not None and self.fallback.alive() and f"/{name}" in self.fallback.mounts():
+            return self.fallback
         return self.daemon
 
     def stop(self) -> None:
         """Stop every daemon (unmounting everything)."""
         self.daemon.stop()
+        if self.fallback is not None:
+            self.fallback.stop()
 
     def close(self) -> None:
         """Close API connections; the daemons keep running."""
         self.daemon.close()
+        if self.fallback is not None:
+            self.fallback.close()
 
 
 class DedicatedDaemons:
@@ -250,8 +322,10 @@ class DedicatedDaemons:
 
     mode = "dedicated"
 
-    def __init__(self, root: Path, command: str = "", extra_args: list[str] | None = None) -> None:
+    def __init__(self, root: Path, command: str = "", extra_args: list[str] | None = None,
+                 fs_driver: str = "fusedev") -> None:
         self.root = root
+        self.fs_driver = fs_driver
         self.command = command
         self.extra_args = list(extra_args or [])
         self._daemons: dict[str, NydusdManager] = {}
@@ -289,6 +363,12 @@ class DedicatedDaemons:
             with os.fdopen(fd, "w") as fh:
                 json.dump(config, fh)
             d.bootstrap = bootstrap
+            d.fs_driver = self.fs_driver
+            if self.fs_driver == "erofs":
+                why = erofs_refusal(bootstrap)
+                if why is not None:
+                    log.info("image %s: served with fusedev instead of erofs: %s", name, why)
+                    d.fs_driver = "fusedev"
             d.ensure_running()
         return d.mountpoint
 
@@ -334,14 +414,15 @@ class DedicatedDaemons:
 Daemons = SharedDaemons | DedicatedDaemons
 
 
-def make_daemons(mode: str, root: Path, command: str = "", extra_args: list[str] | None = None) -> Daemons:
-    """The daemon pool of ``daemon_mode`` (``shared`` or ``dedicated``)."""
+def make_daemons(mode: str, root: Path, command: str = "", extra_args: list[str] | None = None,
+                 fs_driver: str = "fusedev") -> Daemons:
+    """The daemon pool of ``daemon_mode`` (``shared`` or ``dedicated``) serving with ``fs_driver``."""
     if mode == "shared":
-        return SharedDaemons(root, command, extra_args)
-    return DedicatedDaemons(root, command, extra_args)
+        return SharedDaemons(root, command, extra_args, fs_driver)
+    return DedicatedDaemons(root, command, extra_args, fs_driver)
 
 
 def stop_all(root: Path) -> None:
     """Stop every nydusd a snapshotter at ``root`` started, in either mode (tests, ``cleanup_on_close``)."""
-    SharedDaemons(root).stop()
+    SharedDaemons(root, fs_driver="erofs").stop()  # the fusedev fallback daemon too
     DedicatedDaemons(root).stop()
