@@ -259,6 +259,9 @@ def _cache_policy(params: dict[str, Any]) -> KernelCaching:
 
 def _serve(params: dict[str, Any]) -> None:
     from .frontend import FuseFrontend
+    from .malloc_tuning import tune_malloc
+
+    tune_malloc()  # before any worker thread starts
 
     setup_logging(params.get("log_level") or "info", params.get("log_file"),
                   rotation_mb=params.get("log_rotation_size") or 0, fmt=LOG_FORMAT)
