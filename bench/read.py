@@ -8,7 +8,9 @@ built in this run) read through the localfs backend and the blobcache:
 - sequential, 128 KiB and 1 MiB reads, every file in walk order: cold (empty blob cache: fetch,
   decompress, write the cache) and warm (all cache hits);
 - random 4 KiB reads at random offsets of random files (pre-opened), cold and warm;
-- native: the same files, the same read sizes and offsets, with Python's own open/read/pread.
+- native: the same files, the same read sizes and offsets, with Python's own open/read/pread;
+- the warm passes again with ``digest_validate: true`` (every chunk read back from the cache is
+  verified against its digest: the cost of the guarantee in docs/config.md).
 
 Read amplification = bytes fetched from the backend / bytes the reads asked for.
 Target (issue 4): warm sequential reads at >= 50 % of native. ``--drop-caches`` (root) drops the
@@ -144,10 +146,10 @@ def main() -> int:
           f"blob {mb(blob_size)} MB, built in {build_s:.1f} s; {os.cpu_count()} CPUs; "
           f"page cache {'dropped before cold passes' if args.drop_caches else 'warm (blobs and tree)'}")
 
-    def cfg(cache: str) -> dict:
+    def cfg(cache: str, validate: bool = False) -> dict:
         return {"device": {"backend": {"type": "localfs", "config": {"dir": str(work / "blobs")}},
                            "cache": {"type": "blobcache", "config": {"work_dir": str(work / cache)}}},
-                "mode": "direct"}
+                "mode": "direct", "digest_validate": validate}
 
     results: dict[str, dict[str, float]] = {}
 
@@ -189,6 +191,11 @@ def main() -> int:
             nat, our = alternate(lambda step=step: seq_native(src, files, step),
                                  lambda step=step, fs=fs: seq_ours(fs, files, step), args.repeat)
             record(f"sequential {label}, warm", nat, our, fs)
+        with open_fs(work / "image.boot", cfg(f"cache-seq-{label}", validate=True)) as fs:
+            seq_ours(fs, files, step)
+            nat, our = alternate(lambda step=step: seq_native(src, files, step),
+                                 lambda step=step, fs=fs: seq_ours(fs, files, step), args.repeat)
+            record(f"sequential {label}, warm, digest_validate", nat, our, fs)
     if args.drop_caches:
         drop_caches()
     native_cold = rand_native(src, files, plan)
@@ -202,6 +209,10 @@ def main() -> int:
         nat, our = alternate(lambda: rand_native(src, files, plan), lambda: rand_ours(fs, files, plan),
                              args.repeat)
         record("random 4K, warm", nat, our, fs)
+    with open_fs(work / "image.boot", cfg("cache-rand", validate=True)) as fs:
+        nat, our = alternate(lambda: rand_native(src, files, plan), lambda: rand_ours(fs, files, plan),
+                             args.repeat)
+        record("random 4K, warm, digest_validate", nat, our, fs)
 
     rows = [["test", "native MB/s", "nydus-py MB/s", "ours/native", "read amplification"]]
     for name, r in results.items():

@@ -9,6 +9,7 @@ without an extension); nydusd also rotates its file at ``--log-rotation-size`` M
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
 import os
@@ -48,6 +49,23 @@ def level_of(name: str) -> int:
         raise UsageError(f"unknown log level '{name}' ({', '.join(LEVEL_NAMES)})") from None
 
 
+def _open_private(handler: logging.FileHandler) -> io.TextIOWrapper:
+    """Open the handler's file for appending, created 0600 whatever the umask (logs name paths,
+    images and hosts: not for other local users)."""
+    fd = os.open(handler.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    return open(fd, "a", encoding=handler.encoding, errors=handler.errors)
+
+
+class _PrivateFileHandler(logging.FileHandler):
+    def _open(self) -> io.TextIOWrapper:
+        return _open_private(self)
+
+
+class _PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    def _open(self) -> io.TextIOWrapper:
+        return _open_private(self)
+
+
 def setup_logging(
     level: str = "info",
     log_file: str | None = None,
@@ -67,10 +85,10 @@ def setup_logging(
             log_file += ".log"
         try:
             if rotation_mb:
-                handler = logging.handlers.RotatingFileHandler(
-                    log_file, maxBytes=rotation_mb << 20, backupCount=_BACKUPS)
+                handler = _PrivateRotatingFileHandler(log_file, maxBytes=rotation_mb << 20,
+                                                      backupCount=_BACKUPS)
             else:
-                handler = logging.FileHandler(log_file)
+                handler = _PrivateFileHandler(log_file)
         except OSError as exc:
             raise UsageError(f"--log-file {log_file}: {exc.strerror or exc}") from None
     else:

@@ -9,7 +9,7 @@ import builtins
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from .. import plugins
@@ -155,6 +155,12 @@ class NydusConfig:
     source: str = field(default="<config>", compare=False)
     version: int = field(default=1, compare=False)
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # digest_validate covers every byte served: chunks read back from the cache too (upstream
+        # needs cache.validate for that as well; a user asking for validation expects it)
+        if self.digest_validate and self.cache is not None and not self.cache.validate:
+            object.__setattr__(self, "cache", replace(self.cache, validate=True))
 
     def require_backend(self) -> BackendConfig:
         """Return the backend, or raise a ConfigError saying the config names none."""

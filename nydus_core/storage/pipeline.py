@@ -97,6 +97,8 @@ class ReadPipeline:
         self.backend = backend
         self.cache = cache
         self.digest_validate = bool(digest_validate)
+        if self.digest_validate and cache is not None and not cache.validate:
+            cache.validate = True  # chunks read back from the cache are verified too (docs/config.md)
         self.amplify_io = max(0, int(amplify_io))
         self.chunk_size = image.chunk_size
         self.id = id

@@ -175,7 +175,7 @@ class BlobFile(BlobCache):
         Makes sure it is still the file at its path once locked (a gc may have removed it)."""
         for _ in range(10):
             try:
-                fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError as exc:
                 raise CacheError(
                     f"{self.data_path}: cannot open the cache file: {exc.strerror or exc}") from None

@@ -130,7 +130,7 @@ class ChunkJournal:
         parts = [_header(uncompressed_size, chunk_count)]
         parts.extend(encode_record(off, size, tag, index=index)
                      for off, size, tag, index in sorted(ready.entries()))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, b"".join(parts))
             os.fsync(fd)

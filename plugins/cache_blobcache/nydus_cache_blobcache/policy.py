@@ -77,12 +77,17 @@ class BlobCachePolicy(CachePolicy):
         self.work_dir = os.path.abspath(self.config["work_dir"])
         self.max_size: int = self.config["max_size"]
         try:
-            os.makedirs(self.work_dir, exist_ok=True)
+            # private whatever the umask: another local user must not plant or read cache data
+            os.makedirs(self.work_dir, mode=0o700, exist_ok=True)
         except OSError as exc:
             raise CacheError(
                 f"{self.work_dir}: cannot create the cache directory: {exc.strerror or exc}") from None
         if not os.access(self.work_dir, os.W_OK):
             raise CacheError(f"{self.work_dir}: the cache directory is not writable")
+        mode = os.stat(self.work_dir).st_mode
+        if mode & 0o022 and not mode & 0o1000:
+            log.warning("%s: the cache directory is writable by other users (mode %o): they could plant "
+                        "cache data; make it 0700", self.work_dir, mode & 0o7777)
         self._lock = threading.Lock()
         self._blobs: dict[str, BlobFile] = {}
         #: (blob id, offset) -> (aligned size, chunk index or -1), least recently used first

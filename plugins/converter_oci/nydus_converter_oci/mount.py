@@ -75,7 +75,7 @@ def prepare(opts: MountOptions) -> tuple[Path, Path]:
         else:
             backend = {"type": opts.backend_type, "config": dict(opts.backend_config)}
     cache_dir = work / "cache"
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = {"device": {"backend": backend,
                          "cache": {"type": "blobcache", "config": {"work_dir": str(cache_dir)}}},
               "mode": "direct", "digest_validate": False, "enable_xattr": True, "amplify_io": opts.amplify_io,

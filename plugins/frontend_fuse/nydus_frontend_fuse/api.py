@@ -17,6 +17,7 @@ from nydus_core.errors import NydusError
 from nydus_core.logsetup import LEVEL_NAMES, LEVELS
 
 from .config_api import config_routes
+from .failover import failover_routes
 from .httpserver import Handler, HttpError, HttpServer, Request
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def build_api(daemon: Daemon) -> HttpServer:
         blob_metrics = getattr(daemon, "blob_metrics", None)
         if blob_metrics is None:
             raise HttpError(400, "per-blob-device metrics exist with --fs-driver erofs only")
-        return 200, blob_metrics()
+        return 200, blob_metrics(pattern=req.query.get("pattern", "").lower() == "true")
 
     routes: dict[tuple[str, str], Handler] = {
         ("GET", "/api/v1/daemon"): get_daemon,
@@ -154,6 +155,7 @@ def build_api(daemon: Daemon) -> HttpServer:
         ("GET", "/api/v1/metrics/blobs"): get_blob_metrics,
     }
     routes.update(config_routes(instance))
+    routes.update(failover_routes(daemon))
     return HttpServer(routes)
 
 

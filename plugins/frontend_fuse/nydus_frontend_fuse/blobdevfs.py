@@ -114,6 +114,25 @@ class BlobDeviceFs:
             dev.sources = [*dev.sources, (pipeline, index)]
             return dev
 
+    def restore(self, name: str, ino: int, size: int, sources: list[tuple[ReadPipeline, int]]) -> BlobDevice:
+        """Register a device with the inode number a previous daemon gave it (failover: the kernel
+        still knows it by that number)."""
+        with self._lock:
+            dev = BlobDevice(name, ino, list(sources), size)
+            self._by_name[os.fsencode(name)] = dev
+            self._by_ino[ino] = dev
+            self._next_ino = max(self._next_ino, ino + 1)
+            return dev
+
+    @property
+    def next_ino(self) -> int:
+        """The inode number the next new device gets."""
+        return self._next_ino
+
+    @next_ino.setter
+    def next_ino(self, value: int) -> None:
+        self._next_ino = value
+
     def remove(self, dev: BlobDevice, pipeline: ReadPipeline) -> None:
         """Drop ``pipeline`` from the users of ``dev`` (the next user serves it from now on); the
         file goes away with its last user."""

@@ -46,8 +46,10 @@ GLOBAL_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Rotate the log file at this many MB [default: 0, disabled]."),
     click.option("--rlimit-nofile", type=click.IntRange(min=0), default=None,
                  help="Open-file limit to set [default: 1000000; 0 leaves it unchanged]."),
-    click.option("--supervisor", default=None, help="Supervisor socket (failover; not supported)."),
-    click.option("--upgrade", is_flag=True, default=None, help="Start in upgrade mode (not supported)."),
+    click.option("--supervisor", default=None,
+                 help="Supervisor socket: the FUSE descriptor and state go there (failover; erofs driver)."),
+    click.option("--upgrade", is_flag=True, default=None,
+                 help="Wait for PUT /api/v1/daemon/fuse/takeover instead of mounting (erofs driver)."),
     click.option("--debug", is_flag=True, default=None, help="Show tracebacks on errors."),
 ]
 
@@ -64,7 +66,7 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("-m", "--virtual-mountpoint", default=None,
                  help="Path inside the FUSE filesystem where the bootstrap is mounted [default: /]."),
     click.option("--failover-policy", default=None, type=click.Choice(["none", "resend", "flush"]),
-                 help="Failover policy (accepted for compatibility; no supervisor support)."),
+                 help="Requests in flight at a takeover: resend (default), flush (EIO) or none."),
     click.option("--fuse-threads", "--thread-num", "threads", type=click.IntRange(1, 1024), default=None,
                  help="Worker threads for data reads [default: 4]."),
     click.option("--fs-driver", type=click.Choice(["fusedev", "erofs"]), default=None,
@@ -92,6 +94,12 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Mount without allow_other: only the user running nydusd may use the mount "
                       "(not even root). A non-root user needs this unless user_allow_other is in "
                       "/etc/fuse.conf. Beyond upstream."),
+    click.option("--blobdev-keep-cache", is_flag=True, default=None,
+                 help="erofs driver: let the kernel page-cache the blob devices too (FOPEN_KEEP_CACHE; "
+                      "default: direct I/O, the EROFS mount caches file data itself). Beyond upstream."),
+    click.option("--no-direct-blob-files", is_flag=True, default=None,
+                 help="erofs driver: serve every blob through the blob-device filesystem, even one "
+                      "whose cache file is complete (for measurements). Beyond upstream."),
     click.option("--no-keep-cache", is_flag=True, default=None,
                  help="Drop a file's page cache at every open (FOPEN_KEEP_CACHE off). Beyond upstream."),
 ]
@@ -181,10 +189,18 @@ def build_settings(params: dict[str, Any]) -> tuple[ServeOptions, FuseTuning]:
     from .daemon import DEFAULT_READAHEAD_KB, FuseTuning
 
     for flag, what in (("shared_dir", "-s/--shared-dir (passthroughfs)"), ("writable", "--writable"),
-                       ("dedup_db", "--dedup-db"), ("upgrade", "--upgrade"),
-                       ("supervisor", "--supervisor (failover/upgrade)")):
+                       ("dedup_db", "--dedup-db")):
         if params.get(flag):
             raise UsageError(f"{what} is not supported by nydus-py")
+    if (params.get("fs_driver") or "fusedev") != "erofs":
+        for flag, what in (("upgrade", "--upgrade"), ("supervisor", "--supervisor")):
+            if params.get(flag):
+                raise UsageError(f"{what} (failover) needs --fs-driver erofs; a fusedev daemon is "
+                                 "restarted and remounted instead")
+    if params.get("upgrade") and not params.get("supervisor"):
+        raise UsageError("--upgrade needs --supervisor SOCK (where the state is taken over from)")
+    if params.get("supervisor") and not params.get("daemon_id"):
+        raise UsageError("--supervisor needs --id ID")
     mountpoint = params.get("mountpoint")
     if not mountpoint:
         raise UsageError("-M/--mountpoint is required")
@@ -209,6 +225,7 @@ def build_settings(params: dict[str, Any]) -> tuple[ServeOptions, FuseTuning]:
         prefetch_files=tuple(prefetch),
         threads=params.get("threads") or 4,
         daemon_id=params.get("daemon_id") or "",
+        supervisor=params.get("supervisor") or None,
         fs_driver=params.get("fs_driver") or "fusedev",
     )
     tuning = FuseTuning(
@@ -216,7 +233,11 @@ def build_settings(params: dict[str, Any]) -> tuple[ServeOptions, FuseTuning]:
         cache=_cache_policy(params),
         inline_hits=not params.get("no_inline_reads"),
         lazy_workers=not params.get("eager_fuse_workers"),
+        blobdev_direct_io=not params.get("blobdev_keep_cache"),
+        direct_blob_files=not params.get("no_direct_blob_files"),
         allow_other=not params.get("no_allow_other"),
+        upgrade=bool(params.get("upgrade")),
+        failover_policy=params.get("failover_policy") or "resend",
     )
     return options, tuning
 
@@ -238,6 +259,9 @@ def _cache_policy(params: dict[str, Any]) -> KernelCaching:
 
 def _serve(params: dict[str, Any]) -> None:
     from .frontend import FuseFrontend
+    from .malloc_tuning import tune_malloc
+
+    tune_malloc()  # before any worker thread starts
 
     setup_logging(params.get("log_level") or "info", params.get("log_file"),
                   rotation_mb=params.get("log_rotation_size") or 0, fmt=LOG_FORMAT)

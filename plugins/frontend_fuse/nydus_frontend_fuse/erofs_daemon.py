@@ -91,11 +91,11 @@ class KernelMount:
 class ErofsDaemon(Daemon):
     """One nydusd process with the ``erofs`` driver (see the module doc)."""
 
-    def __init__(self, settings: Any, tuning: FuseTuning | None = None, *, direct_io: bool = True,
-                 direct_files: bool = True) -> None:
+    def __init__(self, settings: Any, tuning: FuseTuning | None = None) -> None:
         super().__init__(settings, tuning)
+        direct_io = self.tuning.blobdev_direct_io
         #: use a blob's complete cache file as its device (no FUSE round trip)
-        self.direct_files = direct_files
+        self.direct_files = self.tuning.direct_blob_files
         #: blob id -> how many mounts use its cache file directly
         self.direct: dict[str, int] = {}
         self.blobfs = BlobDeviceFs(direct_io=direct_io)
@@ -138,16 +138,19 @@ class ErofsDaemon(Daemon):
         self._exit = trio.Event()
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self._close_instances)
-            self._reaper = Reaper()
-            stack.callback(self._reaper.close)
-            self._start_blobfs()
+            # With a supervisor the mounts must outlive this process (failover): no reaper.
+            self._reaper = None if self.settings.supervisor else Reaper()
+            if self._reaper is not None:
+                stack.callback(self._reaper.close)
             stack.callback(self._stop_blobfs)
-            if "/" not in self.vfs.mounts:
-                self._mount_root()
-                stack.callback(self._unmount_root)
+            stack.callback(self._unmount_root)
             stack.callback(self._unmount_images)
-            for inst in self.vfs.instances():
-                await trio.to_thread.run_sync(self._mount_image, inst)
+            if not self.tuning.upgrade:  # --upgrade: everything comes with the takeover
+                self._start_blobfs()
+                if "/" not in self.vfs.mounts:
+                    self._mount_root()
+                for inst in self.vfs.instances():
+                    await trio.to_thread.run_sync(self._mount_image, inst)
             self._mounted = True
             self._mount_lock = trio.Lock()
             async with trio.open_nursery() as nursery:
@@ -159,7 +162,12 @@ class ErofsDaemon(Daemon):
 
                     listener, self._listener = self._listener, None
                     await nursery.start(build_api(self).serve, listener)
-                self.state = "RUNNING"
+                if self.tuning.upgrade:
+                    self.state = "INIT"
+                    log.info("nydusd %s waiting for PUT /api/v1/daemon/fuse/takeover", __version__)
+                else:
+                    self.state = "RUNNING"
+                    await self.publish_state()
                 log.info("nydusd %s serving %s with the erofs driver (%s)", __version__, self.mountpoint,
                          ", ".join(f"{k.target}={k.instance.bootstrap}" for k in self.kmounts.values())
                          or "no image yet: mount through the API")
@@ -176,8 +184,8 @@ class ErofsDaemon(Daemon):
         except OSError:
             base = tempfile.gettempdir()
         self.blobdir = tempfile.mkdtemp(prefix=f"blobdev-{os.getpid()}-", dir=base)
-        assert self._reaper is not None
-        self._reaper.tell(f"dir {self.blobdir}")
+        if self._reaper is not None:
+            self._reaper.tell(f"dir {self.blobdir}")
         try:
             self._fuse_fd = mount_fuse(self.blobdir, fsname="nydusd-blobs", subtype="nydus-blobdev")
         except OSError as exc:
@@ -185,12 +193,13 @@ class ErofsDaemon(Daemon):
             raise UsageError(f"{self.blobdir}: cannot mount the blob-device filesystem ({exc.strerror}); "
                              f"{FUSEDEV_HINT}") from None
         ident = mount_id(self.blobdir)
-        if ident is not None:
+        if ident is not None and self._reaper is not None:
             self._reaper.tell(f"mount {ident} {self.blobdir}")
         self._session = FuseSession(self._fuse_fd, self.blobfs, threads=max(2, self.settings.threads))
         self._session.start()
         self._conn = connection_id(self.blobdir)
-        self._reaper.tell(f"conn {self._conn}")
+        if self._reaper is not None:
+            self._reaper.tell(f"conn {self._conn}")
 
     def _mount_root(self) -> None:
         """Without an image at ``/``, put a small read-only-to-others tmpfs at ``-M`` to hold the
@@ -371,6 +380,7 @@ class ErofsDaemon(Daemon):
                 raise
             inst.attach_id()
         log.info("mounted %s at %s with EROFS", inst.bootstrap, self.target_of(mp))
+        await self.publish_state()
         return inst
 
     async def umount(self, mountpoint: str) -> None:
@@ -386,6 +396,7 @@ class ErofsDaemon(Daemon):
             for dead in self.vfs.reap():
                 dead.close()
         log.info("unmounted %s from %s", inst.bootstrap, self.target_of(mp))
+        await self.publish_state()
 
     async def remount(self, mountpoint: str, source: str, config: Any = None,
                       prefetch_files: Sequence[str] = ()) -> RafsInstance:
@@ -393,9 +404,36 @@ class ErofsDaemon(Daemon):
         await self.umount(mountpoint)
         return await self.mount(mountpoint, source, config, prefetch_files)
 
-    def blob_metrics(self) -> list[dict[str, Any]]:
+    # -- failover (:mod:`.failover`, :mod:`.erofs_failover`) ----------------------------------------
+
+    async def publish_state(self) -> None:
+        """Send the state and FUSE descriptor to the supervisor (``--supervisor``; logged on failure)."""
+        if not self.settings.supervisor or self._fuse_fd < 0:
+            return
+        from .erofs_failover import publish
+
+        try:
+            await trio.to_thread.run_sync(publish, self)
+        except NydusError as exc:
+            log.error("%s", exc)
+
+    async def takeover(self) -> None:
+        """``PUT /api/v1/daemon/fuse/takeover``: continue the connection the supervisor holds."""
+        from .erofs_failover import adopt
+
+        if self.state != "INIT":
+            raise NydusError(f"daemon is {self.state}: takeover needs a daemon started with --upgrade")
+        assert self._mount_lock is not None
+        async with self._mount_lock:
+            await trio.to_thread.run_sync(adopt, self, self.tuning.failover_policy)
+        self.state = "RUNNING"
+        await self.publish_state()
+
+    def blob_metrics(self, *, pattern: bool = False) -> list[dict[str, Any]]:
         """Per-blob-device read counters (``GET /api/v1/metrics/blobs``); blobs whose complete cache
-        file is the device are listed with ``direct: true`` (the kernel reads them, nothing counts)."""
-        out = [{**d.metrics(), "direct": False} for d in self.blobfs.devices()]
+        file is the device are listed with ``direct: true`` (the kernel reads them, nothing counts).
+        ``pattern`` adds each device's access pattern: the first 4096 reads as ``[offset, size]``."""
+        out = [{**d.metrics(), "direct": False, **({"pattern": list(d.pattern)} if pattern else {})}
+               for d in self.blobfs.devices()]
         out += [{"blob_id": bid, "direct": True, "users": n} for bid, n in sorted(self.direct.items())]
         return out

@@ -39,6 +39,8 @@ log = logging.getLogger("nydusd")
 LOOKUP, FORGET, GETATTR, OPEN, READ, STATFS, RELEASE = 1, 2, 3, 14, 15, 17, 18
 INIT, OPENDIR, READDIR, RELEASEDIR, INTERRUPT, DESTROY, BATCH_FORGET = 26, 27, 28, 29, 36, 38, 42
 NO_REPLY = frozenset({FORGET, BATCH_FORGET, INTERRUPT})
+#: ``FUSE_UNIQUE_RESEND``: the kernel re-sent this request (after ``FUSE_NOTIFY_RESEND``)
+RESEND_BIT = 1 << 63
 
 # INIT flags we accept when the kernel offers them
 FUSE_ASYNC_READ = 1 << 0
@@ -141,6 +143,9 @@ class FuseSession:
             self.initialised.set()
         self.minor = minor
         self.errors = 0
+        #: answer requests the kernel re-sent after a takeover (``FUSE_UNIQUE_RESEND``) with EIO
+        #: (failover policy ``flush``) instead of serving them
+        self.flush_resent = False
         self._stopping = False
         self._workers: list[threading.Thread] = []
 
@@ -182,6 +187,10 @@ class FuseSession:
                 continue
             length, opcode, unique, nodeid, _uid, _gid, _pid, _ext, _pad = _IN.unpack_from(buffer)
             body = view[_IN.size:min(length, n)]
+            if self.flush_resent and unique & RESEND_BIT:
+                if opcode not in NO_REPLY:
+                    self._send(unique, -errno.EIO)
+                continue
             try:
                 reply = self._dispatch(opcode, nodeid, body)
             except OSError as exc:

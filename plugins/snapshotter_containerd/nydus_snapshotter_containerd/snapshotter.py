@@ -102,7 +102,7 @@ class Snapshotter:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "snapshots").mkdir(exist_ok=True)
         self.cache_dir = config.cache_path
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.meta = MetaStore(self.root / "metadata.db")
         self.daemons = make_daemons(config.daemon_mode, self.root, config.nydusd, nydusd_flags(config),
                                     config.fs_driver)
