@@ -143,3 +143,19 @@ def test_a_corrupt_chunk_gives_eio_and_is_not_cached(tmp_path: Path) -> None:
         assert fs.pipeline.is_ready(open_image(boot).chunks(ino)[0])
     finally:
         fs.close()
+
+
+def test_no_direct_blob_files_serves_a_complete_blob_through_fuse(tmp_path: Path) -> None:
+    boot, blobs, contents = _layers(tmp_path, 1, 16 << 10)
+    cfg = _config(tmp_path / "c.json", blobs, tmp_path / "cache")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with NydusdProcess(mnt, ["-C", cfg, "-B", boot, "--fs-driver", "erofs"]):
+        assert (mnt / "layer-00" / "data").read_bytes() == contents[0]  # fills the cache
+    flags = ["--fs-driver", "erofs", "--no-direct-blob-files", "--blobdev-keep-cache"]
+    with NydusdProcess(mnt, ["-C", cfg, "-B", boot, *flags], apisock=tmp_path / "api.sock") as d:
+        (dev,) = d.api.call("GET", "/api/v1/metrics/blobs")
+        assert dev["direct"] is False
+        assert (mnt / "layer-00" / "data").read_bytes() == contents[0]
+        (dev,) = d.api.call("GET", "/api/v1/metrics/blobs")
+        assert dev["reads"] > 0 and dev["cached_reads"] == dev["reads"]
