@@ -276,3 +276,34 @@ def test_read_blob_gives_the_layout_of_a_zran_blob(layers, tmp_path):
         assert pipe.read_blob(0, middle, 70_000) == bytes(want[middle:middle + 70_000])
         assert pipe.wait_idle(10)
         assert (cache / f"{info.blob_id}.blob.data").read_bytes()[:len(want)] == bytes(want)
+
+
+def test_files_of_one_context_fetch_it_once(layers, tmp_path):
+    """A context is fetched whole and inflated once; other files in it are served without a fetch
+    (what keeps the bytes a cold start fetches close to a fully converted image's)."""
+    r = _build(layers["single"], tmp_path)
+    info = r.blob_info
+    assert info is not None and r.blob_path is not None
+    meta = r.blob_path.read_bytes()
+    _h, records, table = read_blob_meta_full(lambda o, n: meta[o:o + n], info,
+                                             compressor_for=compressor_by_id)
+    assert table is not None
+    with open_image(tmp_path / "image.boot") as image:
+        by_ctx: dict[int, list[bytes]] = {}
+        for path, ino in image.walk():
+            chunks = image.chunks(ino) if image.getattr(ino).is_reg else []
+            if len(chunks) == 1:
+                ctx = records[chunks[0].index].zran_context
+                assert ctx is not None
+                by_ctx.setdefault(ctx, []).append(path)
+    ctx, paths = max(by_ctx.items(), key=lambda kv: len(kv[1]))
+    assert len(paths) >= 3
+    with open_fs(tmp_path / "image.boot", blob_dir=tmp_path / "blobs") as fs:
+        assert fs.pipeline is not None
+        for i, path in enumerate(paths):
+            want = (layers["src"] / os.fsdecode(path).lstrip("/")).read_bytes()
+            assert fs.read_bytes(os.fsdecode(path)) == want
+            backend = fs.pipeline.metrics()["backend"]
+            assert backend["read_count"] == 1, (i, backend)
+        c = table.contexts[ctx]
+        assert backend["read_amount_total"] == c.in_len
