@@ -307,3 +307,43 @@ def test_files_of_one_context_fetch_it_once(layers, tmp_path):
             assert backend["read_count"] == 1, (i, backend)
         c = table.contexts[ctx]
         assert backend["read_amount_total"] == c.in_len
+
+
+def test_corrupt_span_without_validation_errors_or_differs(layers, tmp_path):
+    """With digest validation off a corrupt span is an inflate error or, where inflate cannot tell,
+    other bytes: as for any chunk read without validation."""
+    r = _build(layers["single"], tmp_path)
+    assert r.blob_info is not None
+    _corrupt_copy(tmp_path / "blobs", r.blob_info.blob_id, layers["single"].stat().st_size * 3 // 5)
+    cfg = {"device": {"backend": {"type": "localfs", "config": {"dir": str(tmp_path / "blobs")}}},
+           "mode": "direct", "digest_validate": False}
+    (tmp_path / "n.json").write_text(json.dumps(cfg))
+    with open_fs(tmp_path / "image.boot", config=str(tmp_path / "n.json")) as fs:
+        try:
+            got = fs.read_bytes("span/text.log")
+        except (IntegrityError, OSError) as exc:
+            assert "gzip" in str(exc) or "invalid" in str(exc) or "decode" in str(exc)
+        else:
+            assert got != (layers["src"] / "span/text.log").read_bytes()
+
+
+def test_a_zran_image_serves_as_chunk_dict(layers, tmp_path):
+    """A later build with the zran image as chunk dict references its chunks (no data stored again)
+    and reads them through the zran path."""
+    _build(layers["single"], tmp_path / "ref")
+    extra = tmp_path / "tree"
+    extra.mkdir()
+    (extra / "copy.log").write_bytes((layers["src"] / "span/text.log").read_bytes())
+    (extra / "new.txt").write_bytes(b"only here\n" * 100)
+    blobs = tmp_path / "ref" / "blobs"
+    r = build(extra, "dir-rafs", bootstrap=tmp_path / "d.boot", blob_dir=blobs,
+              options=BuildOptions(chunk_size=CS, digester="sha256",
+                                   chunk_dict=str(tmp_path / "ref" / "image.boot")))
+    assert r.stats.chunks_dedup >= 4_500_000 // CS
+    assert any(b.features & BlobFeatures.ZRAN for b in r.blobs)
+    cfg = {"device": {"backend": {"type": "localfs", "config": {"dir": str(blobs)}}},
+           "mode": "direct", "digest_validate": True}
+    (tmp_path / "v.json").write_text(json.dumps(cfg))
+    with open_fs(tmp_path / "d.boot", config=str(tmp_path / "v.json")) as fs:
+        assert fs.read_bytes("copy.log") == (layers["src"] / "span/text.log").read_bytes()
+        assert fs.read_bytes("new.txt") == b"only here\n" * 100
