@@ -120,7 +120,7 @@ def _profile_ref(layer: Path, work: Path) -> list[tuple[str, float]]:
     phases = {"inflate + index (libz via ctypes, CRC-32)": 0.0, "chunk digests (sha256)": 0.0,
               "tar parsing (tarfile)": 0.0, "RAFS blob + bootstrap (zstd, v6 writer)": 0.0, "other": 0.0}
     stats = pstats.Stats(prof)
-    for (filename, _line, func), row in stats.stats.items():  # type: ignore[attr-defined]
+    for (filename, _line, func), row in stats.stats.items():  # type: ignore[attr-defined]  # not in typeshed
         own = row[2]
         where = f"{filename}:{func}"
         if "indexer" in filename or "libz" in filename or "crc32" in where or "inflate" in where:

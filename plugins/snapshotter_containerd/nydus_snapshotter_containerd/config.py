@@ -239,11 +239,6 @@ def _policies(cfg: SnapshotterConfig, v: dict[str, Any], p: Path) -> None:
     if recover not in RECOVER_POLICIES:
         raise ConfigError(f"{p}: 'daemon.recover_policy' = {recover!r}: must be one of "
                           f"{', '.join(RECOVER_POLICIES)}")
-    if recover == "failover":
-        cfg.warnings.append(f"{p}: 'daemon.recover_policy' = 'failover': handing the FUSE session to a new "
-                            "nydusd is not implemented; a dead nydusd is restarted and its images remounted "
-                            "(policy 'restart')")
-        recover = "restart"
     cfg.recover_policy = recover
     failover = v.get("daemon.failover_policy") or "resend"
     if failover not in FAILOVER_POLICIES:
