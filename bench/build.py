@@ -1,6 +1,6 @@
 """Build time of nydus-image (ours) beside mkfs.erofs and mksquashfs on realistic trees, one run.
 
-    .venv/bin/python bench/build.py [--tree stdlib|small|both] [--source DIR] [--repeat N]
+    .venv/bin/python bench/build.py [--tree stdlib|small|both|layer] [--source DIR] [--repeat N]
 
 Two trees: ``stdlib`` (copies of this Python's standard library, ~250 MB in ~8k files: large files
 dominate) and ``small`` (issue 16's tree: 100,000 distinct files of 8 B-4 KiB in 1,000 directories,
@@ -10,6 +10,12 @@ Targets: stdlib (issue 3): ours with lz4_block no slower than `mkfs.erofs -zlz4h
 no slower than `mksquashfs -comp zstd`. small (issue 16): lz4_block <= 1.5x `mkfs.erofs -zlz4hc`,
 zstd <= 2x `mksquashfs -comp zstd -Xcompression-level 3`. Every tool runs in this one process run,
 page cache warm, median of ``--repeat`` runs.
+
+``--tree layer`` (issue 14): the stdlib tree as one gzip layer (``tar | gzip -6``), built as a full
+Nydus layer (``-t targz-rafs``, zstd) and as an OCI-ref layer (``-t targz-ref``: zran index only, the
+layer stays the data blob): time and bytes written, then a profile of the targz-ref build by phase
+(inflate and index through libz, chunk digests, tar parsing, writing the RAFS blob). Target:
+targz-ref faster than targz-rafs, output <= 10 % of the layer.
 """
 
 from __future__ import annotations
@@ -85,13 +91,99 @@ def bench_tree(kind: str, src: Path, repeat: int) -> bool:
     return ok
 
 
+def _layer(src: Path) -> Path:
+    """The tree as one tar.gz layer (made once per run)."""
+    import subprocess
+
+    out = OUT / "build-layer" / "layer.tar.gz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        with open(out.with_suffix(".tmp"), "wb") as fh:
+            tar = subprocess.Popen(["tar", "-C", str(src), "-cf", "-", "."], stdout=subprocess.PIPE)
+            subprocess.run(["gzip", "-6", "-n"], stdin=tar.stdout, stdout=fh, check=True)
+            tar.wait()
+        out.with_suffix(".tmp").rename(out)
+    return out
+
+
+def _profile_ref(layer: Path, work: Path) -> list[tuple[str, float]]:
+    """cProfile of one in-process targz-ref build, own time summed by phase."""
+    import cProfile
+    import pstats
+
+    from nydus_core.builder import BuildOptions, build
+
+    prof = cProfile.Profile()
+    prof.enable()
+    build(layer, "targz-ref", bootstrap=work / "p.boot", blob_dir=work / "pblobs", options=BuildOptions())
+    prof.disable()
+    phases = {"inflate + index (libz via ctypes, CRC-32)": 0.0, "chunk digests (sha256)": 0.0,
+              "tar parsing (tarfile)": 0.0, "RAFS blob + bootstrap (zstd, v6 writer)": 0.0, "other": 0.0}
+    stats = pstats.Stats(prof)
+    for (filename, _line, func), row in stats.stats.items():  # type: ignore[attr-defined]  # not in typeshed
+        own = row[2]
+        where = f"{filename}:{func}"
+        if "indexer" in filename or "libz" in filename or "crc32" in where or "inflate" in where:
+            key = "inflate + index (libz via ctypes, CRC-32)"
+        elif "sha256" in where or "digest" in func or "hashlib" in where:
+            key = "chunk digests (sha256)"
+        elif "tarfile" in filename:
+            key = "tar parsing (tarfile)"
+        elif "ref_blob" in filename or "v6_writer" in filename or "zstd" in where or "compress" in func:
+            key = "RAFS blob + bootstrap (zstd, v6 writer)"
+        else:
+            key = "other"
+        phases[key] += own
+    return sorted(phases.items(), key=lambda kv: -kv[1])
+
+
+def bench_layer(src: Path, repeat: int) -> bool:
+    """targz-rafs vs targz-ref on one gzip layer of ``src``; return whether the targets were met."""
+    layer = _layer(src)
+    lsize = layer.stat().st_size
+    work = OUT / "build-layer" / "out"
+    print(f"\nlayer: {layer} ({mb(lsize)} MB gzip of {src}), median of {repeat}")
+
+    def clean() -> None:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+
+    def written() -> int:  # the layer hard-linked into the blob dir by targz-ref is not new data
+        return sum(p.stat().st_size for p in work.rglob("*") if p.is_file() and p.stat().st_ino !=
+                   layer.stat().st_ino)
+
+    results = {}
+    for kind, extra in (("targz-rafs", ["--compressor", "zstd"]), ("targz-ref", [])):
+        cmd = [str(BIN / "nydus-image"), "create", "-t", kind, str(layer), "-B", str(work / "boot"),
+               "-D", str(work / "blobs"), *extra]
+        t = timed(cmd, before=clean, repeat=repeat)
+        results[kind] = (t, written())
+    rows = [["build", "time s", "MB/s (gzip in)", "written MB", "written / layer"]]
+    for kind, (t, out) in results.items():
+        rows.append([kind, f"{t:.2f}", f"{lsize / t / 1e6:.0f}", mb(out), f"{100 * out / lsize:.1f} %"])
+    print(table(rows))
+    clean()
+    phases = _profile_ref(layer, work)
+    total = sum(v for _, v in phases)
+    print("targz-ref profile (own time by phase, cProfile):")
+    for name, v in phases:
+        print(f"  {name:45s} {v:6.2f} s  {100 * v / total:4.0f} %")
+    speed = results["targz-ref"][0] < results["targz-rafs"][0]
+    small = results["targz-ref"][1] <= 0.10 * lsize
+    print(f"target: targz-ref faster than targz-rafs: {'MET' if speed else 'MISSED'}; "
+          f"output <= 10 % of the layer: {'MET' if small else 'MISSED'}")
+    return speed and small
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tree", choices=("stdlib", "small", "both"), default="both",
-                    help="which tree(s) to build (default: both)")
+    ap.add_argument("--tree", choices=("stdlib", "small", "both", "layer"), default="both",
+                    help="which tree(s) to build (default: both; layer: targz-rafs vs targz-ref)")
     ap.add_argument("--source", type=Path, help="build this tree instead (stdlib targets)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per tool; the median is reported")
     args = ap.parse_args()
+    if args.tree == "layer":
+        return 0 if bench_layer(args.source or python_tree(), args.repeat) else 1
     if args.source:
         return 0 if bench_tree("stdlib", args.source, args.repeat) else 1
     ok = True

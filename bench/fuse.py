@@ -1,6 +1,15 @@
-"""FUSE serving speed: our nydusd beside squashfuse_ll, kernel EROFS and the native tree, one run.
+"""FUSE serving speed: our nydusd (fusedev and erofs drivers) beside squashfuse_ll, kernel EROFS and
+the native tree, one run.
 
-    .venv/bin/python bench/fuse.py [--source DIR] [--runs N] [--no-rss] [--rss-files N]
+    .venv/bin/python bench/fuse.py [--source DIR] [--runs N] [--no-rss] [--rss-files N] [--keep-cache]
+
+nydusd runs with both drivers over the same bootstrap and blob cache: ``fusedev`` (every operation
+in the daemon), ``erofs`` (kernel EROFS over the complete ``.blob.data``, pinned, no FUSE), and
+``erofs via FUSE`` (``--no-direct-blob-files``: every blob read through the blob-device
+filesystem, direct I/O; ``--keep-cache`` adds the same with ``--blobdev-keep-cache``). The
+ceiling is ``kernel EROFS (loop)``: the same bootstrap and ``.blob.data`` on loop devices. For the
+erofs variants the page cache grown by the cold full read (``Cached`` in /proc/meminfo) and the
+daemon's RSS after it are printed too.
 
 One realistic tree (copies of this Python's stdlib, >= 200 MB and >= 5k files) is built into a
 nydus image (our builder), a squashfs image (mksquashfs -comp zstd) and an EROFS image
@@ -70,8 +79,9 @@ class Mount:
     """One way of serving the tree: ``mount()`` returns the path, ``umount()`` undoes it."""
 
     def __init__(self, name: str, up: Callable[[Path], None], down: Callable[[Path], None],
-                 path: Path) -> None:
+                 path: Path, pid: Callable[[Path], int | None] | None = None) -> None:
         self.name, self._up, self._down, self.path = name, up, down, path
+        self.pid = pid
 
     @contextlib.contextmanager
     def mounted(self) -> Iterator[Path]:
@@ -124,23 +134,45 @@ def nydusd_config(blobs: Path, cache: Path) -> Path:
     return cfg
 
 
-def mounts(images: dict[str, Path], src: Path) -> list[Mount]:
+def mounts(images: dict[str, Path], src: Path, keep_cache: bool = False) -> list[Mount]:
     """The candidates, in the order they are measured."""
     cache = WORK / "cache"
     cfg = nydusd_config(images["blobs"], cache)
     daemons: dict[Path, NydusdProcess] = {}
 
-    def nydusd_up(mnt: Path) -> None:
-        daemons[mnt] = NydusdProcess(mnt, ["-C", cfg, "-B", images["boot"]]).start()
+    def nydusd(*flags: str) -> tuple[Callable[[Path], None], Callable[[Path], None]]:
+        def up(mnt: Path) -> None:
+            daemons[mnt] = NydusdProcess(mnt, ["-C", cfg, "-B", images["boot"], *flags]).start()
 
-    def nydusd_down(mnt: Path) -> None:
-        daemons.pop(mnt).close()
+        def down(mnt: Path) -> None:
+            daemons.pop(mnt).close()
+        return up, down
+
+    def pid(mnt: Path) -> int | None:
+        d = daemons.get(mnt)
+        return d.proc.pid if d is not None and d.proc is not None else None
 
     def sqfs_up(mnt: Path) -> None:
         subprocess.run(["squashfuse_ll", str(images["sqfs"]), str(mnt)], check=True)
 
     def erofs_up(mnt: Path) -> None:
         subprocess.run(["mount", "-t", "erofs", "-o", "ro,loop", str(images["erofs"]), str(mnt)], check=True)
+
+    loops: dict[Path, list[str]] = {}
+
+    def erofs_same_up(mnt: Path) -> None:
+        """Kernel EROFS over the same bootstrap and .blob.data, each on a loop device."""
+        files = [images["boot"], *sorted(cache.glob("*.blob.data"))]
+        devs = [subprocess.run(["losetup", "-r", "-f", "--show", str(f)], check=True, capture_output=True,
+                               text=True).stdout.strip() for f in files]
+        loops[mnt] = devs
+        opts = ",".join(["ro", *(f"device={d}" for d in devs[1:])])
+        subprocess.run(["mount", "-t", "erofs", "-o", opts, devs[0], str(mnt)], check=True)
+
+    def erofs_same_down(mnt: Path) -> None:
+        umount(mnt)
+        for d in loops.pop(mnt, []):
+            subprocess.run(["losetup", "-d", d], check=False)
 
     def umount(mnt: Path) -> None:
         subprocess.run(["umount", str(mnt)], check=False)
@@ -149,13 +181,20 @@ def mounts(images: dict[str, Path], src: Path) -> list[Mount]:
     def nothing(_: Path) -> None:
         pass
 
+    variants = [("nydusd fusedev", *nydusd(), pid), ("nydusd erofs", *nydusd("--fs-driver", "erofs"), pid),
+                ("nydusd erofs via FUSE", *nydusd("--fs-driver", "erofs", "--no-direct-blob-files"), pid)]
+    if keep_cache:
+        flags = ("--fs-driver", "erofs", "--no-direct-blob-files", "--blobdev-keep-cache")
+        variants.append(("nydusd erofs via FUSE keep_cache", *nydusd(*flags), pid))
+    variants += [("squashfuse_ll", sqfs_up, umount, None),
+                 ("kernel EROFS (loop)", erofs_same_up, erofs_same_down, None),
+                 ("kernel EROFS lz4hc", erofs_up, umount, None)]
     out = []
-    for name, up, down in (("nydusd (ours)", nydusd_up, nydusd_down), ("squashfuse_ll", sqfs_up, umount),
-                           ("kernel EROFS", erofs_up, umount)):
-        mnt = WORK / ("mnt-" + name.split()[0].replace("_", ""))
+    for i, (name, up, down, get_pid) in enumerate(variants):
+        mnt = WORK / f"mnt-{i}"
         mnt.mkdir(exist_ok=True)
         force_unmount(mnt)
-        out.append(Mount(name, up, down, mnt))
+        out.append(Mount(name, up, down, mnt, get_pid))
     out.append(Mount("native", nothing, nothing, src))
     # fill our blob cache once: the "data already in our blob cache" state of the cold runs
     if not any(cache.glob("*.blob.data")):
@@ -165,15 +204,36 @@ def mounts(images: dict[str, Path], src: Path) -> list[Mount]:
     return out
 
 
+def cached_kb() -> int:
+    """``Cached`` of /proc/meminfo (KiB): the page cache."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Cached:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_kb(pid: int | None) -> int:
+    """VmRSS of ``pid`` (KiB), 0 when unknown."""
+    if pid is None:
+        return 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def measure(candidates: list[Mount], runs: int) -> dict[str, dict[str, list[float]]]:
     """Run every measurement ``runs`` times, interleaving the candidates."""
     res: dict[str, dict[str, list[float]]] = {
-        m.name: {"cold": [], "warm": [], "walk": []} for m in candidates}
+        m.name: {"cold": [], "warm": [], "walk": [], "cached": [], "rss": []} for m in candidates}
     for i in range(runs):
         for m in candidates:
             with m.mounted() as mnt:
                 drop_caches()
+                before = cached_kb()
                 res[m.name]["cold"].append(full_read(mnt))
+                res[m.name]["cached"].append((cached_kb() - before) / 1024)
+                res[m.name]["rss"].append(rss_kb(m.pid(mnt) if m.pid else None) / 1024)
                 res[m.name]["warm"].append(full_read(mnt))
                 drop_caches()
                 res[m.name]["walk"].append(walk(mnt))
@@ -210,6 +270,8 @@ def main() -> int:
     ap.add_argument("--no-rss", action="store_true", help="skip the 100k-file RSS measurement")
     ap.add_argument("--rss-files", type=int, default=100_000, help="files in the RSS image")
     ap.add_argument("--only-rss", action="store_true", help="only the RSS measurement")
+    ap.add_argument("--keep-cache", action="store_true",
+                    help="also measure the erofs driver's blob devices with the page cache (keep_cache)")
     args = ap.parse_args()
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
         print("bench/fuse.py needs root and /dev/fuse (it mounts and drops caches)", file=sys.stderr)
@@ -224,21 +286,31 @@ def main() -> int:
     size, entries = tree_size(src)
     print(f"tree: {src} ({mb(size)} MB of file data, {entries} entries), {os.cpu_count()} CPUs")
     images = build_images(src)
-    candidates = mounts(images, src)
+    candidates = mounts(images, src, args.keep_cache)
     res = measure(candidates, args.runs)
-    base = {k: min(v) for k, v in res["squashfuse_ll"].items()}
-    rows = [["mount", "full read cold", "x sqfs", "full read warm", "x sqfs", "walk cold", "x sqfs"]]
+    med = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in res.items()}
+    base = med["squashfuse_ll"]
+    rows = [["mount", "full read cold", "x sqfs", "full read warm", "x sqfs", "walk cold", "x sqfs",
+             "page cache +MB", "daemon RSS MB"]]
     for name, r in res.items():
         row = [name]
         for k in ("cold", "warm", "walk"):
-            row += [f"{min(r[k]):.3f} s (median {statistics.median(r[k]):.3f})", f"{min(r[k]) / base[k]:.2f}"]
+            row += [f"{med[name][k]:.3f} s (min {min(r[k]):.3f})", f"{med[name][k] / base[k]:.2f}"]
+        row += [f"{med[name]['cached']:.0f}", f"{med[name]['rss']:.0f}" if med[name]["rss"] else "-"]
         rows.append(row)
-    print(f"\nmin of {args.runs} runs (median in brackets); ratios of minimums to squashfuse_ll")
+    print(f"\nmedian of {args.runs} interleaved runs (min in brackets); ratios of medians to squashfuse_ll; "
+          "page cache grown by the cold full read")
     print(table(rows))
-    ours = res["nydusd (ours)"]
-    ratio = {k: min(ours[k]) / base[k] for k in base}
-    print(f"\ntargets: full read cold {ratio['cold']:.2f}x (<= 1.0), warm {ratio['warm']:.2f}x (<= 1.0), "
-          f"walk {ratio['walk']:.2f}x (<= 2.0)")
+    ours = med["nydusd fusedev"]
+    print(f"\nfusedev targets: full read cold {ours['cold'] / base['cold']:.2f}x (<= 1.0), "
+          f"warm {ours['warm'] / base['warm']:.2f}x (<= 1.0), "
+          f"walk {ours['walk'] / base['walk']:.2f}x (<= 2.0)")
+    ceiling = med["kernel EROFS (loop)"]
+    for name in ("nydusd erofs", "nydusd erofs via FUSE"):
+        e = med[name]
+        print(f"{name}: full read cold {e['cold'] / base['cold']:.2f}x squashfuse_ll (<= 0.35), "
+              f"warm {e['warm'] / ceiling['warm']:.2f}x and walk {e['walk'] / ceiling['walk']:.2f}x "
+              "kernel EROFS (loop) over the same bootstrap and .blob.data (<= 1.2)")
     if not args.no_rss:
         rss, hwm, w = rss_check(args.rss_files)
         print(f"nydusd serving {args.rss_files} files: VmRSS {rss / 1024:.1f} MB, peak {hwm / 1024:.1f} MB "

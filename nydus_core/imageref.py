@@ -1,5 +1,10 @@
 """Command-line image arguments: an existing file is a bootstrap, anything else an image reference
-that a plugin resolves (``nydus_resolve_image``; nydus-converter-oci handles registry references)."""
+that a plugin resolves (``nydus_resolve_image``; nydus-converter-oci handles registry references).
+
+An argument that does not exist but is written as a path -- it starts with ``/``, ``./`` or ``../``,
+or ends in ``.boot`` or ``.bootstrap`` -- is "no such file": it is never sent to a plugin, so a
+mistyped local path never becomes a network lookup (``org/app`` stays a reference, ``:latest``
+implied)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,16 @@ from typing import Any, cast
 
 from .errors import DuplicatePluginError, UsageError, plugin_errors
 
-__all__ = ["resolve_image_argument"]
+__all__ = ["looks_like_path", "resolve_image_argument"]
+
+_PATH_PREFIXES = ("/", "./", "../")
+_BOOTSTRAP_SUFFIXES = (".boot", ".bootstrap")
+
+
+def looks_like_path(arg: str) -> bool:
+    """Whether ``arg`` is written as a local path (``/``, ``./``, ``../`` first, or a ``.boot`` /
+    ``.bootstrap`` name), so it must never be taken for an image reference."""
+    return arg.startswith(_PATH_PREFIXES) or arg in (".", "..") or arg.endswith(_BOOTSTRAP_SUFFIXES)
 
 
 def resolve_image_argument(arg: str) -> tuple[str, dict[str, Any] | None]:
@@ -16,6 +30,8 @@ def resolve_image_argument(arg: str) -> tuple[str, dict[str, Any] | None]:
     config (v1 dict) that reads the referenced image's blobs."""
     if os.path.exists(arg):
         return arg, None
+    if looks_like_path(arg):
+        raise UsageError(f"{arg}: no such bootstrap file")
     from .plugins import get_manager
 
     manager = get_manager()

@@ -2,7 +2,8 @@
 # The main job, end to end, on the embedded default (local blobs, no network):
 #   build a RAFS v6 image of a local tree, verify it, mount it with nydusd (lazy loading through the
 #   localfs backend into a blob cache), read some files from the mount, show how much of the image
-#   was fetched, then unmount.
+#   was fetched, unmount; then serve the same image with both drivers (--fs-driver fusedev and
+#   erofs) and time a full read and a walk with each.
 # Usage: bash scripts/demo.sh [SOURCE_DIR]   (default: this machine's Python standard library)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,5 +74,38 @@ echo "== unmounting"
 $BIN/nydusctl --sock "$WORK/api.sock" exit
 wait "$DAEMON"
 trap - EXIT
+mountpoint -q "$WORK/mnt" && { echo "still mounted" >&2; exit 1; }
+
+# Both drivers on the same image and blob cache: fusedev (every operation in nydusd) and erofs (the
+# kernel's EROFS driver reads the bootstrap; nydusd serves blob data, or the kernel reads a blob's
+# complete cache file directly). The first full read fills the blob cache; then each driver gets a
+# fresh mount with the page cache dropped (root only) for a cold full read, a warm one and a walk.
+secs() { local t0=$EPOCHREALTIME; bash -c "$1" >/dev/null; awk "BEGIN { print $EPOCHREALTIME - $t0 }"; }
+drop() { if [ "$(id -u)" = 0 ]; then sync; echo 3 > /proc/sys/vm/drop_caches; fi; }
+serve() {  # serve DRIVER: mount, time, unmount
+  $BIN/nydusd --config "$WORK/nydusd.json" --bootstrap "$WORK/image.boot" --mountpoint "$WORK/mnt" \
+    --fs-driver "$1" --log-file "$WORK/nydusd-$1.log" 2>"$WORK/nydusd-$1.err" &
+  local pid=$!
+  for _ in $(seq 100); do mountpoint -q "$WORK/mnt" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+  if ! mountpoint -q "$WORK/mnt"; then
+    printf "  %-8s  not available here: %s\n" "$1" "$(tail -1 "$WORK/nydusd-$1.err")"; wait $pid 2>/dev/null || true
+    return
+  fi
+  drop; local cold warm walk
+  cold=$(secs "tar -C '$WORK/mnt' -cf - . | wc -c"); warm=$(secs "tar -C '$WORK/mnt' -cf - . | wc -c")
+  drop; walk=$(secs "find '$WORK/mnt' | wc -l")
+  printf "  %-8s  full read cold %6.3f s   warm %6.3f s   find cold %6.3f s\n" "$1" "$cold" "$warm" "$walk"
+  kill -TERM $pid; wait $pid || true
+}
+echo "== filling the blob cache with one full read (fusedev)"
+$BIN/nydusd --config "$WORK/nydusd.json" --bootstrap "$WORK/image.boot" --mountpoint "$WORK/mnt" \
+  --log-file "$WORK/nydusd.log" &
+DAEMON=$!
+for _ in $(seq 100); do mountpoint -q "$WORK/mnt" && break; sleep 0.1; done
+tar -C "$WORK/mnt" -cf - . | wc -c >/dev/null
+kill -TERM $DAEMON; wait $DAEMON || true
+echo "== the same image with both drivers (blob cache filled, page cache dropped before cold runs)"
+serve fusedev
+serve erofs
 mountpoint -q "$WORK/mnt" && { echo "still mounted" >&2; exit 1; }
 echo "done: image in $WORK (image.boot, blobs/), cache in $WORK/cache"

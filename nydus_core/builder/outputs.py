@@ -1,15 +1,76 @@
 """Output files of a build: written to a temporary name beside the target and renamed when complete
 (so a failed build leaves no half-written bootstrap or blob), except pipes and character devices,
-which are written directly."""
+which are written directly.
+
+A temporary file (``.NAME.tmp-PID-ID``) holds an exclusive ``flock`` for as long as it is written.
+A build killed with SIGKILL cannot remove its own: the next output into the same directory removes
+every such file whose lock is free (:func:`remove_stale_temporaries`) -- never by PID, which may be
+reused, so a file another live build is writing is never touched."""
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
+import re
 import stat
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import BuildError
+
+log = logging.getLogger("nydus.builder")
+
+_TEMPORARY = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]+$")
+
+
+def _same_file(fd: int, path: Path | str) -> bool:
+    try:
+        a, b = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def remove_stale_temporaries(directory: Path) -> int:
+    """Remove the temporary outputs in ``directory`` that no live build holds locked; return how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not _TEMPORARY.match(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # being written by a live build
+            if _same_file(fd, entry.path):
+                os.unlink(entry.path)
+                removed += 1
+                log.info("removed %s, left behind by a build that did not finish", entry.path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _create_locked(path: Path) -> BinaryIO:
+    """Create ``path`` and hold an exclusive flock on it; retry if a sweep removed it before the lock."""
+    for _ in range(5):
+        f = open(path, "wb")  # noqa: SIM115 - returned to the caller, closed in commit/discard
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        if _same_file(f.fileno(), path):
+            return f
+        f.close()  # swept between create and lock (its lock looked free): make it again
+    raise BuildError(f"{path}: cannot create a temporary output (removed as fast as it is created)")
 
 
 def _is_stream(path: Path) -> bool:
@@ -41,8 +102,9 @@ class OutputFile:
                 self.file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in commit/discard
             else:
                 stem = path.name if path is not None else "blob"
+                remove_stale_temporaries(where)
                 self.tmp = where / f".{stem}.tmp-{os.getpid()}-{id(self):x}"
-                self.file = open(self.tmp, "wb")  # noqa: SIM115
+                self.file = _create_locked(self.tmp)
         except OSError as exc:
             raise BuildError(f"{path or directory}: cannot write {what}: {exc.strerror or exc}") from None
 

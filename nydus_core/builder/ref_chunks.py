@@ -105,14 +105,14 @@ class RefChunkSink:
                      or start + n - ctx.point.out_offset > CONTEXT_MAX_OUTPUT))):
             ctx = _Context(candidate, candidate.in_offset, candidate.out_offset)
             self._contexts.append(ctx)
-            new_context = True
-        else:
-            new_context = False
         if ctx is None:
             raise BuildError(f"no gzip checkpoint before layer offset {start}")
         lower, upper = self._bounds(start, start + n)
-        prev_end = self.chunks[-1].compressed_offset + self.chunks[-1].compressed_size if self.chunks else 0
-        coff = max(ctx.point.in_offset, lower if new_context or not self.chunks else prev_end)
+        # Chunks of a blob get strictly increasing, touching compressed ranges (readers key chunks in
+        # flight by compressed offset): each starts where the previous one ended, never before its
+        # context. The range's end still bounds the input inflating up to the chunk's end needs.
+        prev = self.chunks[-1] if self.chunks else None
+        coff = max(ctx.point.in_offset, prev.compressed_offset + prev.compressed_size if prev else lower)
         end = max(upper, coff + 1)
         ctx.in_end = max(ctx.in_end, end)
         ctx.out_end = start + n

@@ -68,11 +68,10 @@ def _chunk_source(blob_dir: str | None = None, blob: str | None = None, backend_
         except OSError as exc:
             raise UsageError(f"{backend_config_file}: cannot read backend config: {exc.strerror}") from None
     if backend_config:
-        try:
-            cfg = json.loads(backend_config)
-        except json.JSONDecodeError as exc:
-            where = backend_config_file or "--backend-config"
-            raise UsageError(f"{where}: invalid JSON: {exc}") from None
+        from ..config import decode_text
+
+        cfg = dict(decode_text(backend_config, source=backend_config_file or "--backend-config",
+                               syntax="json"))
     if cfg is not None and not backend_type:
         raise UsageError("--backend-config needs --backend-type")
     return open_chunk_source(blob_dir=blob_dir, blob_file=blob, backend_type=backend_type,

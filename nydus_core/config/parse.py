@@ -6,7 +6,7 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -76,28 +76,84 @@ def decode_text(text: str | bytes, *, source: str, syntax: str | None = None) ->
     text = text.removeprefix("\ufeff")
     if syntax is None:
         syntax = "json" if text.lstrip().startswith("{") else "toml"
+    _check_nesting(text, source)
     if syntax == "json":
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_int=_bounded_int(source), parse_constant=_no_constant(source))
         except json.JSONDecodeError as exc:
             raise ConfigError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
                               file=source) from None
+        except (RecursionError, ValueError) as exc:  # beyond the bounds checked above: still one line
+            raise ConfigError(f"invalid JSON: {_describe_exc(exc)}", file=source) from None
         if not isinstance(data, dict):
             raise ConfigError(f"expected a JSON object at the top level, got {describe(data)}", file=source)
         return data
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        pos = _TOML_POS.search(message)
-        if pos:
-            line, col = int(pos.group(1)), int(pos.group(2))
-            message = message[: pos.start()]
-        else:
-            lines = text.split("\n")
-            line, col = len(lines), len(lines[-1]) + 1
-            message = _TOML_END.sub("", message)
-        raise ConfigError(f"invalid TOML at line {line}, column {col}: {message}", file=source) from None
+    except (RecursionError, ValueError) as exc:
+        if isinstance(exc, tomllib.TOMLDecodeError):
+            raise _toml_error(exc, text, source) from None
+        # an integer beyond Python's digit limit, nesting beyond the interpreter's
+        raise ConfigError(f"invalid TOML: {_describe_exc(exc)}", file=source) from None
+
+
+def _toml_error(exc: tomllib.TOMLDecodeError, text: str, source: str) -> ConfigError:
+    message = str(exc)
+    pos = _TOML_POS.search(message)
+    if pos:
+        line, col = int(pos.group(1)), int(pos.group(2))
+        message = message[: pos.start()]
+    else:
+        lines = text.split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+        message = _TOML_END.sub("", message)
+    return ConfigError(f"invalid TOML at line {line}, column {col}: {message}", file=source)
+
+
+#: deepest nesting of arrays/objects a config may have (real configs use fewer than 8 levels)
+MAX_CONFIG_DEPTH = 32
+#: longest integer literal (digits) read from a config; no config value needs more than 20
+MAX_INT_DIGITS = 40
+_STRINGS = re.compile(r'"(?:[^"\\\n]|\\.)*"' + r"|'[^'\n]*'")
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _check_nesting(text: str, source: str) -> None:
+    """ConfigError when arrays/objects nest deeper than :data:`MAX_CONFIG_DEPTH` (strings skipped)."""
+    depth = 0
+    for m in _BRACKETS.finditer(_STRINGS.sub("", text)):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(f"arrays/objects nest deeper than {MAX_CONFIG_DEPTH} levels", file=source)
+
+
+def _bounded_int(source: str) -> Callable[[str], int]:
+    def parse(literal: str) -> int:
+        digits = len(literal.lstrip("-"))
+        if digits > MAX_INT_DIGITS:
+            raise ConfigError(f"an integer of {digits} digits is out of range for every config value",
+                              file=source)
+        return int(literal)
+
+    return parse
+
+
+def _no_constant(source: str) -> Callable[[str], Any]:
+    def parse(name: str) -> Any:
+        raise ConfigError(f"{name} is not a valid JSON number", file=source)
+
+    return parse
+
+
+def _describe_exc(exc: BaseException) -> str:
+    """One line for a decoder's RecursionError/ValueError (never the whole message of a huge input)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    huge = re.search(r"value has (\d+) digits", str(exc))
+    if huge:
+        return f"an integer of {huge.group(1)} digits is out of range for every config value"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
 
 
 def _build(

@@ -122,6 +122,9 @@ def test_blob_meta_follows_the_format(layers, tmp_path):
         assert rec.zran_offset + rec.uncompressed_size <= ctx.out_len
         assert ctx.in_offset <= rec.compressed_offset
         assert rec.compressed_offset + rec.compressed_size <= ctx.in_offset + ctx.in_len
+    # compressed ranges strictly increase (readers key chunks in flight by their offset)
+    spans = [(r.compressed_offset, r.compressed_offset + r.compressed_size) for r in records]
+    assert all(b[0] >= a[1] for a, b in itertools.pairwise(spans))
     # the ToC at the end of the RAFS blob, and the chunk digests it names
     assert meta[-512:].split(b"\0", 1)[0] == b"rafs.blob.toc"
     with open_image(tmp_path / "image.boot") as image:
@@ -131,8 +134,9 @@ def test_blob_meta_follows_the_format(layers, tmp_path):
     assert all(meta[at + 32 * i:at + 32 * i + 32] == d for i, d in ids.items())
 
 
-def test_library_api_and_cache_read_identical_bytes(layers, tmp_path):
-    _build(layers["bgzip"], tmp_path)
+@pytest.mark.parametrize("name", ["bgzip", "two"])
+def test_library_api_and_cache_read_identical_bytes(layers, tmp_path, name):
+    _build(layers[name], tmp_path)
     src = layers["src"]
     for cache in (None, tmp_path / "cache"):
         for _round in range(2):
@@ -248,3 +252,27 @@ def test_fuse_mount_of_a_targz_ref_image(layers, tmp_path):
     finally:
         os.rmdir(mnt)
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)
+
+
+def test_read_blob_gives_the_layout_of_a_zran_blob(layers, tmp_path):
+    """What the kernel EROFS driver reads as the blob's device: every chunk at its uncompressed
+    offset, fetched and inflated through the ZRAN path, as the blobcache keeps it."""
+    _build(layers["two"], tmp_path)
+    cache = tmp_path / "cache"
+    with open_fs(tmp_path / "image.boot", blob_dir=tmp_path / "blobs", cache_dir=cache) as fs:
+        pipe = fs.pipeline
+        assert pipe is not None
+        [info] = fs.image.blobs
+        want = bytearray(info.uncompressed_size)
+        for path, ino in fs.image.walk():
+            if not fs.image.getattr(ino).is_reg:
+                continue
+            data = (layers["src"] / os.fsdecode(path).lstrip("/")).read_bytes()
+            for c in fs.image.chunks(ino):
+                want[c.uncompressed_offset:c.uncompressed_offset + c.uncompressed_size] = \
+                    data[c.file_offset:c.file_offset + c.uncompressed_size]
+        assert pipe.read_blob(0, 0, len(want)) == bytes(want)
+        middle = len(want) // 2 + 123
+        assert pipe.read_blob(0, middle, 70_000) == bytes(want[middle:middle + 70_000])
+        assert pipe.wait_idle(10)
+        assert (cache / f"{info.blob_id}.blob.data").read_bytes()[:len(want)] == bytes(want)

@@ -33,7 +33,10 @@ class ReadyMap:
     __slots__ = ("_count", "_offsets", "_overflow", "_sizes", "_tags", "_used")
 
     def __init__(self, chunk_count: int) -> None:
-        n = max(0, chunk_count)
+        self._reset(max(0, chunk_count))
+
+    def _reset(self, n: int) -> None:
+        """Make ``n`` empty index slots and no overflow."""
         self._count = n
         self._offsets = array("Q", bytes(8 * n))
         self._sizes = array("I", bytes(4 * n))  # 0: slot empty
@@ -136,4 +139,4 @@ class ReadyMap:
 
     def clear(self) -> None:
         """Forget everything."""
-        self.__init__(self._count)  # type: ignore[misc]
+        self._reset(self._count)

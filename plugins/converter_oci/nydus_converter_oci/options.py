@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nydus_core.config import decode_text
 from nydus_core.errors import UsageError
 from nydus_core.interfaces import ConvertOptions
 from nydus_core.rafs.constants import DEFAULT_CHUNK_SIZE, valid_chunk_size
@@ -102,10 +102,6 @@ def parse_chunk_dict(value: str) -> tuple[str, str]:
 
 def parse_backend_config(text: str) -> dict[str, Any]:
     """Parse ``--backend-config`` JSON (an object)."""
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"--backend-config: not valid JSON: {exc}") from None
-    if not isinstance(doc, dict):
+    if not text.lstrip().startswith("{"):
         raise UsageError("--backend-config: expected a JSON object")
-    return doc
+    return dict(decode_text(text, source="--backend-config", syntax="json"))

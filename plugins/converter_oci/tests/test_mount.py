@@ -13,7 +13,7 @@ from nydus_testkit.samples import random_bytes
 from nydus_testsupport.oci_images import push_image, sample_layers
 from nydus_testsupport.registry import RegistryFlavour
 
-from nydus_core.mounts import force_unmount, is_mountpoint
+from nydus_core.mounts import force_unmount, is_mountpoint, mounts_at
 
 NYDUSIFY = str(Path(sys.executable).with_name("nydusify"))
 
@@ -35,9 +35,21 @@ def umoci_rootfs(ref: str, tmp: Path) -> Path:
     return tmp / "bundle" / "rootfs"
 
 
-@pytest.mark.root
-def test_mount_equals_oci_rootfs(registry_open: RegistryFlavour, tmp_path: Path) -> None:
+def _erofs_reason() -> str | None:
     reason = _fuse_reason()
+    if reason is None:
+        from nydus_frontend_fuse.erofs_mount import erofs_unavailable
+
+        reason = erofs_unavailable()
+    return reason
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("fs_driver", ["fusedev", "erofs"])
+def test_mount_equals_oci_rootfs(registry_open: RegistryFlavour, tmp_path: Path, fs_driver: str) -> None:
+    """The image converted by nydusify convert, read lazily from the registry through nydusd with
+    either driver (erofs: the kernel reads the bootstrap, blob data through nydusd's blob devices)."""
+    reason = _fuse_reason() if fs_driver == "fusedev" else _erofs_reason()
     if reason:
         pytest.skip(reason)
     from nydus_testsupport.fuse import snapshot_tree, tar_bytes
@@ -54,7 +66,8 @@ def test_mount_equals_oci_rootfs(registry_open: RegistryFlavour, tmp_path: Path)
 
     mp = tmp_path / "mnt"
     proc = subprocess.Popen([NYDUSIFY, "mount", "--target", target, "--plain-http", "--mount-path", str(mp),
-                             "--work-dir", str(tmp_path / "mwork")], stdout=subprocess.PIPE,
+                             "--work-dir", str(tmp_path / "mwork"), "--fs-driver", fs_driver],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -62,6 +75,8 @@ def test_mount_equals_oci_rootfs(registry_open: RegistryFlavour, tmp_path: Path)
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             assert time.monotonic() < deadline, "nydusify mount did not mount in 60 s"
             time.sleep(0.05)
+        fstypes = {m.fstype for m in mounts_at(str(mp.resolve()))}
+        assert fstypes == ({"erofs"} if fs_driver == "erofs" else {"fuse.rafs"}), fstypes
         want = snapshot_tree(rootfs)
         got = snapshot_tree(mp)
         assert sorted(got) == sorted(want)

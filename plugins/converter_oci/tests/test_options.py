@@ -196,7 +196,7 @@ def test_bad_options_are_one_line_errors(args: tuple[str, ...], message: str | N
     if message is not None:
         assert lines[0] == f"error: {message}"
     else:
-        assert lines[0].startswith("error: --backend-config: not valid JSON")
+        assert lines[0].startswith("error: --backend-config: invalid JSON")
 
 
 def test_insecure_flags_with_a_tls_registry(registry_factory: object, tmp_path: Path) -> None:

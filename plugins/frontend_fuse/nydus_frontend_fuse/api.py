@@ -134,7 +134,7 @@ def build_api(daemon: Daemon) -> HttpServer:
         blob_metrics = getattr(daemon, "blob_metrics", None)
         if blob_metrics is None:
             raise HttpError(400, "per-blob-device metrics exist with --fs-driver erofs only")
-        return 200, blob_metrics()
+        return 200, blob_metrics(pattern=req.query.get("pattern", "").lower() == "true")
 
     routes: dict[tuple[str, str], Handler] = {
         ("GET", "/api/v1/daemon"): get_daemon,

@@ -94,6 +94,12 @@ FUSE_OPTIONS: list[Callable[[Any], Any]] = [
                  help="Mount without allow_other: only the user running nydusd may use the mount "
                       "(not even root). A non-root user needs this unless user_allow_other is in "
                       "/etc/fuse.conf. Beyond upstream."),
+    click.option("--blobdev-keep-cache", is_flag=True, default=None,
+                 help="erofs driver: let the kernel page-cache the blob devices too (FOPEN_KEEP_CACHE; "
+                      "default: direct I/O, the EROFS mount caches file data itself). Beyond upstream."),
+    click.option("--no-direct-blob-files", is_flag=True, default=None,
+                 help="erofs driver: serve every blob through the blob-device filesystem, even one "
+                      "whose cache file is complete (for measurements). Beyond upstream."),
     click.option("--no-keep-cache", is_flag=True, default=None,
                  help="Drop a file's page cache at every open (FOPEN_KEEP_CACHE off). Beyond upstream."),
 ]
@@ -227,6 +233,8 @@ def build_settings(params: dict[str, Any]) -> tuple[ServeOptions, FuseTuning]:
         cache=_cache_policy(params),
         inline_hits=not params.get("no_inline_reads"),
         lazy_workers=not params.get("eager_fuse_workers"),
+        blobdev_direct_io=not params.get("blobdev_keep_cache"),
+        direct_blob_files=not params.get("no_direct_blob_files"),
         allow_other=not params.get("no_allow_other"),
         upgrade=bool(params.get("upgrade")),
         failover_policy=params.get("failover_policy") or "resend",

@@ -52,7 +52,8 @@ MAX_FUSE_TASKS = 64
 class FuseTuning:
     """The FUSE frontend's own knobs, beyond upstream (nydusd's ``--readahead-kb``,
     ``--store-on-open-kb``, ``--kernel-cache-timeout``, ``--no-inline-reads``,
-    ``--eager-fuse-workers``, ``--no-keep-cache`` set them)."""
+    ``--eager-fuse-workers``, ``--no-keep-cache``, and for the erofs driver
+    ``--blobdev-keep-cache`` and ``--no-direct-blob-files`` set them)."""
 
     readahead_kb: int = DEFAULT_READAHEAD_KB
     inline_hits: bool = True
@@ -64,6 +65,10 @@ class FuseTuning:
     #: needs ``user_allow_other`` in /etc/fuse.conf for it)
     allow_other: bool = True
     dev_suid: bool = True
+    #: erofs driver: open blob devices with FOPEN_DIRECT_IO (else FOPEN_KEEP_CACHE)
+    blobdev_direct_io: bool = True
+    #: erofs driver: use a blob's complete cache file as its device
+    direct_blob_files: bool = True
     #: ``--upgrade``: serve nothing until ``PUT /api/v1/daemon/fuse/takeover`` (erofs driver)
     upgrade: bool = False
     #: ``--failover-policy``: requests in flight at a takeover: ``resend``, ``flush`` or ``none``

@@ -91,11 +91,11 @@ class KernelMount:
 class ErofsDaemon(Daemon):
     """One nydusd process with the ``erofs`` driver (see the module doc)."""
 
-    def __init__(self, settings: Any, tuning: FuseTuning | None = None, *, direct_io: bool = True,
-                 direct_files: bool = True) -> None:
+    def __init__(self, settings: Any, tuning: FuseTuning | None = None) -> None:
         super().__init__(settings, tuning)
+        direct_io = self.tuning.blobdev_direct_io
         #: use a blob's complete cache file as its device (no FUSE round trip)
-        self.direct_files = direct_files
+        self.direct_files = self.tuning.direct_blob_files
         #: blob id -> how many mounts use its cache file directly
         self.direct: dict[str, int] = {}
         self.blobfs = BlobDeviceFs(direct_io=direct_io)
@@ -429,9 +429,11 @@ class ErofsDaemon(Daemon):
         self.state = "RUNNING"
         await self.publish_state()
 
-    def blob_metrics(self) -> list[dict[str, Any]]:
+    def blob_metrics(self, *, pattern: bool = False) -> list[dict[str, Any]]:
         """Per-blob-device read counters (``GET /api/v1/metrics/blobs``); blobs whose complete cache
-        file is the device are listed with ``direct: true`` (the kernel reads them, nothing counts)."""
-        out = [{**d.metrics(), "direct": False} for d in self.blobfs.devices()]
+        file is the device are listed with ``direct: true`` (the kernel reads them, nothing counts).
+        ``pattern`` adds each device's access pattern: the first 4096 reads as ``[offset, size]``."""
+        out = [{**d.metrics(), "direct": False, **({"pattern": list(d.pattern)} if pattern else {})}
+               for d in self.blobfs.devices()]
         out += [{"blob_id": bid, "direct": True, "users": n} for bid, n in sorted(self.direct.items())]
         return out

@@ -229,6 +229,13 @@ class Supervisor:
                 raise FailoverError(f"no state held for daemon {daemon_id!r}")
             _send_msg(conn, held[0], held[1])
 
+    def forget(self, daemon_id: str) -> None:
+        """Drop what ``daemon_id`` sent (its daemon was stopped on purpose)."""
+        with self._lock:
+            held = self._states.pop(daemon_id, None)
+        if held is not None:
+            os.close(held[1])
+
     def close(self) -> None:
         """Stop serving and close every held descriptor (connections with no other holder end)."""
         self._closed = True

@@ -64,7 +64,10 @@ class Request:
         """Return the body decoded as JSON (``None`` for an empty body)."""
         if not self.body.strip():
             return None
-        return json.loads(self.body)
+        try:
+            return json.loads(self.body)
+        except RecursionError:
+            raise HttpError(400, "request body: JSON nested too deeply") from None
 
 
 class HttpError(Exception):

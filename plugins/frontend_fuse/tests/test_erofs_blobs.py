@@ -143,3 +143,74 @@ def test_a_corrupt_chunk_gives_eio_and_is_not_cached(tmp_path: Path) -> None:
         assert fs.pipeline.is_ready(open_image(boot).chunks(ino)[0])
     finally:
         fs.close()
+
+
+def test_no_direct_blob_files_serves_a_complete_blob_through_fuse(tmp_path: Path) -> None:
+    boot, blobs, contents = _layers(tmp_path, 1, 16 << 10)
+    cfg = _config(tmp_path / "c.json", blobs, tmp_path / "cache")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with NydusdProcess(mnt, ["-C", cfg, "-B", boot, "--fs-driver", "erofs"]):
+        assert (mnt / "layer-00" / "data").read_bytes() == contents[0]  # fills the cache
+    flags = ["--fs-driver", "erofs", "--no-direct-blob-files", "--blobdev-keep-cache"]
+    with NydusdProcess(mnt, ["-C", cfg, "-B", boot, *flags], apisock=tmp_path / "api.sock") as d:
+        (dev,) = d.api.call("GET", "/api/v1/metrics/blobs")
+        assert dev["direct"] is False
+        assert (mnt / "layer-00" / "data").read_bytes() == contents[0]
+        (dev,) = d.api.call("GET", "/api/v1/metrics/blobs")
+        assert dev["reads"] > 0 and dev["cached_reads"] == dev["reads"]
+
+
+def test_a_silent_registry_makes_readers_wait_while_the_kernel_answers_metadata(tmp_path: Path) -> None:
+    """Reads wait up to the backend timeout and then get EIO; stat/readdir are answered at once."""
+    import threading
+    import time
+
+    from nydus_testkit.servers import BlackholeServer
+
+    timeout = 2
+    src = tmp_path / "src"
+    (src / "dir").mkdir(parents=True)
+    for name in ("a", "b", "c"):
+        (src / name).write_bytes(hashlib.sha256(name.encode()).digest() * 2000)
+    (src / "dir" / "inner").write_text("x")
+    boot, blobs = tmp_path / "img.boot", tmp_path / "blobs"
+    build(src, "dir-rafs", bootstrap=boot, blob_dir=blobs, options=BuildOptions(compressor="lz4_block"))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with BlackholeServer() as hole:
+        cfg = tmp_path / "cfg.json"
+        cfg.write_text(json.dumps({"device": {
+            "backend": {"type": "registry", "config": {
+                "scheme": "http", "host": hole.address, "repo": "test/hung",
+                "timeout": timeout, "connect_timeout": timeout, "retry_limit": 0}},
+            "cache": {"type": "blobcache", "config": {"work_dir": str(tmp_path / "cache")}}}}))
+        with NydusdProcess(mnt, ["-C", cfg, "-B", boot, "--fs-driver", "erofs"]):
+            outcomes: dict[str, tuple[float, str]] = {}
+
+            def read(name: str) -> None:
+                t = time.monotonic()
+                try:
+                    (mnt / name).read_bytes()
+                    what = "data"
+                except OSError as exc:
+                    what = os.strerror(exc.errno or 0)
+                outcomes[name] = (time.monotonic() - t, what)
+
+            readers = [threading.Thread(target=read, args=(n,)) for n in ("a", "b")]
+            for r in readers:
+                r.start()
+            time.sleep(0.3)  # both reads now wait on the silent server
+            t = time.monotonic()
+            st = os.stat(mnt / "c")
+            names = sorted(os.listdir(mnt / "dir"))
+            served_in = time.monotonic() - t
+            waiting = [r.is_alive() for r in readers]
+            for r in readers:
+                r.join(60)
+            assert st.st_size == 64_000 and names == ["inner"]
+            assert all(waiting), outcomes
+            assert served_in < 0.5, f"metadata took {served_in:.2f}s while two reads waited"
+            for name in ("a", "b"):
+                took, what = outcomes[name]
+                assert timeout - 1 <= took < 30 and what == os.strerror(errno.EIO), outcomes

@@ -127,8 +127,9 @@ def test_erofs_mount_equals_the_fusedev_mount(pair: Pair) -> None:
 
 
 def test_the_kernel_answers_and_the_daemon_serves_blob_ranges(pair: Pair) -> None:
-    (blob,) = pair.daemon.api.call("GET", "/api/v1/metrics/blobs")
+    (blob,) = pair.daemon.api.call("GET", "/api/v1/metrics/blobs", {"pattern": "true"})
     assert blob["reads"] > 0 and blob["read_bytes"] > 0
+    assert blob["pattern"] and all(0 <= off < blob["size"] and n > 0 for off, n in blob["pattern"])
     info = pair.daemon.api.call("GET", "/api/v1/daemon")
     assert info["state"] == "RUNNING"
 

@@ -30,11 +30,11 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nydus_core.config import decode_text
 from nydus_core.errors import ConfigError
 from nydus_core.logsetup import LEVEL_NAMES, LEVELS
 
@@ -155,13 +155,12 @@ def load_config(path: str | os.PathLike[str] | None) -> SnapshotterConfig:
         return SnapshotterConfig()
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
+        text = p.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    data = dict(decode_text(text, source=str(p), syntax="toml"))  # bounded: one-line errors
     return _from_dict(data, p)
 
 
@@ -240,11 +239,6 @@ def _policies(cfg: SnapshotterConfig, v: dict[str, Any], p: Path) -> None:
     if recover not in RECOVER_POLICIES:
         raise ConfigError(f"{p}: 'daemon.recover_policy' = {recover!r}: must be one of "
                           f"{', '.join(RECOVER_POLICIES)}")
-    if recover == "failover":
-        cfg.warnings.append(f"{p}: 'daemon.recover_policy' = 'failover': handing the FUSE session to a new "
-                            "nydusd is not implemented; a dead nydusd is restarted and its images remounted "
-                            "(policy 'restart')")
-        recover = "restart"
     cfg.recover_policy = recover
     failover = v.get("daemon.failover_policy") or "resend"
     if failover not in FAILOVER_POLICIES:

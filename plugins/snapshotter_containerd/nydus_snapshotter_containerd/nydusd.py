@@ -82,9 +82,11 @@ class NydusdManager:
                  daemon_id: str = "containerd-nydus", mountpoint: Path | None = None,
                  apisock: Path | None = None, log_path: Path | None = None, pid_path: Path | None = None,
                  bootstrap: Path | None = None, config_path: Path | None = None,
-                 fs_driver: str = "fusedev") -> None:
+                 fs_driver: str = "fusedev", supervisor: str | None = None) -> None:
         self.root = root
         self.fs_driver = fs_driver
+        #: the failover supervisor socket (erofs daemons only: fusedev ones are restarted instead)
+        self.supervisor = supervisor
         self.extra_args = list(extra_args or [])
         self.daemon_id = daemon_id
         self.mountpoint = mountpoint or root / "mnt"
@@ -153,12 +155,7 @@ class NydusdManager:
         self.apisock.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.apisock.unlink(missing_ok=True)
-        options = ServeOptions(mountpoint=str(self.mountpoint), apisock=str(self.apisock),
-                               daemon_id=self.daemon_id, fs_driver=self.fs_driver,
-                               bootstrap=str(self.bootstrap) if self.bootstrap else None)
-        argv = [self.command, *options.nydusd_args(), "--log-file", str(self.log_path), *self.extra_args]
-        if self.config_path is not None:
-            argv += ["--config", str(self.config_path)]
+        argv = self._argv()
         log.info("starting nydusd: %s", " ".join(argv))
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -177,6 +174,67 @@ class NydusdManager:
             time.sleep(0.05)
         proc.terminate()
         raise NydusdError(f"nydusd did not come up in {timeout:.0f}s; see {self.log_path}")
+
+    def _argv(self) -> list[str]:
+        sup = self.supervisor if self.fs_driver == "erofs" else None
+        options = ServeOptions(mountpoint=str(self.mountpoint), apisock=str(self.apisock),
+                               daemon_id=self.daemon_id, fs_driver=self.fs_driver, supervisor=sup,
+                               bootstrap=str(self.bootstrap) if self.bootstrap else None)
+        argv = [self.command, *options.nydusd_args(), "--log-file", str(self.log_path), *self.extra_args]
+        if self.config_path is not None:
+            argv += ["--config", str(self.config_path)]
+        return argv
+
+    def can_fail_over(self) -> bool:
+        """Whether a dead daemon of this manager can be replaced without unmounting (erofs driver
+        with a supervisor)."""
+        return self.fs_driver == "erofs" and bool(self.supervisor)
+
+    def take_over(self, timeout: float = 30.0) -> None:
+        """Failover: start ``nydusd --upgrade`` with the same flags, have it take the FUSE connection
+        the supervisor holds (``PUT /api/v1/daemon/fuse/takeover``) and start it. The mounts stay."""
+        self.close()
+        if self._proc is not None:
+            self._proc.poll()
+        self.apisock.unlink(missing_ok=True)
+        argv = [*self._argv(), "--upgrade"]
+        log.info("failing over: %s", " ".join(argv))
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+        except OSError as exc:
+            raise NydusdError(f"{self.command}: cannot start nydusd: {exc}") from None
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise NydusdError(f"nydusd --upgrade exited with {proc.returncode} ({self._last_log_line()})")
+            if self.apisock.exists():
+                try:
+                    if self._api().call("GET", "/api/v1/daemon").get("state") == "INIT":
+                        break
+                except NydusError:
+                    pass
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise NydusdError(f"nydusd --upgrade did not come up in {timeout:.0f}s")
+            time.sleep(0.05)
+        try:
+            self._api().call("PUT", "/api/v1/daemon/fuse/takeover")
+            self._api().call("PUT", "/api/v1/daemon/start")
+        except NydusError as exc:
+            proc.kill()
+            raise NydusdError(f"takeover failed: {exc}") from None
+        self.pid_path.write_text(str(proc.pid))
+        self._proc = proc
+
+    def resend_state(self) -> None:
+        """Ask a running erofs daemon to send its descriptor and state again (after the supervisor
+        restarted, upstream's way of getting them back)."""
+        if self.can_fail_over() and self.alive():
+            try:
+                self._api().call("PUT", "/api/v1/daemon/fuse/sendfd")
+            except NydusError as exc:
+                log.warning("nydusd %s: sendfd: %s", self.daemon_id, exc)
 
     def _last_log_line(self) -> str:
         try:
@@ -255,8 +313,9 @@ class SharedDaemons:
     mode = "shared"
 
     def __init__(self, root: Path, command: str = "", extra_args: list[str] | None = None,
-                 fs_driver: str = "fusedev") -> None:
-        self.daemon = NydusdManager(root, command, extra_args=extra_args, fs_driver=fs_driver)
+                 fs_driver: str = "fusedev", supervisor: str | None = None) -> None:
+        self.daemon = NydusdManager(root, command, extra_args=extra_args, fs_driver=fs_driver,
+                                    supervisor=supervisor)
         self.fallback: NydusdManager | None = None
         if fs_driver != "fusedev":
             self.fallback = NydusdManager(root, command, extra_args=extra_args,
@@ -323,9 +382,10 @@ class DedicatedDaemons:
     mode = "dedicated"
 
     def __init__(self, root: Path, command: str = "", extra_args: list[str] | None = None,
-                 fs_driver: str = "fusedev") -> None:
+                 fs_driver: str = "fusedev", supervisor: str | None = None) -> None:
         self.root = root
         self.fs_driver = fs_driver
+        self.supervisor = supervisor
         self.command = command
         self.extra_args = list(extra_args or [])
         self._daemons: dict[str, NydusdManager] = {}
@@ -340,7 +400,8 @@ class DedicatedDaemons:
                               log_path=r / "logs" / name / "nydusd.log",
                               pid_path=r / "socket" / name / "nydusd.pid",
                               bootstrap=r / "snapshots" / name / "image.boot",
-                              config_path=r / "config" / name / "config.json")
+                              config_path=r / "config" / name / "config.json",
+                              fs_driver=self.fs_driver, supervisor=self.supervisor)
             self._daemons[name] = d
         return d
 
@@ -415,11 +476,12 @@ Daemons = SharedDaemons | DedicatedDaemons
 
 
 def make_daemons(mode: str, root: Path, command: str = "", extra_args: list[str] | None = None,
-                 fs_driver: str = "fusedev") -> Daemons:
-    """The daemon pool of ``daemon_mode`` (``shared`` or ``dedicated``) serving with ``fs_driver``."""
+                 fs_driver: str = "fusedev", supervisor: str | None = None) -> Daemons:
+    """The daemon pool of ``daemon_mode`` (``shared`` or ``dedicated``) serving with ``fs_driver``;
+    with ``supervisor`` (recover policy failover) erofs daemons hand their FUSE descriptor there."""
     if mode == "shared":
-        return SharedDaemons(root, command, extra_args, fs_driver)
-    return DedicatedDaemons(root, command, extra_args, fs_driver)
+        return SharedDaemons(root, command, extra_args, fs_driver, supervisor)
+    return DedicatedDaemons(root, command, extra_args, fs_driver, supervisor)
 
 
 def stop_all(root: Path) -> None:

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nydus_core.errors import NydusError
 
@@ -51,6 +51,8 @@ log = logging.getLogger("containerd-nydus")
 def nydusd_flags(config: SnapshotterConfig) -> list[str]:
     """nydusd flags every daemon of this snapshotter gets, from upstream's ``[daemon]``/``[log]`` keys."""
     args = ["--log-level", config.log_level, "--log-rotation-size", str(config.nydusd_log_rotation_size)]
+    if config.recover_policy == "failover":
+        args += ["--failover-policy", config.failover_policy]
     if config.threads_number:
         args += ["--thread-num", str(config.threads_number)]
     return args
@@ -104,8 +106,19 @@ class Snapshotter:
         self.cache_dir = config.cache_path
         self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.meta = MetaStore(self.root / "metadata.db")
+        self.fd_holder: Any = None
+        sup_path: str | None = None
+        if config.recover_policy == "failover":
+            if config.fs_driver == "erofs":
+                from nydus_frontend_fuse.failover import Supervisor
+
+                self.fd_holder = Supervisor(self.root / "supervisor" / "supervisor.sock")
+                sup_path = self.fd_holder.path
+            else:
+                log.warning("recover_policy 'failover' needs fs_driver 'erofs' (a fusedev daemon's FUSE "
+                            "session cannot be handed over); dead daemons are restarted instead")
         self.daemons = make_daemons(config.daemon_mode, self.root, config.nydusd, nydusd_flags(config),
-                                    config.fs_driver)
+                                    config.fs_driver, sup_path)
         self._fetch = fetch or self._fetch_from_registry
         self._mount_lock = threading.RLock()
         # Held while a snapshot's row and directory are created, and while Cleanup looks for
@@ -141,7 +154,7 @@ class Snapshotter:
     def start(self) -> None:
         """Reconnect to (or start) nydusd, mount every image an active/view snapshot uses, and watch
         the daemons when ``recover_policy = "restart"`` (:mod:`.supervisor`)."""
-        if self.config.recover_policy == "restart" and self._supervisor is None:
+        if self.config.recover_policy in ("restart", "failover") and self._supervisor is None:
             from .supervisor import DaemonSupervisor
 
             self._supervisor = DaemonSupervisor(self.daemons, self._recover)
@@ -160,10 +173,17 @@ class Snapshotter:
                 self._mount_image(boot)
             except NydusError as exc:
                 log.error("mounting image %s: %s", boot.labels.get(L.NYDUS_IMAGE, boot.name), exc)
+        if self.fd_holder is not None:  # a restarted snapshotter gets the descriptors back
+            for d in self.daemons.daemons().values():
+                d.resend_state()
 
     def _recover(self, dead: list[str]) -> None:
-        """Daemons ``dead`` died: start them again and remount the images in use (policy restart)."""
+        """Daemons ``dead`` died: hand their FUSE connection to a new daemon (policy failover, erofs
+        driver), else start them again and remount the images in use (policy restart)."""
         with self._mount_lock:
+            dead = [n for n in dead if not self._fail_over(n)]
+            if not dead:
+                return
             needed = self._images_in_use()
             names = {self.image_name(b): b for b in needed.values()}
             if self.daemons.mode == "shared":
@@ -184,7 +204,28 @@ class Snapshotter:
             for n in dead:  # a dedicated daemon nobody needs any more: forget it
                 d = self.daemons.daemon_of(n)
                 if d is not None and d.dead() and n not in names and self.daemons.mode == "dedicated":
-                    self.daemons.umount(n)
+                    self._stop_image_daemon(n)
+
+    def _stop_image_daemon(self, name: str) -> bool:
+        """Unmount image ``name`` (dedicated: stop its daemon; the supervisor forgets it)."""
+        done = self.daemons.umount(name)
+        if self.fd_holder is not None and self.daemons.mode == "dedicated":
+            self.fd_holder.forget(name)
+        return done
+
+    def _fail_over(self, name: str) -> bool:
+        """Replace dead daemon ``name`` by ``nydusd --upgrade`` taking over its connection; whether done."""
+        d = self.daemons.daemons().get(name)
+        holder = self.fd_holder
+        if d is None or holder is None or not d.can_fail_over() or not holder.has_state(name):
+            return False
+        try:
+            d.take_over()
+        except NydusError as exc:
+            log.error("nydusd %s died and failover failed (%s); restarting it instead", name, exc)
+            return False
+        log.warning("nydusd %s died; recover_policy failover: a new daemon took over its mounts", name)
+        return True
 
     def close(self) -> None:
         """Close the metadata store and the API connections. nydusd keeps running for the containers,
@@ -195,6 +236,8 @@ class Snapshotter:
             log.info("cleanup_on_close: stopping nydusd")
             self.daemons.stop()
         self.daemons.close()
+        if self.fd_holder is not None:
+            self.fd_holder.close()
         self.meta.close()
 
     # -- operations -----------------------------------------------------------------------------
@@ -417,7 +460,7 @@ class Snapshotter:
                     return
         with self._mount_lock:
             try:
-                if self.daemons.umount(self.image_name(boot)):
+                if self._stop_image_daemon(self.image_name(boot)):
                     log.info("unmounted image %s", boot.labels.get(L.NYDUS_IMAGE, boot.name))
             except NydusError as exc:
                 log.warning("unmounting image %s: %s", boot.name, exc)
@@ -426,7 +469,7 @@ class Snapshotter:
         """The bootstrap snapshot is gone: unmount and drop the cached blobs no other image uses."""
         with self._mount_lock:
             try:
-                self.daemons.umount(self.image_name(boot))
+                self._stop_image_daemon(self.image_name(boot))
             except NydusError as exc:
                 log.warning("unmounting image %s: %s", boot.name, exc)
         mine = self._blob_ids(self.bootstrap_path(boot.id))

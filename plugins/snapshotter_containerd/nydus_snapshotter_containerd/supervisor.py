@@ -6,8 +6,9 @@ detached first) and mounts again every image that active or view snapshots use. 
 FUSE session is lost: a running container whose overlay stands on it keeps getting errors
 ("Transport endpoint is not connected") until it is restarted; new containers, and new Mounts of
 existing snapshots, get the new daemon. ``none``: nothing is watched (a later Mounts or Prepare of a
-snapshot on that image still starts a daemon). Handing the FUSE session to a new daemon
-(``failover``) is not implemented; it is handled as ``restart``.
+snapshot on that image still starts a daemon). ``failover`` (erofs driver): the same thread finds the
+dead daemon and the snapshotter hands its FUSE connection to ``nydusd --upgrade`` instead
+(:mod:`nydus_frontend_fuse.failover`); nothing is unmounted.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ KEYS: dict[str, KeySpec] = {
     "daemon.nydusd_path": KeySpec(_S, HONOURED, "a missing file is logged and the bundled nydusd used"),
     "daemon.nydusd_config": KeySpec(_S, HONOURED, "a missing file is logged and the built-in template used"),
     "daemon.nydusimage_path": KeySpec(_S, IGNORED, "used upstream only for tarfs, which is not implemented"),
-    "daemon.recover_policy": KeySpec(_S, HONOURED, "none, restart; failover is handled as restart"),
+    "daemon.recover_policy": KeySpec(_S, HONOURED, "none, restart, failover (erofs driver; else restart)"),
     "daemon.fs_driver": KeySpec(_S, HONOURED, "fusedev, nydus-py's erofs; the others are served as fusedev"),
     "daemon.threads_number": KeySpec(_I, HONOURED, "nydusd --thread-num (0 = nydusd's default)"),
     "daemon.log_rotation_size": KeySpec(_I, HONOURED, "nydusd --log-rotation-size"),

@@ -1,0 +1,150 @@
+"""``recover_policy = "failover"`` with ``fs_driver = "erofs"`` (dedicated and shared): nydusd is
+SIGKILLed while a reader loops over a large file of the image through a container's overlay with its
+page cache dropped each round; the snapshotter (the supervisor, holding the ``/dev/fuse``
+descriptor) starts ``nydusd --upgrade`` which takes the connection over; the reader sees no error
+and always the right bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from nydus_snapshotter_containerd import labels as L
+from nydus_testsupport.containerd import (
+    SnapshotsClient,
+    SnapshotterProcess,
+    containerd_unavailable,
+    push_nydus_image,
+)
+
+from nydus_core.mounts import force_unmount
+
+SIZE = 16 << 20
+
+
+def _unavailable() -> str | None:
+    reason = containerd_unavailable()
+    if reason:
+        return reason
+    from nydus_frontend_fuse.erofs_mount import erofs_unavailable
+
+    return erofs_unavailable()
+
+
+class Reader(threading.Thread):
+    """Reads a file in a loop, dropping its page cache after each round; counts rounds and errors."""
+
+    def __init__(self, path: Path, digest: str) -> None:
+        super().__init__(daemon=True)
+        self.path, self.digest = path, digest
+        self.rounds = 0
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                h = hashlib.sha256()
+                with open(self.path, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                if h.hexdigest() != self.digest:
+                    self.errors.append("wrong bytes")
+            except OSError as exc:
+                self.errors.append(str(exc))
+                time.sleep(0.05)
+            self.rounds += 1
+
+    def wait_rounds(self, n: int, timeout: float = 60.0) -> None:
+        target = self.rounds + n
+        deadline = time.monotonic() + timeout
+        while self.rounds < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.rounds >= target, f"reader stuck at round {self.rounds}; errors {self.errors[:3]}"
+
+
+def _chain(client: SnapshotsClient, img, ref: str) -> str:
+    from nydus_snapshotter_containerd.pull import chain_ids
+
+    parent = ""
+    for layer, chain in zip(img.layers, chain_ids(img.config["rootfs"]["diff_ids"])):
+        labels = dict(layer.get("annotations", {}))
+        labels.update({L.TARGET_REF: chain, L.IMAGE_REF: ref, L.LAYER_DIGEST: layer["digest"]})
+        with pytest.raises(grpc.RpcError):
+            client.prepare(f"extract {chain}", parent, labels)
+        parent = chain
+    return parent
+
+
+@contextlib.contextmanager
+def _overlay(mounts: list, target: Path) -> Iterator[Path]:
+    target.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", ",".join(mounts[0].options), str(target)],
+                   check=True)
+    try:
+        yield target
+    finally:
+        force_unmount(target)
+
+
+def _pid_file(root: Path, mode: str) -> Path:
+    if mode == "shared":
+        return root / "nydusd.pid"
+    (sock_dir,) = list((root / "socket").iterdir())
+    return sock_dir / "nydusd.pid"
+
+
+@pytest.mark.parametrize("mode", ["dedicated", "shared"])
+def test_sigkill_while_reading(mode: str, tmp_path: Path, registry_open) -> None:
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    layer = tmp_path / "layer"
+    (layer / "data").mkdir(parents=True)
+    data = os.urandom(SIZE)
+    (layer / "data" / "big.bin").write_bytes(data)
+    host = registry_open.server.host
+    with registry_open.client() as c:
+        img = push_nydus_image(c, host, f"failover/{mode}", "v1", [layer])
+    text = (f'plain_http = ["{host}"]\n[daemon]\nfs_driver = "erofs"\nrecover_policy = "failover"\n'
+            'failover_policy = "resend"\n')
+    sn = SnapshotterProcess(tmp_path / "sn", daemon_mode=mode, config_text=text).start()
+    client = SnapshotsClient(sn.address)
+    reader: Reader | None = None
+    try:
+        top = _chain(client, img, f"{host}/failover/{mode}:v1")
+        mounts = client.prepare("c1", top)
+        with _overlay(mounts, tmp_path / "rootfs") as rootfs:
+            reader = Reader(rootfs / "data" / "big.bin", hashlib.sha256(data).hexdigest())
+            reader.start()
+            reader.wait_rounds(1)
+            for _ in range(2):  # twice: the new daemon sent its state too
+                pid = int(_pid_file(sn.root, mode).read_text())
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 30
+                while int(_pid_file(sn.root, mode).read_text()) == pid:
+                    assert time.monotonic() < deadline, sn.log()[-3000:]
+                    time.sleep(0.1)
+                reader.wait_rounds(2)
+                assert reader.errors == [], (reader.errors[:3], sn.log()[-3000:])
+            reader.stop.set()
+            reader.join(60)
+            assert reader.errors == []
+            assert "took over its mounts" in sn.log()
+        client.remove("c1")
+    finally:
+        if reader is not None:
+            reader.stop.set()
+        client.close()
+        sn.stop()
+        sn.stop_nydusd()
