@@ -231,8 +231,15 @@ def test_cli_create_targz_ref(layers, tmp_path, capsys):
     assert "needs the layer as a file" in capsys.readouterr().err
 
 
-def test_fuse_mount_of_a_targz_ref_image(layers, tmp_path):
+@pytest.mark.parametrize("driver", ["fusedev", "erofs"])
+def test_fuse_mount_of_a_targz_ref_image(layers, tmp_path, driver):
+    """nydusd serves a targz-ref image with both drivers (erofs: the kernel reads the bootstrap and
+    asks nydusd for blob ranges, which come through the ZRAN path)."""
     reason = fuse_unavailable()
+    if reason is None and driver == "erofs":
+        from nydus_testsupport.erofs import kernel_mount_unavailable
+
+        reason = kernel_mount_unavailable()
     if reason:
         pytest.skip(reason)
     _build(layers["bgzip"], tmp_path)
@@ -244,7 +251,7 @@ def test_fuse_mount_of_a_targz_ref_image(layers, tmp_path):
     }))
     mnt = Path(tempfile.mkdtemp(prefix="nydus-zran-mnt-"))
     try:
-        with NydusdProcess(mnt, ["-C", cfg, "-B", tmp_path / "image.boot"]):
+        with NydusdProcess(mnt, ["--fs-driver", driver, "-C", cfg, "-B", tmp_path / "image.boot"]):
             want = snapshot_tree(layers["src"] / "span")
             got = snapshot_tree(mnt / "span")
             assert want == got
