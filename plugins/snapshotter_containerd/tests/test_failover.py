@@ -128,7 +128,10 @@ def test_sigkill_while_reading(mode: str, tmp_path: Path, registry_open) -> None
             reader = Reader(rootfs / "data" / "big.bin", hashlib.sha256(data).hexdigest())
             reader.start()
             reader.wait_rounds(1)
-            for _ in range(2):  # twice: the new daemon sent its state too
+            for kill in range(2):  # twice: the new daemon sent its state too
+                if kill == 1:  # and across a snapshotter restart: on start it asks the daemons to send
+                    sn.stop()  # their descriptors again (PUT /api/v1/daemon/fuse/sendfd), before serving
+                    sn.start()
                 pid = int(_pid_file(sn.root, mode).read_text())
                 os.kill(pid, signal.SIGKILL)
                 deadline = time.monotonic() + 30
