@@ -231,3 +231,47 @@ def test_container_reads_on_through_failover(mode: str, tmp_path: Path, registry
         env.ctr("tasks", "rm", "-f", name, check=False)
         env.ctr("containers", "rm", name, check=False)
         env.stop()
+
+
+def test_failed_takeover_falls_back_to_restart(tmp_path: Path, registry_open) -> None:
+    """A takeover that fails (here ``nydusd --upgrade`` cannot start) ends in a restart: the dead
+    daemon's blob devices are detached (no reaper runs under a supervisor), a new daemon serves."""
+    import sys
+
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    layer = tmp_path / "layer"
+    (layer / "d").mkdir(parents=True)
+    (layer / "d" / "f").write_text("still here\n")
+    host = registry_open.server.host
+    with registry_open.client() as c:
+        img = push_nydus_image(c, host, "failover/fallback", "v1", [layer])
+    wrapper = tmp_path / "nydusd-no-upgrade"
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *--upgrade*) exit 3;; esac\n'
+                       f'exec {Path(sys.executable).with_name("nydusd")} "$@"\n')
+    wrapper.chmod(0o755)
+    text = (f'plain_http = ["{host}"]\nnydusd = "{wrapper}"\n[daemon]\nfs_driver = "erofs"\n'
+            'recover_policy = "failover"\n')
+    sn = SnapshotterProcess(tmp_path / "sn", daemon_mode="dedicated", config_text=text).start()
+    client = SnapshotsClient(sn.address)
+    try:
+        top = _chain(client, img, f"{host}/failover/fallback:v1")
+        client.prepare("c1", top)
+        pid = int(_pid_file(sn.root, "dedicated").read_text())
+        blobdevs = {m for m in Path("/run/nydusd").glob(f"blobdev-{pid}-*")}
+        assert blobdevs
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while int(_pid_file(sn.root, "dedicated").read_text()) == pid:
+            assert time.monotonic() < deadline, sn.log()[-3000:]
+            time.sleep(0.1)
+        assert "failover failed" in sn.log() and "served again" in sn.log()
+        assert not [m for m in blobdevs if m.exists()], "the dead daemon's blob devices are detached"
+        with _overlay(client.mounts("c1"), tmp_path / "rootfs") as rootfs:
+            assert (rootfs / "d" / "f").read_text() == "still here\n"
+        client.remove("c1")
+    finally:
+        client.close()
+        sn.stop()
+        sn.stop_nydusd()
