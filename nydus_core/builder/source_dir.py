@@ -167,11 +167,31 @@ class DirectorySource:
             with os.fdopen(fd, "rb", buffering=0) as raw:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise _error(path, "cannot read", OSError(0, "no longer a regular file"))
-                chunks, size = pipeline.add_file(_SourceReader(raw, path), node.size)
+                if node.size <= pipeline.chunk_size:  # one read, no wrapper: most files of an image
+                    chunks, size = pipeline.add_file(_OneRead(fd, path, node.size), node.size)
+                else:
+                    chunks, size = pipeline.add_file(_SourceReader(raw, path), node.size)
             if size != node.size:
                 log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path), node.size, size)
                 node.size = size
             node.chunks = chunks
+
+
+class _OneRead:
+    """A small source file read with one ``os.read`` (reads errors become BuildErrors naming it)."""
+
+    __slots__ = ("_fd", "_left", "_path")
+
+    def __init__(self, fd: int, path: bytes, size: int) -> None:
+        self._fd, self._path, self._left = fd, path, size
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = os.read(self._fd, n if n >= 0 else max(self._left, 1 << 16))
+        except OSError as exc:
+            raise _error(self._path, "cannot read", exc) from None
+        self._left -= len(data)
+        return data
 
 
 class _SourceReader:

@@ -139,6 +139,10 @@ def pack_toc_entry(
 # -- the writer -----------------------------------------------------------------------------------
 
 
+#: Chunks smaller than this are compressed on the calling thread (when none are queued before them).
+INLINE_COMPRESS = 64 << 10
+
+
 class BlobWriter:
     """Write one data blob to a binary file object, strictly sequentially.
 
@@ -227,7 +231,9 @@ class BlobWriter:
         self._chunks.append(info)
         if not self._compress_chunks:
             self._store(info, data, data)
-        elif self._pool is None:
+        elif self._pool is None or (size < INLINE_COMPRESS and not self._pending):
+            # a small chunk costs less to compress than to hand to a thread (measured on 100k
+            # files of 0-4 KiB: a future per chunk was a quarter of the build)
             self._store(info, data, self.compressor.compress(data))
         else:
             self._pending.append((info, data, self._pool.submit(self.compressor.compress, data)))

@@ -76,7 +76,8 @@ _CHUNK_INDEX = struct.Struct("<HHI")
 # blob_index, uncompressed_offset, index of an 80-byte chunk record.
 _CHUNK_KEY = struct.Struct("<32xI20xQ8xI4x")
 assert _CHUNK_KEY.size == CHUNK_INFO_SIZE
-_NO_KEY = (1 << 64) - 1  # a record no chunk index can address
+_NO_KEY = (1 << 64) - 1
+_RECENT_INODES = 64  # a record no chunk index can address
 
 
 class ChunkLookup:
@@ -143,6 +144,7 @@ class V6Image(RafsImage):
         self._buf = mapped.buf
         self.path = mapped.path
         self._chunk_map_cache: ChunkLookup | None = None
+        self._recent: dict[int, _Inode] = {}  # the last few decoded inodes (a walk's repeats)
         self._dir_counts: dict[int, list[int]] = {}
         self._load()
 
@@ -295,6 +297,16 @@ class V6Image(RafsImage):
     # -- inodes ------------------------------------------------------------------------------
 
     def _inode(self, nid: int) -> _Inode:
+        recent = self._recent
+        n = recent.get(nid)
+        if n is None:
+            n = self._decode_inode(nid)
+            if len(recent) >= _RECENT_INODES:
+                recent.clear()  # a walk asks for each inode a few times in a row: a tiny cache does
+            recent[nid] = n
+        return n
+
+    def _decode_inode(self, nid: int) -> _Inode:
         m, buf = self._m, self._buf
         if not 0 <= nid <= self._max_nid:
             raise m.error(f"inode nid {nid} lies outside the file")

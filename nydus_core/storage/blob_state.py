@@ -19,7 +19,7 @@ from ..interfaces import Backend, BlobCache, CachePolicy, Compressor, Digester
 from ..plugins import compressor_by_id, digester_by_id
 from ..rafs.image import RafsImage
 from ..rafs.model import BlobInfo, ChunkInfo
-from ..rafs.zran_read import ZranBlob, is_zran, load_zran_blob, meta_blob_id
+from ..rafs.zran_read import ContextCache, ZranBlob, is_zran, load_zran_blob, meta_blob_id
 
 __all__ = ["BlobState", "open_blob_states"]
 
@@ -30,7 +30,7 @@ class BlobState:
     """One blob of the image as the pipeline uses it: id, codecs, and its cache (if any)."""
 
     __slots__ = ("_zran", "_zran_lock", "blob_cache", "blob_id", "compressor", "digester", "index", "info",
-                 "is_zran")
+                 "is_zran", "zran_contexts")
 
     def __init__(self, info: BlobInfo, blob_id: str, compressor: Compressor, digester: Digester,
                  blob_cache: BlobCache | None) -> None:
@@ -44,6 +44,8 @@ class BlobState:
         self.is_zran = is_zran(info)
         self._zran: ZranBlob | None = None
         self._zran_lock = threading.Lock()
+        #: recently inflated zran contexts (ZRAN blobs only)
+        self.zran_contexts: ContextCache | None = ContextCache() if self.is_zran else None
 
     def zran(self, backend: Backend) -> ZranBlob:
         """Return the ZRAN contexts of this blob, read once from its RAFS blob through ``backend``."""

@@ -48,12 +48,15 @@ def decode_group(group: FetchGroup, raw: bytes, *, validate: bool
             yield c, fut, data
 
 
-def decode_zran_group(group: FetchGroup, raw: bytes, start: int, zran: ZranBlob, *, validate: bool
+def decode_zran_group(group: FetchGroup, raw: bytes, start: int, zran: ZranBlob, *, validate: bool,
+                      held: dict[int, bytes] | None = None
                       ) -> Iterator[tuple[ChunkInfo, Future[bytes], bytes | NydusError]]:
     """Like :func:`decode_group` for a ZRAN blob: ``raw`` is the layer from ``start`` (the first
-    context's ``in_offset``); chunks of one context are inflated together, then each is verified."""
+    context's ``in_offset``); chunks of one context are inflated together (or come from the blob's
+    context cache, ``held`` being what the fetch planning took from it), then each is verified."""
     blob = group.blob
-    decoded = zran.decode(raw, start, group.chunks, blob.compressor, blob.blob_id)
+    decoded = zran.decode(raw, start, group.chunks, blob.compressor, blob.blob_id, blob.zran_contexts,
+                          held)
     for (c, data), fut in zip(decoded, group.futures, strict=True):
         if isinstance(data, NydusError):
             yield c, fut, data

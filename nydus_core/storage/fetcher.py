@@ -42,26 +42,31 @@ class GroupFetcher:
         backend_metrics = self._metrics.backend
         t0 = time.perf_counter()
         zran = None
+        held: dict[int, bytes] = {}
         try:
-            if blob.is_zran:  # the fetch starts where inflation can: the first chunk's context
+            if blob.is_zran:  # whole inflate contexts, those the blob's context cache lacks
                 zran = blob.zran(self._backend)
-                start = zran.fetch_start(group.chunks)
-            with plugin_errors(BackendError, f"backend '{backend_metrics.backend_type}' failed "
-                               f"reading blob {blob.blob_id} at {start}+{end - start}"):
-                raw = self._backend.read(blob.blob_id, start, end - start)
+                start, end, held = zran.fetch_span(group.chunks, blob.zran_contexts)
+            if zran is not None and end == start:
+                raw = b""
+            else:
+                with plugin_errors(BackendError, f"backend '{backend_metrics.backend_type}' failed "
+                                   f"reading blob {blob.blob_id} at {start}+{end - start}"):
+                    raw = self._backend.read(blob.blob_id, start, end - start)
         except BaseException as exc:
             backend_metrics.record(0, time.perf_counter() - t0, error=True, prefetch=prefetch)
             group.fail_pending(exc)
             self._inflight.release(group)
             return 0
         elapsed = time.perf_counter() - t0
-        backend_metrics.record(len(raw), elapsed, prefetch=prefetch)
+        if raw or zran is None:
+            backend_metrics.record(len(raw), elapsed, prefetch=prefetch)
         if prefetch:
             self._metrics.cache.record_prefetch(len(raw), len(group.chunks), elapsed)
         good: list[tuple[ChunkInfo, bytes]] = []
         failures: list[tuple[Future[bytes], NydusError]] = []
         decoded = (decode_group(group, raw, validate=self._validate) if zran is None
-                   else decode_zran_group(group, raw, start, zran, validate=self._validate))
+                   else decode_zran_group(group, raw, start, zran, validate=self._validate, held=held))
         for c, fut, data in decoded:
             if isinstance(data, bytes):
                 fut.set_result(data)

@@ -18,7 +18,7 @@ from ..interfaces import Compressor, Digester
 from ..rafs.chunkdata import check_chunk_data, decode_chunk
 from ..rafs.image import RafsImage
 from ..rafs.model import BlobInfo, ChunkInfo
-from ..rafs.zran_read import ZranBlob, is_zran, load_zran_blob, meta_blob_id
+from ..rafs.zran_read import ContextCache, ZranBlob, is_zran, load_zran_blob, meta_blob_id
 
 
 def _safe_blob_name(blob_id: str) -> bool:
@@ -32,6 +32,7 @@ class ChunkReader:
     def __init__(self) -> None:
         self._algos: dict[tuple[int, int], tuple[Compressor, Digester]] = {}
         self._zran: dict[str, ZranBlob] = {}
+        self._contexts: dict[str, ContextCache] = {}
         self._zran_lock = threading.Lock()
 
     def algorithms(self, blob: BlobInfo) -> tuple[Compressor, Digester]:
@@ -76,11 +77,13 @@ class ChunkReader:
     def read_chunk(self, blob: BlobInfo, chunk: ChunkInfo) -> bytes:
         """Return the verified uncompressed bytes of ``chunk`` of ``blob``."""
         compressor, digester = self.algorithms(blob)
-        if is_zran(blob):
+        if is_zran(blob):  # whole contexts, inflated once per blob while they stay in its cache
             zb = self.zran(blob)
-            start = zb.fetch_start([chunk])
-            raw = self.read_blob(blob, start, chunk.compressed_offset + chunk.compressed_size - start)
-            [(_c, data)] = zb.decode(raw, start, [chunk], compressor, blob.blob_id)
+            with self._zran_lock:
+                cache = self._contexts.setdefault(blob.blob_id, ContextCache())
+            start, end, held = zb.fetch_span([chunk], cache)
+            raw = self.read_blob(blob, start, end - start) if end > start else b""
+            [(_c, data)] = zb.decode(raw, start, [chunk], compressor, blob.blob_id, cache, held)
             if isinstance(data, NydusError):
                 raise data
             return check_chunk_data(data, chunk, digester, validate=True, blob_id=blob.blob_id)

@@ -231,8 +231,15 @@ def test_cli_create_targz_ref(layers, tmp_path, capsys):
     assert "needs the layer as a file" in capsys.readouterr().err
 
 
-def test_fuse_mount_of_a_targz_ref_image(layers, tmp_path):
+@pytest.mark.parametrize("driver", ["fusedev", "erofs"])
+def test_fuse_mount_of_a_targz_ref_image(layers, tmp_path, driver):
+    """nydusd serves a targz-ref image with both drivers (erofs: the kernel reads the bootstrap and
+    asks nydusd for blob ranges, which come through the ZRAN path)."""
     reason = fuse_unavailable()
+    if reason is None and driver == "erofs":
+        from nydus_testsupport.erofs import kernel_mount_unavailable
+
+        reason = kernel_mount_unavailable()
     if reason:
         pytest.skip(reason)
     _build(layers["bgzip"], tmp_path)
@@ -244,7 +251,7 @@ def test_fuse_mount_of_a_targz_ref_image(layers, tmp_path):
     }))
     mnt = Path(tempfile.mkdtemp(prefix="nydus-zran-mnt-"))
     try:
-        with NydusdProcess(mnt, ["-C", cfg, "-B", tmp_path / "image.boot"]):
+        with NydusdProcess(mnt, ["--fs-driver", driver, "-C", cfg, "-B", tmp_path / "image.boot"]):
             want = snapshot_tree(layers["src"] / "span")
             got = snapshot_tree(mnt / "span")
             assert want == got
@@ -276,3 +283,74 @@ def test_read_blob_gives_the_layout_of_a_zran_blob(layers, tmp_path):
         assert pipe.read_blob(0, middle, 70_000) == bytes(want[middle:middle + 70_000])
         assert pipe.wait_idle(10)
         assert (cache / f"{info.blob_id}.blob.data").read_bytes()[:len(want)] == bytes(want)
+
+
+def test_files_of_one_context_fetch_it_once(layers, tmp_path):
+    """A context is fetched whole and inflated once; other files in it are served without a fetch
+    (what keeps the bytes a cold start fetches close to a fully converted image's)."""
+    r = _build(layers["single"], tmp_path)
+    info = r.blob_info
+    assert info is not None and r.blob_path is not None
+    meta = r.blob_path.read_bytes()
+    _h, records, table = read_blob_meta_full(lambda o, n: meta[o:o + n], info,
+                                             compressor_for=compressor_by_id)
+    assert table is not None
+    with open_image(tmp_path / "image.boot") as image:
+        by_ctx: dict[int, list[bytes]] = {}
+        for path, ino in image.walk():
+            chunks = image.chunks(ino) if image.getattr(ino).is_reg else []
+            if len(chunks) == 1:
+                ctx = records[chunks[0].index].zran_context
+                assert ctx is not None
+                by_ctx.setdefault(ctx, []).append(path)
+    ctx, paths = max(by_ctx.items(), key=lambda kv: len(kv[1]))
+    assert len(paths) >= 3
+    with open_fs(tmp_path / "image.boot", blob_dir=tmp_path / "blobs") as fs:
+        assert fs.pipeline is not None
+        for i, path in enumerate(paths):
+            want = (layers["src"] / os.fsdecode(path).lstrip("/")).read_bytes()
+            assert fs.read_bytes(os.fsdecode(path)) == want
+            backend = fs.pipeline.metrics()["backend"]
+            assert backend["read_count"] == 1, (i, backend)
+        c = table.contexts[ctx]
+        assert backend["read_amount_total"] == c.in_len
+
+
+def test_corrupt_span_without_validation_errors_or_differs(layers, tmp_path):
+    """With digest validation off a corrupt span is an inflate error or, where inflate cannot tell,
+    other bytes: as for any chunk read without validation."""
+    r = _build(layers["single"], tmp_path)
+    assert r.blob_info is not None
+    _corrupt_copy(tmp_path / "blobs", r.blob_info.blob_id, layers["single"].stat().st_size * 3 // 5)
+    cfg = {"device": {"backend": {"type": "localfs", "config": {"dir": str(tmp_path / "blobs")}}},
+           "mode": "direct", "digest_validate": False}
+    (tmp_path / "n.json").write_text(json.dumps(cfg))
+    with open_fs(tmp_path / "image.boot", config=str(tmp_path / "n.json")) as fs:
+        try:
+            got = fs.read_bytes("span/text.log")
+        except (IntegrityError, OSError) as exc:
+            assert "gzip" in str(exc) or "invalid" in str(exc) or "decode" in str(exc)
+        else:
+            assert got != (layers["src"] / "span/text.log").read_bytes()
+
+
+def test_a_zran_image_serves_as_chunk_dict(layers, tmp_path):
+    """A later build with the zran image as chunk dict references its chunks (no data stored again)
+    and reads them through the zran path."""
+    _build(layers["single"], tmp_path / "ref")
+    extra = tmp_path / "tree"
+    extra.mkdir()
+    (extra / "copy.log").write_bytes((layers["src"] / "span/text.log").read_bytes())
+    (extra / "new.txt").write_bytes(b"only here\n" * 100)
+    blobs = tmp_path / "ref" / "blobs"
+    r = build(extra, "dir-rafs", bootstrap=tmp_path / "d.boot", blob_dir=blobs,
+              options=BuildOptions(chunk_size=CS, digester="sha256",
+                                   chunk_dict=str(tmp_path / "ref" / "image.boot")))
+    assert r.stats.chunks_dedup >= 4_500_000 // CS
+    assert any(b.features & BlobFeatures.ZRAN for b in r.blobs)
+    cfg = {"device": {"backend": {"type": "localfs", "config": {"dir": str(blobs)}}},
+           "mode": "direct", "digest_validate": True}
+    (tmp_path / "v.json").write_text(json.dumps(cfg))
+    with open_fs(tmp_path / "d.boot", config=str(tmp_path / "v.json")) as fs:
+        assert fs.read_bytes("copy.log") == (layers["src"] / "span/text.log").read_bytes()
+        assert fs.read_bytes("new.txt") == b"only here\n" * 100

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-#: Bump when the layer conversion output changes.
-CACHE_VERSION = 1
+#: Bump when the layer conversion output changes (2: implicit.json per layer, --oci-ref records).
+CACHE_VERSION = 2
 
 
 @dataclass

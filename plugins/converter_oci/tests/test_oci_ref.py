@@ -196,3 +196,22 @@ def test_mount_reads_identical_bytes(converted: dict[str, Any], tmp_path: Path) 
             proc.kill()
             proc.wait()
         force_unmount(mp)
+
+
+def test_prefetch_table_with_oci_ref(registry_open: RegistryFlavour, tmp_path: Path) -> None:
+    """--prefetch-patterns records the paths in the merged bootstrap of an --oci-ref image."""
+    client = registry_open.client()
+    host = registry_open.server.host
+    push_image(client, "src/ociref-pf", "v1", [_mixed_layer()])
+    proc = subprocess.run([NYDUSIFY, "convert", "--oci-ref", "--prefetch-patterns", "--source",
+                           f"{host}/src/ociref-pf:v1", "--target", f"{host}/nydus/ociref-pf:v1",
+                           "--plain-http", "--work-dir", str(tmp_path / "w")],
+                          input="/srv/log.txt\n/srv/t3.txt\n", capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with open_image(tmp_path / "w" / "bootstrap") as image:
+        wanted = set(image.prefetch_inodes())
+        paths = {p for p, ino in image.walk() if ino in wanted}
+    assert paths == {b"/srv/log.txt", b"/srv/t3.txt"}
+    check = nydusify("check", "--source", f"{host}/src/ociref-pf:v1", "--target",
+                     f"{host}/nydus/ociref-pf:v1", "--plain-http", "--work-dir", str(tmp_path / "c"))
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -229,6 +229,16 @@ class Supervisor:
                 raise FailoverError(f"no state held for daemon {daemon_id!r}")
             _send_msg(conn, held[0], held[1])
 
+    def take(self, daemon_id: str) -> dict[str, Any] | None:
+        """Drop what ``daemon_id`` sent and return its state (None if nothing was held)."""
+        with self._lock:
+            held = self._states.pop(daemon_id, None)
+        if held is None:
+            return None
+        os.close(held[1])
+        state = json.loads(held[0]).get("state")
+        return state if isinstance(state, dict) else None
+
     def forget(self, daemon_id: str) -> None:
         """Drop what ``daemon_id`` sent (its daemon was stopped on purpose)."""
         with self._lock:

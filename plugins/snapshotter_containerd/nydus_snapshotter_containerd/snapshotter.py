@@ -223,6 +223,13 @@ class Snapshotter:
             d.take_over()
         except NydusError as exc:
             log.error("nydusd %s died and failover failed (%s); restarting it instead", name, exc)
+            state = holder.take(name)  # no reaper runs under a supervisor: detach the dead devices
+            if state and state.get("blobdir"):
+                from nydus_core.mounts import force_unmount
+
+                if force_unmount(str(state["blobdir"])):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(str(state["blobdir"]))
             return False
         log.warning("nydusd %s died; recover_policy failover: a new daemon took over its mounts", name)
         return True

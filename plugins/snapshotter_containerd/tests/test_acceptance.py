@@ -224,3 +224,32 @@ def test_merged_index_picks_the_nydus_manifest(lab: Lab, rootfs: Path, tmp_path:
                   check=False)
     assert run.returncode == 0 and run.stdout == "merged index\n", run.stderr + lab.env.logs()
     lab.ctr("images", "rm", "--sync", ref)
+
+
+def test_oci_ref_image_runs(lab: Lab, rootfs: Path, tmp_path: Path) -> None:
+    """``nydusify convert --oci-ref`` (the source layers stay the data blobs, zran): the snapshotter
+    pulls it and a container reads identical bytes."""
+    if not Path(sys.executable).with_name("nydusify").exists():
+        pytest.skip("nydusify is not installed (pip install nydus-converter-oci)")
+    data = tmp_path / "data"
+    (data / "data").mkdir(parents=True)
+    blob = os.urandom(3 << 20)
+    (data / "data" / "blob.bin").write_bytes(blob)
+    (data / "data" / "note.txt").write_text("read through zran\n")
+    host = lab.registry.server.host
+    with lab.registry.client() as client:
+        src = push_oci_image(client, host, "accept/ociref", "oci", [rootfs, data])
+    res = subprocess.run([str(Path(sys.executable).with_name("nydusify")), "convert", "--oci-ref",
+                          "--source", src.ref, "--target", f"{host}/accept/ociref:nydus", "--plain-http",
+                          "--work-dir", str(tmp_path / "work")],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stderr
+    ref = f"{host}/accept/ociref:nydus"
+    out = _nydus("containerd", "pull", "--address", str(lab.env.containerd.address), "--plain-http", ref)
+    assert out.returncode == 0, out.stderr + lab.env.logs()
+    run = lab.ctr("run", "--rm", "--snapshotter", "nydus", ref, f"ociref-1-{RUN}", "/bin/sh", "-c",
+                  "cat /data/note.txt; sha256sum /data/blob.bin", check=False)
+    assert run.returncode == 0, run.stderr + lab.env.logs()
+    assert run.stdout.splitlines()[0] == "read through zran"
+    assert hashlib.sha256(blob).hexdigest() in run.stdout
+    lab.ctr("images", "rm", "--sync", ref)

@@ -26,13 +26,18 @@ from nydus_core.mounts import force_unmount, mounts_under
 BIG = 8 << 20
 
 
-@pytest.fixture
-def node(tmp_path: Path, registry_open) -> Iterator[tuple[SnapshotterProcess, CriContainerd, object]]:
+@pytest.fixture(params=["fusedev", "erofs"])
+def node(request: pytest.FixtureRequest, tmp_path: Path,
+         registry_open) -> Iterator[tuple[SnapshotterProcess, CriContainerd, object]]:
     """Snapshotter (upstream's default daemon mode) + CRI containerd, both trusting the registry and
     a counting proxy in front of it."""
     if cri_proto() is None:
         pytest.skip("CRI proto fixture not found (expected ../shared/fixtures/cri/api.proto beside the repo)")
     reason = containerd_unavailable()
+    if not reason and request.param == "erofs":
+        from nydus_frontend_fuse.erofs_mount import erofs_unavailable
+
+        reason = erofs_unavailable()
     if reason:
         pytest.skip(reason)
     from nydus_testsupport.registry import FaultProxy
@@ -42,7 +47,8 @@ def node(tmp_path: Path, registry_open) -> Iterator[tuple[SnapshotterProcess, Cr
     with registry_open.client() as c:
         pause = push_pause_image(c, registry_open.server.host, tmp_path)
     sn = SnapshotterProcess(tmp_path / "sn", daemon_mode="dedicated",
-                            config_text="plain_http = [" + ", ".join(f'"{h}"' for h in hosts) + "]\n")
+                            config_text="plain_http = [" + ", ".join(f'"{h}"' for h in hosts) + "]\n"
+                            f'[daemon]\nfs_driver = "{request.param}"\n')
     cd = CriContainerd(tmp_path / "cd", sn.address, sandbox_image=pause, plain_http=hosts)
     try:
         sn.start()
@@ -129,6 +135,8 @@ def test_cri_nydus_and_oci_images(node, registry_open, rootfs: Path, tmp_path: P
         code, out = _run(cri, sn.root, sandbox_id, sandbox_cfg, oci_ref, "oci", "cat /etc/motd")
         assert (code, out) == (0, "hello from an OCI image over CRI"), out
         assert {p.name for p in logs.iterdir()} == {"nydus.log", "oci.log"}
+        if "fs_driver erofs" in sn.log():  # the Nydus image went through kernel EROFS, no fallback
+            assert "instead of erofs" not in sn.log() and "--fs-driver erofs" in sn.log()
 
         # -- removals, as kubelet does them; then nothing is left behind
         cri.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sandbox_id))
