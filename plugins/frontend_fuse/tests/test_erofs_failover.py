@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from nydus_frontend_fuse.ctl import ApiClient
 from nydus_frontend_fuse.failover import Supervisor
 from nydus_testsupport.fuse import fuse_unavailable, script
+from nydus_testsupport.looping_reader import LoopingReader
 
 from nydus_core.builder import BuildOptions, build
 from nydus_core.mounts import force_unmount, mounts_under
@@ -35,39 +35,6 @@ def need_erofs() -> None:
         reason = erofs_unavailable()
     if reason:
         pytest.skip(reason)
-
-
-class Reader(threading.Thread):
-    """Reads the file in a loop, dropping its page cache each time; counts rounds and errors."""
-
-    def __init__(self, path: Path, digest: str) -> None:
-        super().__init__(daemon=True)
-        self.path, self.digest = path, digest
-        self.rounds = 0
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                h = hashlib.sha256()
-                with open(self.path, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        h.update(chunk)
-                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-                if h.hexdigest() != self.digest:
-                    self.errors.append("wrong bytes")
-            except OSError as exc:
-                self.errors.append(str(exc))
-                time.sleep(0.05)
-            self.rounds += 1
-
-    def wait_rounds(self, n: int, timeout: float = 60.0) -> None:
-        target = self.rounds + n
-        deadline = time.monotonic() + timeout
-        while self.rounds < target and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.rounds >= target, f"reader stuck at round {self.rounds}; errors {self.errors[:3]}"
 
 
 def _daemon(argv: list[str], sock: Path, log: Path) -> tuple[subprocess.Popen[bytes], ApiClient]:
@@ -112,7 +79,7 @@ def test_kill_and_upgrade_while_reading(tmp_path: Path, policy: str) -> None:
     argv = [script("nydusd"), "--fs-driver", "erofs", "-M", str(mnt), "-B", str(boot), "-C", str(cfg),
             "--supervisor", sup.path, "--id", "img", "--failover-policy", policy]
     procs: list[subprocess.Popen[bytes]] = []
-    reader = Reader(mnt / "big.bin", hashlib.sha256(data).hexdigest())
+    reader = LoopingReader(mnt / "big.bin", hashlib.sha256(data).hexdigest())
     try:
         p1, api1 = _daemon(argv, tmp_path / "a1.sock", tmp_path / "d1.log")
         procs.append(p1)

@@ -25,6 +25,7 @@ from nydus_testsupport.containerd import (
     containerd_unavailable,
     push_nydus_image,
 )
+from nydus_testsupport.looping_reader import LoopingReader
 
 from nydus_core.mounts import force_unmount
 
@@ -38,39 +39,6 @@ def _unavailable() -> str | None:
     from nydus_frontend_fuse.erofs_mount import erofs_unavailable
 
     return erofs_unavailable()
-
-
-class Reader(threading.Thread):
-    """Reads a file in a loop, dropping its page cache after each round; counts rounds and errors."""
-
-    def __init__(self, path: Path, digest: str) -> None:
-        super().__init__(daemon=True)
-        self.path, self.digest = path, digest
-        self.rounds = 0
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                h = hashlib.sha256()
-                with open(self.path, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        h.update(chunk)
-                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-                if h.hexdigest() != self.digest:
-                    self.errors.append("wrong bytes")
-            except OSError as exc:
-                self.errors.append(str(exc))
-                time.sleep(0.05)
-            self.rounds += 1
-
-    def wait_rounds(self, n: int, timeout: float = 60.0) -> None:
-        target = self.rounds + n
-        deadline = time.monotonic() + timeout
-        while self.rounds < target and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.rounds >= target, f"reader stuck at round {self.rounds}; errors {self.errors[:3]}"
 
 
 def _chain(client: SnapshotsClient, img, ref: str) -> str:
@@ -120,12 +88,12 @@ def test_sigkill_while_reading(mode: str, tmp_path: Path, registry_open) -> None
             'failover_policy = "resend"\n')
     sn = SnapshotterProcess(tmp_path / "sn", daemon_mode=mode, config_text=text).start()
     client = SnapshotsClient(sn.address)
-    reader: Reader | None = None
+    reader: LoopingReader | None = None
     try:
         top = _chain(client, img, f"{host}/failover/{mode}:v1")
         mounts = client.prepare("c1", top)
         with _overlay(mounts, tmp_path / "rootfs") as rootfs:
-            reader = Reader(rootfs / "data" / "big.bin", hashlib.sha256(data).hexdigest())
+            reader = LoopingReader(rootfs / "data" / "big.bin", hashlib.sha256(data).hexdigest())
             reader.start()
             reader.wait_rounds(1)
             for kill in range(2):  # twice: the new daemon sent its state too
