@@ -3,11 +3,13 @@ symlinks, hard links, devices and fifos; sockets cannot be represented in tar an
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import os
 import stat
 import tarfile
+import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -55,7 +57,8 @@ def unpack_to_tar(
 
     The root appears as ``.``; other names are relative (``etc/passwd``). The first path of a hard
     link group carries the data; the others are hard-link entries naming it. Xattrs use
-    ``SCHILY.xattr.*`` records, mtimes keep nanoseconds in the PAX ``mtime`` record.
+    ``SCHILY.xattr.*`` records (``LIBARCHIVE.xattr.*``, escaped, for names that are not UTF-8), mtimes
+    keep nanoseconds in the PAX ``mtime`` record.
     """
     first_path: dict[int, str] = {}
     count = 0
@@ -75,7 +78,11 @@ def unpack_to_tar(
                 pax["mtime"] = f"{a.mtime}.{a.mtime_nsec:09d}"
             if a.has_xattr:
                 for k, v in sorted(image.xattrs(ino).items()):
-                    pax["SCHILY.xattr." + _text(k)] = _text(v)
+                    try:
+                        pax["SCHILY.xattr." + k.decode("utf-8")] = _text(v)
+                    except UnicodeDecodeError:  # a PAX keyword is UTF-8: libarchive's escaped form
+                        key = "LIBARCHIVE.xattr." + urllib.parse.quote_from_bytes(k, safe="")
+                        pax[key] = base64.b64encode(v).decode("ascii")
             fileobj = None
             if a.is_reg and ino in first_path:
                 info.type = tarfile.LNKTYPE

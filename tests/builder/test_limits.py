@@ -119,3 +119,29 @@ def test_reader_and_self_check_refuse_a_long_dirent_name() -> None:
     image.close()
     with pytest.raises(BuildError, match=r"raw.boot: the bootstrap just built fails its own check:.*300"):
         self_check(data, "raw.boot")
+
+
+def test_unpack_keeps_an_xattr_name_that_is_not_utf8(tmp_path: Path) -> None:
+    """Found by bench/robustness.py: unpack wrote such a name as a PAX keyword (UTF-8 only) and
+    failed with an internal error; it is written in libarchive's escaped form, which create reads."""
+    from nydus_core.builder import build
+    from nydus_core.rafs.image import open_image
+    from nydus_core.tools.unpack import unpack_to_tar
+
+    (tmp_path / "src").mkdir()
+    f = tmp_path / "src" / "f"
+    f.write_bytes(b"data")
+    try:
+        os.setxattr(f, b"user.\xffname", b"\x00\xfevalue")
+    except OSError as exc:
+        pytest.skip(f"this filesystem has no user xattrs: {exc}")
+    build(tmp_path / "src", "dir-rafs", bootstrap=tmp_path / "a.boot", blob_dir=tmp_path / "blobs")
+    from nydus_core.tools.datasource import open_chunk_source
+
+    out = io.BytesIO()
+    with open_image(tmp_path / "a.boot") as image:
+        unpack_to_tar(image, open_chunk_source(blob_dir=str(tmp_path / "blobs")), out)
+    (tmp_path / "u.tar").write_bytes(out.getvalue())
+    build(tmp_path / "u.tar", "tar-rafs", bootstrap=tmp_path / "b.boot", blob_dir=tmp_path / "blobs2")
+    with open_image(tmp_path / "b.boot") as image:
+        assert image.xattrs(image.resolve("/f")) == {b"user.\xffname": b"\x00\xfevalue"}
