@@ -159,7 +159,8 @@ def build(
     try:
         implicit: set[int] = set()
         implicit_paths: list[bytes] = []
-        layer = getattr(source, "name", None) or str(source)
+        layer = (os.fspath(source) if isinstance(source, (str, os.PathLike))
+                 else getattr(source, "name", None) or "<stream>")
         if source_type in ("dir-rafs", "directory"):
             if not isinstance(source, (str, os.PathLike)):
                 raise UsageError("a directory source must be a path")

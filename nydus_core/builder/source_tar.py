@@ -133,7 +133,12 @@ class TarSource:
         self.repeatable = repeatable
         #: leave out eStargz's TOC and landmark files (root entries in ESTARGZ_SPECIAL_FILES)
         self.estargz = estargz
-        self.name = "<stdin>" if source == "-" else getattr(source, "name", None) or str(source)
+        if source == "-":
+            self.name = "<stdin>"
+        elif isinstance(source, (str, os.PathLike)):
+            self.name = os.fspath(source)
+        else:
+            self.name = getattr(source, "name", None) or str(source)
         if not isinstance(self.name, str):
             self.name = str(self.name)
         #: ids of directories created implicitly (their attributes are not from the tar)
