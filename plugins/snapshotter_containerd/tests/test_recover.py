@@ -1,5 +1,6 @@
-"""``daemon.recover_policy``: ``restart`` brings a SIGKILLed nydusd back by itself (both daemon modes);
-``none`` leaves it dead. As upstream, a container already standing on the dead FUSE session sees
+"""``daemon.recover_policy``: ``restart`` brings a SIGKILLed nydusd back by itself (both daemon modes,
+both drivers: with ``erofs`` the killed daemon's reaper removes its EROFS mount first); ``none``
+leaves it dead. As upstream, a container already standing on the dead FUSE session sees
 errors; new mounts of the same snapshot read through the new daemon."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from nydus_testsupport.containerd import (
     push_nydus_image,
 )
 
-from nydus_core.mounts import force_unmount, is_mountpoint
+from nydus_core.mounts import force_unmount, is_mountpoint, mounts_at
 
 
 def _chain(client: SnapshotsClient, img, ref: str) -> str:
@@ -73,10 +74,15 @@ def _wait(pred, timeout: float = 20.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize("mode, policy", [("dedicated", "restart"), ("shared", "restart"),
-                                          ("dedicated", "none")])
-def test_recover_policy(mode: str, policy: str, tmp_path: Path, registry_open) -> None:
+@pytest.mark.parametrize("mode, policy, driver", [
+    ("dedicated", "restart", "fusedev"), ("shared", "restart", "fusedev"), ("dedicated", "none", "fusedev"),
+    ("dedicated", "restart", "erofs"), ("shared", "restart", "erofs")])
+def test_recover_policy(mode: str, policy: str, driver: str, tmp_path: Path, registry_open) -> None:
     reason = containerd_unavailable()
+    if reason is None and driver == "erofs":
+        from nydus_frontend_fuse.erofs_mount import erofs_unavailable
+
+        reason = erofs_unavailable()
     if reason:
         pytest.skip(reason)
     layer = tmp_path / "layer"
@@ -86,7 +92,7 @@ def test_recover_policy(mode: str, policy: str, tmp_path: Path, registry_open) -
     host = registry_open.server.host
     with registry_open.client() as c:
         img = push_nydus_image(c, host, "recover/app", "v1", [layer])
-    text = f'plain_http = ["{host}"]\n[daemon]\nrecover_policy = "{policy}"\n'
+    text = f'plain_http = ["{host}"]\n[daemon]\nrecover_policy = "{policy}"\nfs_driver = "{driver}"\n'
     sn = SnapshotterProcess(tmp_path / "sn", daemon_mode=mode, config_text=text).start()
     client = SnapshotsClient(sn.address)
     try:
@@ -94,6 +100,8 @@ def test_recover_policy(mode: str, policy: str, tmp_path: Path, registry_open) -
         mounts = client.prepare("c1", top)
         lower = Path(dict(o.split("=", 1) for o in mounts[0].options)["lowerdir"])
         fuse_mount = lower if mode == "dedicated" else lower.parent
+        want = "erofs" if driver == "erofs" else "fuse.rafs"
+        assert [m.fstype for m in mounts_at(str(lower if driver == "erofs" else fuse_mount))][-1:] == [want]
         with _overlay(mounts, tmp_path / "rootfs") as rootfs:
             assert (rootfs / "d" / "f0").read_text() == "file 0\n"
             pid = int(_pid_file(sn.root, mode).read_text())
@@ -110,6 +118,8 @@ def test_recover_policy(mode: str, policy: str, tmp_path: Path, registry_open) -
             assert "recover_policy restart" in sn.log()
             # the new daemon serves the image at the same place, without any call from containerd
             assert (lower / "d" / "f1").read_text() == "file 1\n"
+            if driver == "erofs":
+                assert [m.fstype for m in mounts_at(str(lower))] == ["erofs"]  # the old one is gone
             # the container that stood on the old session sees errors (upstream's restart, too)
             with pytest.raises(OSError) as info:
                 (rootfs / "d" / "f2").read_text()
