@@ -11,6 +11,7 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -78,27 +79,27 @@ def _entries(draw: st.DrawFn) -> list[tuple[str, str, dict[str, object]]]:
     return out
 
 
-def _tar(entries: list[tuple[str, str, dict[str, object]]]) -> bytes:
+def _tar(entries: list[tuple[str, str, dict[str, Any]]]) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
         for path, kind, a in entries:
             info = tarfile.TarInfo(path)
-            info.mtime, info.mode, info.uid = a["mtime"], a["mode"], a["uid"]  # type: ignore[assignment]
+            info.mtime, info.mode, info.uid = a["mtime"], a["mode"], a["uid"]
             if "xattr" in a:
-                info.pax_headers = {"SCHILY.xattr.user.k": a["xattr"].decode()}  # type: ignore[attr-defined]
+                info.pax_headers = {"SCHILY.xattr.user.k": a["xattr"].decode()}
             data = None
             if kind == "dir":
                 info.type = tarfile.DIRTYPE
             elif kind == "file":
-                data = io.BytesIO(a["data"])  # type: ignore[arg-type]
-                info.size = len(a["data"])  # type: ignore[arg-type]
+                data = io.BytesIO(a["data"])
+                info.size = len(a["data"])
             elif kind == "symlink":
-                info.type, info.linkname = tarfile.SYMTYPE, a["target"]  # type: ignore[assignment]
+                info.type, info.linkname = tarfile.SYMTYPE, a["target"]
             elif kind == "hardlink":
-                info.type, info.linkname = tarfile.LNKTYPE, a["target"]  # type: ignore[assignment]
+                info.type, info.linkname = tarfile.LNKTYPE, a["target"]
             elif kind == "chr":
                 info.type = tarfile.CHRTYPE
-                info.devmajor, info.devminor = a["dev"]  # type: ignore[misc]
+                info.devmajor, info.devminor = a["dev"]
             else:
                 info.type = tarfile.FIFOTYPE
             tf.addfile(info, data)
