@@ -52,6 +52,6 @@ def resolve_image_argument(arg: str) -> tuple[str, dict[str, Any] | None]:
         if "/" in arg or ":" in arg:
             raise UsageError(f"{arg}: no such bootstrap file, and no installed plugin resolves image "
                              "references (install it with: pip install nydus-converter-oci)")
-        raise UsageError(f"{arg}: bootstrap file not found")
+        raise UsageError(f"{arg}: no such bootstrap file")
     path, config = answer
     return os.fspath(path), config

@@ -566,7 +566,7 @@ def test_image_reference_hook_first_answer_wins(tmp_path: Path, monkeypatch: pyt
         set_manager(manager().load())
         with pytest.raises(UsageError, match="pip install nydus-converter-oci"):
             resolve_image_argument("registry.invalid/repo:tag")
-        with pytest.raises(UsageError, match=r"missing\.boot: bootstrap file not found"):
+        with pytest.raises(UsageError, match=r"missing\.boot: no such bootstrap file"):
             resolve_image_argument("missing.boot")
         # two plugins answering for one reference: an error naming both, never call order
         set_manager(manager(entry_point("sample-every", "EveryHook"),
