@@ -120,14 +120,8 @@ class TarSource:
     ``source`` is a path (a regular file, a fifo), ``"-"`` for stdin, or an open binary stream (``read(n)``).
     """
 
-    def __init__(
-        self,
-        source: str | os.PathLike[str] | Readable,
-        *,
-        gzip: bool = False,
-        repeatable: bool = False,
-        estargz: bool = False,
-    ) -> None:
+    def __init__(self, source: str | os.PathLike[str] | Readable, *, gzip: bool = False,
+                 repeatable: bool = False, estargz: bool = False) -> None:
         self.source = source
         self.gzip = gzip
         self.repeatable = repeatable

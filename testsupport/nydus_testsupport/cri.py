@@ -57,6 +57,7 @@ def cri_stubs() -> tuple[ModuleType, ModuleType] | None:
         _stubs = (importlib.import_module(f"{stem}_pb2"), importlib.import_module(f"{stem}_pb2_grpc"))
     finally:
         sys.path.remove(str(out))
+        shutil.rmtree(out, ignore_errors=True)  # the modules are loaded; leave nothing in /tmp
     return _stubs
 
 

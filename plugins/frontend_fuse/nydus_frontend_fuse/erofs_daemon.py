@@ -61,18 +61,6 @@ RUN_DIR = "/run/nydusd"
 WATCH_INTERVAL = 1.0
 
 
-def check_bootstrap(inst: RafsInstance) -> None:
-    """Refuse a bootstrap the kernel must not parse: RAFS v5, or one failing ``nydus-image check``'s
-    structural checks. One-line UsageError/NydusError naming the file."""
-    if inst.image.version != 6:
-        raise UsageError(f"{inst.bootstrap}: RAFS v{inst.image.version} bootstrap is not EROFS; the "
-                         f"erofs driver needs RAFS v6 ({FUSEDEV_HINT})")
-    try:
-        check_image(inst.bootstrap)
-    except NydusError as exc:
-        raise UsageError(f"{inst.bootstrap}: refused for the kernel: {exc}") from None
-
-
 @dataclass
 class KernelMount:
     """One EROFS mount made by the daemon."""
@@ -86,6 +74,18 @@ class KernelMount:
     pins: list[int] = field(default_factory=list)
     #: ids of the blobs whose complete cache file is the device
     direct_ids: list[str] = field(default_factory=list)
+
+
+def check_bootstrap(inst: RafsInstance) -> None:
+    """Refuse a bootstrap the kernel must not parse: RAFS v5, or one failing ``nydus-image check``'s
+    structural checks. One-line UsageError/NydusError naming the file."""
+    if inst.image.version != 6:
+        raise UsageError(f"{inst.bootstrap}: RAFS v{inst.image.version} bootstrap is not EROFS; the "
+                         f"erofs driver needs RAFS v6 ({FUSEDEV_HINT})")
+    try:
+        check_image(inst.bootstrap)
+    except NydusError as exc:
+        raise UsageError(f"{inst.bootstrap}: refused for the kernel: {exc}") from None
 
 
 class ErofsDaemon(Daemon):

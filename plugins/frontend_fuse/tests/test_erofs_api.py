@@ -105,7 +105,9 @@ def test_nydus_mount_background_with_the_erofs_driver(tmp_path: Path) -> None:
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
     # the daemon notices the unmount, removes its blob devices and exits
-    pid = int(re.search(r"nydusd pid (\d+)", proc.stdout).group(1))  # type: ignore[union-attr]
+    found = re.search(r"nydusd pid (\d+)", proc.stdout)
+    assert found is not None, proc.stdout
+    pid = int(found.group(1))
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
         time.sleep(0.1)

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nydus_testsupport.fuse import NydusdProcess, fuse_unavailable, script
@@ -45,7 +46,7 @@ def _config(path: Path, blobs: Path, cache: Path, *, max_size: int = 0, validate
     return path
 
 
-def _layers(work: Path, n: int, size: int, **opts: object) -> tuple[Path, Path, list[bytes]]:
+def _layers(work: Path, n: int, size: int, **opts: Any) -> tuple[Path, Path, list[bytes]]:
     """``n`` layers, each one file ``layer-K/data`` of ``size`` bytes, merged; return the merged
     bootstrap, the blob dir and each layer's bytes."""
     blobs = work / "blobs"
@@ -59,7 +60,7 @@ def _layers(work: Path, n: int, size: int, **opts: object) -> tuple[Path, Path, 
         contents.append(data)
         boot = work / f"layer{k}.boot"
         build(src.parent, "dir-rafs", bootstrap=boot, blob_dir=blobs,
-              options=BuildOptions(chunk_size=0x1000, **opts))  # type: ignore[arg-type]
+              options=BuildOptions(chunk_size=0x1000, **opts))
         boots.append(boot)
     merged = work / "merged.boot"
     merge(boots, bootstrap=merged)
