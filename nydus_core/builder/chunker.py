@@ -132,6 +132,28 @@ class ChunkPipeline:
                 break
         return chunks, size
 
+    def add_stored(self, size: int, digest: bytes, stored: bytes, compressed: bool) -> ChunkInfo:
+        """Add a one-chunk file that a worker process read, digested and compressed (``stored``
+        as :meth:`BlobWriter.add_stored` takes it): deduplicated, counted and reported as
+        :meth:`add_file` does, so the blob and records are those of the serial path."""
+        stats = self.stats
+        key = (digest, size)
+        chunk = self.known.get(key)
+        if chunk is None:
+            if not isinstance(self.writer, BlobWriter):
+                raise RuntimeError("add_stored needs a BlobWriter")
+            chunk = self.writer.add_stored(size, digest, stored, compressed)
+            self.known[key] = chunk
+            stats.chunks_new += 1
+        else:
+            stats.chunks_dedup += 1
+        self._source_offset += size
+        stats.chunks += 1
+        stats.bytes_read += size
+        if self.progress is not None:
+            self.progress(self._position() if self._position else stats.bytes_read, self.total)
+        return chunk
+
 
 def unique_inodes(root: TreeInode) -> Iterable[TreeInode]:
     """Yield every distinct inode of the tree once (hard links once), root first."""
@@ -158,7 +180,11 @@ def remap_blob_indexes(root: TreeInode, mapping: dict[int, int]) -> None:
 
 
 def finalize_chunks(root: TreeInode, chunk_size: int) -> None:
-    """Give each file its own chunk records with ``file_offset = k * chunk_size``."""
+    """Give each file chunk records with ``file_offset = k * chunk_size``: a record already at its
+    offset is kept (records may stay shared between files; nothing changes them afterwards), any
+    other is replaced by a copy."""
     for node in unique_inodes(root):
-        if node.chunks:
-            node.chunks = [c.with_file_offset(k * chunk_size) for k, c in enumerate(node.chunks)]
+        chunks = node.chunks
+        if chunks and any(c.file_offset != k * chunk_size for k, c in enumerate(chunks)):
+            node.chunks = [c if c.file_offset == k * chunk_size else c.with_file_offset(k * chunk_size)
+                           for k, c in enumerate(chunks)]
