@@ -1,10 +1,16 @@
 """Fuzz and fault benchmark: mutated inputs into the functions behind the tools, time-boxed.
 
     .venv/bin/python bench/robustness.py [--minutes 30] [--out DIR] [--seed N] [--fuse-share 0.06]
+                                         [--jobs 2] [--batch 48]
 
 Not part of CI. In-process and forked: the parent builds one small image (directories, files of
 several chunks, symlinks, a hard link, xattrs, a device, a long name) and its tar and tar.gz, then
-forks one child per case with a time limit. Input kinds, each getting its share of the time:
+keeps ``--jobs`` forked children busy, each running a batch of ``--batch`` cases one after the
+other, every case under its own time limit (SIGALRM in the child; the parent kills a child whose
+case stops answering for 1.5x the limit). Each case's outcome goes to the parent over a pipe as it
+ends; the input of a case is made in the child from its seed alone, so any case is reproducible by
+its seed. After a case that hit the limit (or a child that died) the rest of its batch runs in a
+fresh child. Input kinds, each getting its share of the time:
 
 - ``bootstrap``: the bootstrap with 1-8 bytes flipped / overwritten with extreme values, or cut
   short -> ``check`` (the metadata walk) and ``ls -l`` of every directory; every 8th case also
@@ -20,8 +26,13 @@ forks one child per case with a time limit. Input kinds, each getting its share 
   error) and answer within the limit.
 
 Outcomes per case: ``accepted`` (no error), ``clean`` (a NydusError, or an errno from the file API:
-what the CLI prints on one line), ``internal`` (any other exception: exit 70 in the CLI), ``hang``
-(time limit), ``wrong`` (bytes differing from the oracle served without an error). Every failure
+what the CLI prints on one line), ``internal`` (any other exception, or a child dying mid-case:
+exit 70 in the CLI), ``hang``, ``wrong`` (bytes differing from the oracle served without an error).
+A case that hits its time limit is not yet a hang: it is rerun once alone, in a fresh child, with
+3x the limit (FUSE cases too), and only a second hit counts as a hang; a case that finishes on the
+rerun counts with its rerun's outcome and in the "limit hits, rerun finished" column (stalls of a
+loaded machine). Internal errors and wrong bytes count as they come; each is also rerun alone and
+its detail says whether it reproduces without the cases before it in its batch. Every failure
 (internal, hang, wrong) is saved with its seed under ``OUT/failures/``; a summary table and
 ``OUT/robustness.json`` are written at the end. Output goes to ``bench/out/robustness`` (or ``--out``).
 """
@@ -39,12 +50,14 @@ import select
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +66,10 @@ from common import OUT, table
 from nydus_core.builder import BuildOptions, build
 from nydus_core.errors import NydusError
 
-OK, CLEAN, INTERNAL, WRONG = 0, 10, 11, 12
-NAMES = {OK: "accepted", CLEAN: "clean", INTERNAL: "internal", WRONG: "wrong", -1: "hang"}
+OK, CLEAN, INTERNAL, WRONG, TIMED_OUT, HANG = 0, 10, 11, 12, 13, -1
+NAMES = {OK: "accepted", CLEAN: "clean", INTERNAL: "internal", WRONG: "wrong", HANG: "hang"}
+RERUN_FACTOR = 3  # a case that hits its limit is rerun alone with this many times the limit
+FRAME = struct.Struct("<iiI")  # child -> parent, per case: index in the batch, outcome, detail length
 LIMIT = {"bootstrap": 10.0, "blob": 20.0, "tar": 30.0, "gzip": 30.0, "fuse": 60.0}
 SHARES = {"bootstrap": 0.72, "blob": 0.09, "tar": 0.09, "gzip": 0.10}
 EXTREMES = [b"\x00", b"\xff", b"\x7f", b"\x80", b"\x00\x00\x00\x00", b"\xff\xff\xff\xff",
@@ -241,8 +256,24 @@ def _contents(raw: bytes) -> dict[str, bytes]:
     return out
 
 
-def child(kind: str, data: bytes, ctx: dict[str, Any], wfd: int, *, full: bool = True) -> int:
-    """Run one case; report the first line of the error on ``wfd``; return the outcome code."""
+class TimeLimit(BaseException):
+    """Raised in a child by SIGALRM when a case runs past its time limit."""
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise TimeLimit
+
+
+def case_input(kind: str, seed: int | None, inputs: dict[str, bytes]) -> tuple[bytes, bool]:
+    """The input of case ``seed`` (``None``: the unmutated one) and whether it runs in full
+    (every 8th bootstrap seed also runs inspect, cat and unpack). The seed alone reproduces a case."""
+    if seed is None:
+        return inputs[kind], True
+    return mutate(inputs[kind], random.Random(seed)), seed % 8 == 0
+
+
+def child(kind: str, data: bytes, ctx: dict[str, Any], *, full: bool = True) -> tuple[int, str]:
+    """Run one case; return its outcome code and the first line of its error (a traceback if internal)."""
     work = Path(tempfile.mkdtemp(prefix="case-", dir=ctx["scratch"]))
     try:
         if kind in ("bootstrap", "blob"):
@@ -264,101 +295,197 @@ def child(kind: str, data: bytes, ctx: dict[str, Any], wfd: int, *, full: bool =
             src.write_bytes(data)
             exercise_build(src, "targz-rafs" if kind == "gzip" else "tar-rafs", work,
                            ctx["tar"] if kind == "gzip" else None)
-        return OK
+        return OK, ""
+    except TimeLimit:
+        raise
     except Wrong as exc:
-        os.write(wfd, f"wrong bytes: {exc}".encode(errors="backslashreplace")[:1000])
-        return WRONG
+        return WRONG, f"wrong bytes: {exc}"
     except NydusError as exc:
-        os.write(wfd, str(exc).splitlines()[0].encode(errors="backslashreplace")[:1000] if str(exc) else b"?")
-        return CLEAN
+        return CLEAN, str(exc).splitlines()[0] if str(exc) else "?"
     except BaseException:
-        os.write(wfd, traceback.format_exc().encode(errors="backslashreplace")[-4000:])
-        return INTERNAL
+        return INTERNAL, traceback.format_exc()[-4000:]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-class Running:
-    """One forked case: its pipe, start time and what it was given."""
+def batch_child(kind: str, seeds: list[int | None], ctx: dict[str, Any], wfd: int, limit: float) -> None:
+    """In a forked child: run ``seeds`` one after the other, each under its own ``limit`` (SIGALRM),
+    writing one frame per case to ``wfd`` as it ends. After a case that hit the limit the child
+    stops (its state may be half-updated); the parent reruns the rest of the batch elsewhere."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    for i, seed in enumerate(seeds):
+        data, full = case_input(kind, seed, ctx["inputs"])
+        try:
+            signal.setitimer(signal.ITIMER_REAL, limit)
+            code, detail = child(kind, data, ctx, full=full)
+        except TimeLimit:
+            code, detail = TIMED_OUT, "time limit (in-process alarm)"
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        raw = detail.encode(errors="backslashreplace")[-4000:]
+        os.write(wfd, FRAME.pack(i, code, len(raw)) + raw)
+        if code == TIMED_OUT:
+            return
 
-    def __init__(self, kind: str, seed: int, data: bytes, ctx: dict[str, Any], *, full: bool) -> None:
-        self.kind, self.seed, self.data = kind, seed, data
+
+Result = tuple[int | None, int, str, float]  # seed, outcome, detail, seconds
+
+
+class Batch:
+    """A forked child running a batch of cases of one kind; the parent's view of it."""
+
+    def __init__(self, kind: str, seeds: list[int | None], ctx: dict[str, Any], *,
+                 alone: bool = False) -> None:
+        self.kind, self.seeds, self.alone = kind, seeds, alone
+        self.limit = LIMIT[kind] * (RERUN_FACTOR if alone else 1)
         r, w = os.pipe()
-        self.start = time.monotonic()
         pid = os.fork()
         if pid == 0:
             os.close(r)
             code = INTERNAL
             try:
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                gc.disable()  # short-lived: no collection touching (copying) the parent's pages
-                code = child(kind, data, ctx, w, full=full)
+                batch_child(kind, seeds, ctx, w, self.limit)
+                code = 0
             finally:
                 os._exit(code)
         os.close(w)
         self.pid, self.fd = pid, r
-        self.chunks: list[bytes] = []
+        self.pos = 0  # index of the case running now
+        self.case_start = time.monotonic()
+        self.buf = b""
+        self.stopped_on_limit = False
+        self.first: Result | None = None  # set on the rerun of an internal error or wrong bytes
 
     def deadline(self) -> float:
-        return self.start + LIMIT[self.kind]
+        """When the parent kills the child: the alarm's limit plus slack, for a case stuck where a
+        Python signal handler cannot run (a long call in C)."""
+        return self.case_start + self.limit * 1.5 + 2.0
 
-    def finish(self, *, kill: bool = False) -> tuple[int, str, float]:
-        """Reap the child (killing it first with ``kill``); return (outcome, detail, seconds)."""
+    def feed(self, part: bytes) -> list[Result]:
+        """Take bytes from the pipe; return the cases they complete: (seed, code, detail, seconds)."""
+        self.buf += part
+        out = []
+        while len(self.buf) >= FRAME.size:
+            i, code, n = FRAME.unpack_from(self.buf)
+            if len(self.buf) < FRAME.size + n:
+                break
+            detail = self.buf[FRAME.size:FRAME.size + n].decode(errors="replace")
+            self.buf = self.buf[FRAME.size + n:]
+            now = time.monotonic()
+            out.append((self.seeds[i], code, detail, now - self.case_start))
+            self.pos, self.case_start = i + 1, now
+            self.stopped_on_limit = code == TIMED_OUT
+        return out
+
+    def finish(self, *, kill: bool = False) -> tuple[Result | None, list[int | None]]:
+        """Reap the child (killing it first with ``kill``). Return the case it ended on without a
+        report (killed: a limit hit; died: an internal error), or None, and the seeds it never ran."""
         if kill:
             os.kill(self.pid, signal.SIGKILL)
         _, status = os.waitpid(self.pid, 0)
         os.close(self.fd)
-        secs = time.monotonic() - self.start
+        secs = time.monotonic() - self.case_start
+        if self.pos >= len(self.seeds):
+            return None, []
+        rest = self.seeds[self.pos + 1:]
+        if self.stopped_on_limit:
+            return None, self.seeds[self.pos:]
+        seed = self.seeds[self.pos]
         if kill:
-            return -1, "time limit", secs
+            return (seed, TIMED_OUT, "time limit (killed by the parent)", secs), rest
         code = os.waitstatus_to_exitcode(status)
-        detail = b"".join(self.chunks).decode(errors="replace")
-        if code not in (OK, CLEAN, INTERNAL, WRONG):
-            return INTERNAL, f"child died: exit {code}", secs
-        return code, detail, secs
+        return (seed, INTERNAL, f"child died without a report: exit {code}", secs), rest
 
 
-def run_cases(make: Any, jobs: int, until: float, ctx: dict[str, Any], done: Any) -> None:
-    """Keep ``jobs`` cases running until ``until``: ``make()`` gives (kind, seed, data, full);
-    ``done(kind, seed, data, outcome, detail, secs)`` records each."""
-    running: dict[int, Running] = {}
-    while running or time.monotonic() < until:
-        while len(running) < jobs and time.monotonic() < until:
-            kind, seed, data, full = make()
-            case = Running(kind, seed, data, ctx, full=full)
-            running[case.fd] = case
+def run_cases(kind: str, make_batch: Callable[[], list[int | None] | None], until: float, ctx: dict[str, Any],
+              record: Callable[[str, int | None, int, str, float, bool], None], *, jobs: int) -> None:
+    """Keep ``jobs`` batches of ``kind`` running until ``until`` (``make_batch()`` gives the next
+    seeds, None when there are no more); ``record(kind, seed, outcome, detail, secs, rerun)`` gets
+    each case. A case that hits its limit is rerun once alone in a fresh child with RERUN_FACTOR
+    times the limit: only a second hit is a hang (a first hit is a stall of the loaded machine as
+    often as not); the rest of its batch runs in a fresh child. An internal error or wrong bytes
+    counts as it came; the case is rerun alone too, and its detail says whether it reproduces
+    without the cases before it in the batch. Reruns finish even after ``until``."""
+    running: dict[int, Batch] = {}
+    pending: list[list[int | None]] = []  # seeds of batches cut short, to run in a fresh child
+    reruns: list[tuple[int | None, Result | None]] = []  # (seed, first result if not a limit hit)
+    exhausted = False
+
+    def start_next() -> bool:
+        nonlocal exhausted
+        if reruns:
+            seed, first = reruns.pop()
+            b = Batch(kind, [seed], ctx, alone=True)
+            b.first = first
+        elif time.monotonic() >= until:
+            return False
+        elif pending:
+            b = Batch(kind, pending.pop(), ctx)
+        else:
+            seeds = None if exhausted else make_batch()
+            if not seeds:
+                exhausted = True
+                return False
+            b = Batch(kind, seeds, ctx)
+        running[b.fd] = b
+        return True
+
+    def outcome(b: Batch, res: Result) -> None:
+        seed, code, detail, secs = res
+        if b.first is not None:  # the rerun of an internal error / wrong bytes: does it reproduce?
+            seed, first_code, first_detail, secs = b.first
+            again = "yes" if code == first_code else f"no, alone: {NAMES.get(code, 'hang')}"
+            record(kind, seed, first_code, f"{first_detail}\n(reproduced alone: {again})", secs, False)
+        elif code == TIMED_OUT and not b.alone:
+            reruns.append((seed, None))
+        elif code in (INTERNAL, WRONG) and not b.alone and len(b.seeds) > 1:
+            reruns.append((seed, res))
+        else:
+            record(kind, seed, HANG if code == TIMED_OUT else code, detail, secs, b.alone)
+
+    def drain(b: Batch) -> bool:
+        """Read what ``b``'s pipe holds now; True at end of file (the child is gone)."""
+        while select.select([b.fd], [], [], 0)[0]:
+            part = os.read(b.fd, 65536)
+            if not part:
+                return True
+            for res in b.feed(part):
+                outcome(b, res)
+        return False
+
+    while True:
+        while len(running) < jobs and start_next():
+            pass
         if not running:
             break
-        now = time.monotonic()
-        wait = max(0.0, min(c.deadline() for c in running.values()) - now)
-        ready, _, _ = select.select(list(running), [], [], min(wait, 0.5))
+        wait = min(b.deadline() for b in running.values()) - time.monotonic()
+        ready, _, _ = select.select(list(running), [], [], min(max(wait, 0.0), 0.5))
         for fd in ready:
-            case = running[fd]
-            part = os.read(fd, 65536)
-            if part:
-                case.chunks.append(part)
+            b = running[fd]
+            if not drain(b):
                 continue
             del running[fd]
-            done(case.kind, case.seed, case.data, *case.finish())
-        now = time.monotonic()
-        for fd, case in list(running.items()):
-            if now > case.deadline():
-                del running[fd]
-                done(case.kind, case.seed, case.data, *case.finish(kill=True))
-
-
-def run_case(kind: str, data: bytes, ctx: dict[str, Any]) -> tuple[int, str, float]:
-    """Run one case to its end (used for the unmutated inputs)."""
-    out: list[tuple[int, str, float]] = []
-    made = iter([(kind, 0, data, True)])
-    run_cases(lambda: next(made), 1, time.monotonic() + 0.001, ctx,
-              lambda k, s, d, code, detail, secs: out.append((code, detail, secs)))
-    return out[0]
-
-
+            last, rest = b.finish()
+            if last is not None:
+                outcome(b, last)
+            if rest:
+                pending.append(rest)
+        for fd, b in list(running.items()):
+            if time.monotonic() <= b.deadline():
+                continue
+            ended = drain(b)  # a frame written just now moves the deadline on
+            if not ended and time.monotonic() <= b.deadline():
+                continue
+            del running[fd]
+            last, rest = b.finish(kill=not ended)
+            if last is not None:
+                outcome(b, last)
+            if rest:
+                pending.append(rest)
 # -- FUSE cases ---------------------------------------------------------------------------------
 
-def fuse_case(kind: str, data: bytes, ctx: dict[str, Any]) -> tuple[int, str, float]:
+def fuse_case(kind: str, data: bytes, ctx: dict[str, Any], limit: float) -> tuple[int, str, float]:
     """Mount a mutated bootstrap (or the image over a mutated blob) with nydusd; list and read
     everything through the kernel. With a mutated blob, bytes differing from the oracle are wrong."""
     t = time.monotonic()
@@ -381,7 +508,7 @@ def fuse_case(kind: str, data: bytes, ctx: dict[str, Any]) -> tuple[int, str, fl
         proc = subprocess.Popen([nydusd, "-M", str(mnt), "-B", str(boot), "-C", str(cfg)], stdout=lf,
                                 stderr=lf, stdin=subprocess.DEVNULL)
     try:
-        deadline = t + LIMIT["fuse"]
+        deadline = t + limit
         while time.monotonic() < deadline and not os.path.ismount(mnt):
             if proc.poll() is not None:
                 out = log.read_text(errors="replace")
@@ -400,7 +527,7 @@ def fuse_case(kind: str, data: bytes, ctx: dict[str, Any]) -> tuple[int, str, fl
             out_b, _ = reader.communicate(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             reader.kill()
-            return -1, "reads through the mount did not finish", time.monotonic() - t
+            return TIMED_OUT, "reads through the mount did not finish", time.monotonic() - t
         out = out_b.decode(errors="replace")
         log_text = log.read_text(errors="replace")
         if proc.poll() is not None or "Traceback" in log_text or "internal error" in log_text:
@@ -471,7 +598,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=OUT / "robustness")
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--fuse-share", type=float, default=0.06, help="share of the time for FUSE cases")
-    ap.add_argument("--jobs", type=int, default=2, help="cases running at once")
+    ap.add_argument("--jobs", type=int, default=2, help="children running at once")
+    ap.add_argument("--batch", type=int, default=48, help="cases per forked child")
     args = ap.parse_args()
     _preload()
     out = args.out
@@ -491,70 +619,93 @@ def main() -> int:
     inputs = {"bootstrap": (base / "image.boot").read_bytes(), "blob": (base / "blobs" / res.blob_info.blob_id
                                                                         ).read_bytes(),
               "tar": tar, "gzip": tgz}
+    ctx["inputs"] = inputs
     warm = scratch / "warm.boot"  # lazy set-ups done once here, not again in every child
     warm.write_bytes(inputs["bootstrap"])
     exercise_bootstrap(warm, base / "blobs", oracle, full=False)
     gc.collect()
     gc.freeze()  # children share these objects' pages instead of copying them on the first gc
-    # sanity: the unmutated inputs are accepted
-    for kind, data in inputs.items():
-        code, detail, _ = run_case(kind, data, ctx)
-        if code != OK:
-            print(f"unmutated {kind} not accepted: {NAMES[code]}: {detail}")
-            return 1
     total_s = args.minutes * 60
     fuse_s = total_s * args.fuse_share if shutil.which("fusermount3") or os.path.exists("/dev/fuse") else 0.0
     shares = {k: v / sum(SHARES.values()) * (total_s - fuse_s) for k, v in SHARES.items()}
     counts: dict[str, dict[str, int]] = {k: dict.fromkeys(NAMES.values(), 0) for k in [*SHARES, "fuse"]}
+    stalls: dict[str, int] = dict.fromkeys(counts, 0)
     slowest: dict[str, float] = dict.fromkeys(counts, 0.0)
     failures: list[dict[str, Any]] = []
-    print(f"seed {args.seed}; {args.minutes} min; scratch {scratch}; output {out}", flush=True)
+    sanity: list[tuple[str, int, str]] = []
+
+    def keep(kind: str, seed: int | None, code: int, detail: str, secs: float, rerun: bool) -> None:
+        sanity.append((kind, code, detail))
+
+    for kind in inputs:  # sanity: the unmutated inputs are accepted
+        once: list[list[int | None]] = [[None]]
+
+        def unmutated(once: list[list[int | None]] = once) -> list[int | None] | None:
+            return once.pop() if once else None
+
+        run_cases(kind, unmutated, float("inf"), ctx, keep, jobs=1)
+    for kind, code, detail in sanity:
+        if code != OK:
+            print(f"unmutated {kind} not accepted: {NAMES[code]}: {detail}")
+            return 1
+    print(f"seed {args.seed}; {args.minutes} min; batches of {args.batch}; scratch {scratch}; output {out}",
+          flush=True)
     started = time.monotonic()
     case_no = 0
 
-    def record(kind: str, seed: int, data: bytes, code: int, detail: str, secs: float) -> None:
+    def record(kind: str, seed: int | None, code: int, detail: str, secs: float, rerun: bool) -> None:
         counts[kind][NAMES[code]] += 1
+        stalls[kind] += rerun and code != HANG
         slowest[kind] = max(slowest[kind], secs)
-        if code in (INTERNAL, WRONG, -1):
-            name = f"{kind}-{seed}"
+        if code in (INTERNAL, WRONG, HANG):
+            src = kind
+            if kind == "fuse":
+                src = "fuse-bootstrap" if seed is not None and seed % 2 else "fuse-blob"
+            data, _ = case_input(src.removeprefix("fuse-"), seed, inputs)
+            name = f"{src}-{seed}"
             (out / "failures" / f"{name}.bin").write_bytes(data)
             (out / "failures" / f"{name}.txt").write_text(f"{NAMES[code]}\n{detail}\n")
-            failures.append({"kind": kind, "seed": seed, "outcome": NAMES[code], "detail": detail[-500:]})
+            failures.append({"kind": src, "seed": seed, "outcome": NAMES[code], "detail": detail[-500:]})
 
     for kind, budget in shares.items():
-        def make(kind: str = kind) -> tuple[str, int, bytes, bool]:
+        def make_batch() -> list[int | None]:
             nonlocal case_no
-            case_no += 1
-            seed = args.seed * 1_000_003 + case_no
-            # every case: check and ls -l; every 8th bootstrap also inspect, cat and unpack
-            return kind, seed, mutate(inputs[kind], random.Random(seed)), case_no % 8 == 0
+            case_no += args.batch
+            return [args.seed * 1_000_003 + n for n in range(case_no - args.batch + 1, case_no + 1)]
 
-        run_cases(make, args.jobs, time.monotonic() + budget, ctx, record)
-        print(f"{kind}: {counts[kind]}", flush=True)
+        run_cases(kind, make_batch, time.monotonic() + budget, ctx, record, jobs=args.jobs)
+        print(f"{kind}: {counts[kind]}; limit hits finished when rerun alone: {stalls[kind]}", flush=True)
     end = time.monotonic() + fuse_s
     while fuse_s and time.monotonic() < end:
         case_no += 1
         seed = args.seed * 1_000_003 + case_no
-        kind = "bootstrap" if case_no % 2 else "blob"
-        data = mutate(inputs[kind], random.Random(seed))
-        code, detail, secs = fuse_case(kind, data, ctx)
-        record("fuse", seed, data, code, detail, secs)
+        kind = "bootstrap" if seed % 2 else "blob"
+        data, _ = case_input(kind, seed, inputs)
+        code, detail, secs = fuse_case(kind, data, ctx, LIMIT["fuse"])
+        rerun = code == TIMED_OUT
+        if rerun:  # once more alone, with a longer limit: only a second hit is a hang
+            code, detail, secs = fuse_case(kind, data, ctx, LIMIT["fuse"] * RERUN_FACTOR)
+        record("fuse", seed, HANG if code == TIMED_OUT else code, detail, secs, rerun)
     if fuse_s:
-        print(f"fuse: {counts['fuse']}", flush=True)
+        print(f"fuse: {counts['fuse']}; limit hits finished when rerun alone: {stalls['fuse']}", flush=True)
     elapsed = time.monotonic() - started
     shutil.rmtree(scratch, ignore_errors=True)
 
-    rows = [["input kind", "cases", "accepted", "clean errors", "internal errors", "hangs", "wrong bytes",
-             "slowest case (s)"]]
+    rows = [["input kind", "cases", "cases/s", "accepted", "clean errors", "internal errors", "hangs",
+             "wrong bytes", "limit hits, rerun finished", "slowest case (s)"]]
     for kind, c in counts.items():
         n = sum(c.values())
-        rows.append([kind, str(n), str(c["accepted"]), str(c["clean"]), str(c["internal"]), str(c["hang"]),
-                     str(c["wrong"]), f"{slowest[kind]:.2f}"])
+        secs = shares.get(kind, fuse_s)
+        rows.append([kind, str(n), f"{n / secs:.1f}" if secs else "-", str(c["accepted"]), str(c["clean"]),
+                     str(c["internal"]), str(c["hang"]), str(c["wrong"]), str(stalls[kind]),
+                     f"{slowest[kind]:.2f}"])
     print(table(rows))
     print(f"{sum(sum(c.values()) for c in counts.values())} cases in {elapsed / 60:.1f} min; "
           f"{len(failures)} failures saved under {out / 'failures'}")
     (out / "robustness.json").write_text(json.dumps({
         "seed": args.seed, "minutes": elapsed / 60, "counts": counts, "slowest_s": slowest,
+        "limit_hits_rerun_finished": stalls, "batch": args.batch, "jobs": args.jobs,
+        "load_average": os.getloadavg(),
         "failures": failures}, indent=2))
     return 1 if failures else 0
 

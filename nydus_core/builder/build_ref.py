@@ -65,20 +65,29 @@ def _drain(stream: Readable) -> None:
 
 
 def _place_layer(layer: Path, blob_dir: Path, digest: str) -> None:
-    """Put the original layer into ``blob_dir`` under its digest (hard link, else copy)."""
+    """Put the original layer into ``blob_dir`` under its digest: a hard link (atomic, no temporary
+    name), else a copy through a locked temporary output that a later build sweeps if this one dies."""
     target = blob_dir / digest
     if target.exists():
         return
-    tmp = blob_dir / f".{digest}.tmp-{os.getpid()}"
     try:
-        try:
-            os.link(layer, tmp)
-        except OSError:
-            shutil.copyfile(layer, tmp)
-        os.replace(tmp, target)
+        os.link(layer, target)
+        return
+    except FileExistsError:
+        return  # placed by a concurrent build: the same bytes under the same digest
+    except OSError:
+        pass  # another file system, or links not allowed: copy
+    out = OutputFile(target, what="the original layer")
+    try:
+        with open(layer, "rb") as src:
+            shutil.copyfileobj(src, out.file, _STEP)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        out.discard()
         raise BuildError(f"{target}: cannot place the original layer: {exc.strerror or exc}") from None
+    except BaseException:
+        out.discard()
+        raise
+    out.commit()
 
 
 def build_ref(

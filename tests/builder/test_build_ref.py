@@ -354,3 +354,18 @@ def test_a_zran_image_serves_as_chunk_dict(layers, tmp_path):
     with open_fs(tmp_path / "d.boot", config=str(tmp_path / "v.json")) as fs:
         assert fs.read_bytes("copy.log") == (layers["src"] / "span/text.log").read_bytes()
         assert fs.read_bytes("new.txt") == b"only here\n" * 100
+
+
+def test_original_layer_placed_by_copy_across_file_systems(layers, tmp_path):
+    """A layer on another file system (no hard link possible) is copied through a locked temporary
+    output: the blob dir then holds it under its digest and no temporary name."""
+    if os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("/dev/shm is on the test directory's file system: no cross-device layer to copy")
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as shm:
+        layer = Path(shm) / "single.tar.gz"
+        shutil.copyfile(layers["single"], layer)
+        r = _build(layer, tmp_path)
+        assert r.blob_info is not None
+        placed = tmp_path / "blobs" / r.blob_info.blob_id
+        assert placed.read_bytes() == layer.read_bytes() and placed.stat().st_nlink == 1
+    assert [p.name for p in (tmp_path / "blobs").iterdir() if p.name.startswith(".")] == []
