@@ -105,9 +105,8 @@ def _walk_metadata(image: RafsImage, report: CheckReport, bootstrap: str) -> lis
     regular files' inode numbers (each once)."""
     files: list[int] = []
     seen: set[int] = set()
-    for _path, ino in image.walk():
+    for _path, ino, attrs in image.walk_attrs():
         report.inodes += 1
-        attrs = image.getattr(ino)
         if attrs.has_xattr:
             image.xattrs(ino)
         if attrs.is_dir:
@@ -119,8 +118,7 @@ def _walk_metadata(image: RafsImage, report: CheckReport, bootstrap: str) -> lis
             seen.add(ino)
             report.files += 1
             report.bytes += attrs.size
-            chunks = image.chunks(ino)
-            covered = sum(c.uncompressed_size for c in chunks)
+            covered = image.chunk_bytes(ino)
             if covered > attrs.size:
                 raise IntegrityError(f"{bootstrap}: inode {ino} has {covered} bytes of chunks "
                                      f"for a file of {attrs.size} bytes")
