@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ from .upstream_keys import (
     SECTIONS,
     flatten,
 )
+
+log = logging.getLogger("containerd-nydus")
 
 DEFAULT_ROOT = "/var/lib/containerd-nydus"
 DEFAULT_ADDRESS = "/run/containerd-nydus/containerd-nydus-grpc.sock"
@@ -180,7 +183,10 @@ def _from_dict(data: dict[str, Any], p: Path) -> SnapshotterConfig:
             raise ConfigError(f"{p}: '{key}' must be {kind}")
         values[key] = value
         if spec.support == IGNORED:
-            cfg.warnings.append(f"config key '{key}' = {value!r}: {spec.note}; ignored")
+            if value in (False, 0, ""):  # upstream's zero value: the feature is off, nothing is lost
+                log.debug("config key '%s' = %r: %s; off, as here", key, value, spec.note)
+            else:
+                cfg.warnings.append(f"config key '{key}' = {value!r}: {spec.note}; ignored")
     _apply(cfg, values, p)
     return cfg
 

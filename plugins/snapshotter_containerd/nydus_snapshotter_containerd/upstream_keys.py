@@ -4,7 +4,8 @@ Upstream's ``SnapshotterConfig`` (v0.15) is the reference: a file written for up
 this snapshotter. Each key is one of:
 
 - ``honoured``: does what upstream does;
-- ``ignored``: a feature nydus-py does not have; the key is accepted and logged once, by name;
+- ``ignored``: a feature nydus-py does not have; the key is accepted and, unless its value is
+  upstream's zero value (``false``, ``0``, ``""``: the feature off), logged once, by name;
 - ``inert``: upstream parses it and does nothing with it either; accepted silently (debug log);
 - ``ours``: a nydus-py key upstream does not have (kept from nydus-py's own format).
 
@@ -104,7 +105,8 @@ KEYS: dict[str, KeySpec] = {
     "log.log_rotation_compress": KeySpec(_B, IGNORED, "rotated logs are not compressed"),
     "cgroup.enable": KeySpec(_B, IGNORED, "nydusd is not put into a cgroup"),
     "cgroup.memory_limit": KeySpec(_S, IGNORED, "nydusd is not put into a cgroup"),
-    "experimental.enable_stargz": KeySpec(_B, IGNORED, "eStargz is not implemented"),
+    "experimental.enable_stargz": KeySpec(
+        _B, IGNORED, "eStargz images are not served lazily (nydusify convert reads eStargz layers)"),
     "experimental.enable_referrer_detect": KeySpec(_B, IGNORED, "referrer detection is not implemented"),
     "experimental.enable_index_detect": KeySpec(_B, IGNORED, "index detection is not implemented"),
     "experimental.enable_backend_source": KeySpec(_B, IGNORED, "the backend source API is not implemented"),
