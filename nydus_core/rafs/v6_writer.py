@@ -305,7 +305,7 @@ class V6Writer:
                 self._check_chunks(i)
             node.extended = self._needs_extended(node)
             head = node.isize + len(node.xattr)
-            if ftype == _IFDIR or ftype == _IFLNK:
+            if ftype in (_IFDIR, _IFLNK):
                 tail = node.size % BS
                 if tail and head + tail <= BS:
                     node.layout = EROFS_INODE_FLAT_INLINE
@@ -395,7 +395,7 @@ class V6Writer:
             off = node.nid * 32
             if node.plain_blocks:
                 node.data_blkaddr += meta_blk
-            if ftype == _IFDIR or ftype == _IFLNK:
+            if ftype in (_IFDIR, _IFLNK):
                 # all-inline data: upstream records the block holding the inode and its tail
                 iu = node.data_blkaddr if node.plain_blocks else (self.meta_addr + off) // BS
             elif ftype == _IFREG:
