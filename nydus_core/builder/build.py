@@ -223,7 +223,7 @@ def build(
             out.discard()
         final_table = with_own(info) if info is not None else table
         data = writer.dump(final_table)
-        self_check(data, str(bootstrap) if bootstrap is not None else "inline bootstrap")
+        self_check(data, str(bootstrap) if bootstrap is not None else "inline bootstrap", workers=workers)
     except OSError as exc:  # the blob could not be written (disk full, broken pipe...)
         bw.abort()
         out.discard()
