@@ -39,7 +39,7 @@ class KeySpec:
 
 _S, _B, _I = (str,), (bool,), (int,)
 _T = (dict,)
-_SYSTEM = "the system controller (HTTP on system.address) is not implemented"
+_SYSTEM = "the system controller (HTTP on system.address: daemons, records, live upgrade)"
 _METRICS = "the Prometheus exporter is not implemented"
 _OVLFS = "the nydus-overlayfs mount helper is not implemented"
 _KUBE = "the kubeconfig keychain is not implemented"
@@ -57,10 +57,10 @@ KEYS: dict[str, KeySpec] = {
     "gid": KeySpec(_I, HONOURED, "group of the gRPC socket"),
     "daemon_mode": KeySpec(_S, HONOURED, "dedicated (multiple), shared; none is not implemented"),
     "cleanup_on_close": KeySpec(_B, HONOURED, "on shutdown, unmount the images and stop nydusd"),
-    "system.enable": KeySpec(_B, IGNORED, _SYSTEM),
-    "system.address": KeySpec(_S, IGNORED, _SYSTEM),
-    "system.uid": KeySpec(_I, IGNORED, _SYSTEM),
-    "system.gid": KeySpec(_I, IGNORED, _SYSTEM),
+    "system.enable": KeySpec(_B, HONOURED, _SYSTEM),
+    "system.address": KeySpec(_S, HONOURED, _SYSTEM),
+    "system.uid": KeySpec(_I, HONOURED, _SYSTEM),
+    "system.gid": KeySpec(_I, HONOURED, _SYSTEM),
     "system.debug.daemon_cpu_profile_duration_secs": KeySpec(_I, IGNORED, "nydusd CPU profiling is Go-only"),
     "system.debug.pprof_address": KeySpec(_S, IGNORED, "Go pprof has no Python counterpart"),
     "metrics.address": KeySpec(_S, IGNORED, _METRICS),
