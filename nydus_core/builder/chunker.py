@@ -7,7 +7,7 @@ files; :func:`finalize_chunks` gives every file its own records with the right `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from ..interfaces import Digester
@@ -132,27 +132,38 @@ class ChunkPipeline:
                 break
         return chunks, size
 
-    def add_stored(self, size: int, digest: bytes, stored: bytes, compressed: bool) -> ChunkInfo:
-        """Add a one-chunk file that a worker process read, digested and compressed (``stored``
-        as :meth:`BlobWriter.add_stored` takes it): deduplicated, counted and reported as
-        :meth:`add_file` does, so the blob and records are those of the serial path."""
+    def add_stored(self, files: Sequence[tuple[int, bytes, bytes, bool]]) -> list[ChunkInfo | None]:
+        """Add one-chunk files that a worker process read, digested and compressed: ``(size,
+        digest, stored, compressed)`` each, ``stored`` as :meth:`BlobWriter.add_stored` takes it.
+        Deduplicated and counted as :meth:`add_file` does (progress reported once for them all), so
+        the blob and records are those of the serial path; an empty file gets ``None``."""
+        if not isinstance(self.writer, BlobWriter):
+            raise RuntimeError("add_stored needs a BlobWriter")
+        add = self.writer.add_stored
+        known = self.known
+        out: list[ChunkInfo | None] = []
+        new = nbytes = 0
+        for size, digest, stored, compressed in files:
+            if not size:
+                out.append(None)
+                continue
+            key = (digest, size)
+            chunk = known.get(key)
+            if chunk is None:
+                chunk = known[key] = add(size, digest, stored, compressed)
+                new += 1
+            out.append(chunk)
+            nbytes += size
         stats = self.stats
-        key = (digest, size)
-        chunk = self.known.get(key)
-        if chunk is None:
-            if not isinstance(self.writer, BlobWriter):
-                raise RuntimeError("add_stored needs a BlobWriter")
-            chunk = self.writer.add_stored(size, digest, stored, compressed)
-            self.known[key] = chunk
-            stats.chunks_new += 1
-        else:
-            stats.chunks_dedup += 1
-        self._source_offset += size
-        stats.chunks += 1
-        stats.bytes_read += size
+        chunks = len(files) - out.count(None)
+        stats.chunks_new += new
+        stats.chunks_dedup += chunks - new
+        stats.chunks += chunks
+        stats.bytes_read += nbytes
+        self._source_offset += nbytes
         if self.progress is not None:
             self.progress(self._position() if self._position else stats.bytes_read, self.total)
-        return chunk
+        return out
 
 
 def unique_inodes(root: TreeInode) -> Iterable[TreeInode]:

@@ -14,6 +14,7 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from ..errors import BuildError
 from ..rafs.blob_writer import BlobWriter
@@ -184,11 +185,13 @@ class DirectorySource:
                 if not isinstance(seg, list):
                     self._load_one(pipeline, *seg)
                     continue
-                for (node, path), res in zip(seg, next(results), strict=True):
-                    if isinstance(res, str):
-                        raise BuildError(res)
-                    size, digest, stored, compressed = res
-                    node.chunks = [pipeline.add_stored(size, digest, stored, compressed)] if size else []
+                done = next(results)
+                failed = next((res for res in done if isinstance(res, str)), None)
+                if failed is not None:
+                    raise BuildError(failed)
+                read = cast("list[tuple[int, bytes, bytes, bool]]", done)
+                for (node, path), chunk, (size, *_) in zip(seg, pipeline.add_stored(read), read, strict=True):
+                    node.chunks = [chunk] if chunk is not None else []
                     if size != node.size:
                         log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path),
                                     node.size, size)

@@ -261,15 +261,15 @@ class BlobWriter:
             raise BuildError(f"chunk of {size} bytes does not fit chunk size {self.chunk_size:#x}")
         if compressed != (len(stored) < size) or (compressed and not self._compress_chunks):
             raise ValueError("stored chunk does not match its compressed flag")
-        info = ChunkInfo(
-            digest, self.blob_index, _COMPRESSED if compressed else 0, len(stored), size,
-            self._pos, self._ucursor, 0, len(self._chunks),
-        )
-        self._ucursor = align_up(self._ucursor + size, EROFS_BLOCK_SIZE)
-        self._chunks.append(info)
         while self._pending:  # chunks before this one still being compressed go first
             self._drain_one()
-        info.compressed_offset = self._pos
+        chunks = self._chunks
+        info = ChunkInfo(
+            digest, self.blob_index, _COMPRESSED if compressed else 0, len(stored), size,
+            self._pos, self._ucursor, 0, len(chunks),
+        )
+        self._ucursor = (self._ucursor + size + EROFS_BLOCK_SIZE - 1) & -EROFS_BLOCK_SIZE
+        chunks.append(info)
         self._write(stored)
         return info
 
