@@ -9,6 +9,7 @@ import os
 import pickle
 import signal
 import stat
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -242,19 +243,27 @@ def _split_walk(image: RafsImage, report: CheckReport, bootstrap: str) -> None:
             report.hardlinks += 1
 
 
+def _may_fork() -> bool:
+    """Fork only a single-threaded process (the CLI): a library caller's other threads may hold
+    locks that a forked child would wait on for ever."""
+    return threading.active_count() == 1
+
+
 def self_check(data: bytes, name: str, *, workers: int | None = None) -> CheckReport:
     """Walk a bootstrap just written (held in ``data``) as :func:`check_image` does, without blobs.
 
     ``create`` and ``merge`` run it before the bootstrap reaches its name, so an image they report as
     built never fails ``check``; any failure is a :class:`~nydus_core.errors.BuildError` naming ``name``.
-    With ``workers > 1`` (default: the CPU count) a large image is checked by two processes."""
+    With ``workers > 1`` (default: the CPU count) a large image is checked by two processes when the
+    caller runs no other thread."""
     try:
         image = open_bootstrap_bytes(data, name)
         try:
             comp, dig = algorithm_names(image)
             report = CheckReport(name, image.version, comp, dig, image.chunk_size,
                                  [_blob_dict(b) for b in image.blobs])
-            if (workers or os.cpu_count() or 1) > 1 and image.inode_count() >= SPLIT_MIN_INODES:
+            if ((workers or os.cpu_count() or 1) > 1 and image.inode_count() >= SPLIT_MIN_INODES
+                    and _may_fork()):
                 _split_walk(image, report, name)
             else:
                 _walk_metadata(image, report, name)
