@@ -19,6 +19,7 @@ from typing import cast
 from ..errors import BuildError
 from ..rafs.blob_writer import BlobWriter
 from ..rafs.model import TreeInode
+from . import small_files
 from .chunker import ChunkPipeline, Readable
 from .options import BuildStats
 from .small_files import BATCH_BYTES, BATCH_FILES, SmallFileReader, open_source_file
@@ -171,7 +172,8 @@ class DirectorySource:
         limit = min(pipeline.chunk_size, SMALL_FILE)
         writer = pipeline.writer
         small = sum(1 for node, _ in self._files if node.size <= limit)
-        if workers < 2 or small < PARALLEL_MIN_FILES or not isinstance(writer, BlobWriter):
+        if (workers < 2 or small < PARALLEL_MIN_FILES or not isinstance(writer, BlobWriter)
+                or not small_files.may_fork()):
             for node, path in self._files:
                 self._load_one(pipeline, node, path)
             return

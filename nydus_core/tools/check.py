@@ -9,11 +9,11 @@ import os
 import pickle
 import signal
 import stat
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..builder import small_files
 from ..errors import BuildError, IntegrityError, NydusError
 from ..plugins import compressor_by_id
 from ..rafs.blobmeta import read_blob_meta
@@ -243,12 +243,6 @@ def _split_walk(image: RafsImage, report: CheckReport, bootstrap: str) -> None:
             report.hardlinks += 1
 
 
-def _may_fork() -> bool:
-    """Fork only a single-threaded process (the CLI): a library caller's other threads may hold
-    locks that a forked child would wait on for ever."""
-    return threading.active_count() == 1
-
-
 def self_check(data: bytes, name: str, *, workers: int | None = None) -> CheckReport:
     """Walk a bootstrap just written (held in ``data``) as :func:`check_image` does, without blobs.
 
@@ -263,7 +257,7 @@ def self_check(data: bytes, name: str, *, workers: int | None = None) -> CheckRe
             report = CheckReport(name, image.version, comp, dig, image.chunk_size,
                                  [_blob_dict(b) for b in image.blobs])
             if ((workers or os.cpu_count() or 1) > 1 and image.inode_count() >= SPLIT_MIN_INODES
-                    and _may_fork()):
+                    and small_files.may_fork()):
                 _split_walk(image, report, name)
             else:
                 _walk_metadata(image, report, name)
