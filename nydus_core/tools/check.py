@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..builder import small_files
 from ..errors import BuildError, IntegrityError, NydusError
 from ..plugins import compressor_by_id
 from ..rafs.blobmeta import read_blob_meta
@@ -256,6 +255,8 @@ def self_check(data: bytes, name: str, *, workers: int | None = None) -> CheckRe
             comp, dig = algorithm_names(image)
             report = CheckReport(name, image.version, comp, dig, image.chunk_size,
                                  [_blob_dict(b) for b in image.blobs])
+            from ..builder import small_files  # here: the builder imports this module
+
             if ((workers or os.cpu_count() or 1) > 1 and image.inode_count() >= SPLIT_MIN_INODES
                     and small_files.may_fork()):
                 _split_walk(image, report, name)
