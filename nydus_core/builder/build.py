@@ -169,7 +169,7 @@ def build(
             tree = dsrc.scan(stats)
             pipeline = ChunkPipeline(bw, digester, cs, known=known, stats=stats, progress=opts.progress,
                                      total=dsrc.total_bytes)
-            dsrc.load(pipeline)
+            dsrc.load(pipeline, workers=workers)
         else:
             tsrc = TarSource(source, gzip=source_type == "targz-rafs", repeatable=opts.repeatable,
                              estargz=opts.estargz)
@@ -188,9 +188,11 @@ def build(
         has_data = bw.chunk_count > 0
 
         own_slot = [BlobInfo(BLOB_ID_INLINE_PLACEHOLDER, own_index, cs)] if has_data else []
-        used = sorted(i - _DICT_BASE for i in _referenced_blobs(root) if i >= _DICT_BASE)
-        first_dict = own_index + len(own_slot)
-        remap_blob_indexes(root, {_DICT_BASE + k: first_dict + rank for rank, k in enumerate(used)})
+        used: list[int] = []
+        if dict_blobs:  # chunk-dict records carry provisional blob indexes: number the used blobs
+            used = sorted(i - _DICT_BASE for i in _referenced_blobs(root) if i >= _DICT_BASE)
+            first_dict = own_index + len(own_slot)
+            remap_blob_indexes(root, {_DICT_BASE + k: first_dict + rank for rank, k in enumerate(used)})
         finalize_chunks(root, cs)
         table = table + own_slot + [dict_blobs[k] for k in used]
         prefetch = resolve_paths(root, opts.prefetch) if opts.prefetch else []
@@ -221,7 +223,7 @@ def build(
             out.discard()
         final_table = with_own(info) if info is not None else table
         data = writer.dump(final_table)
-        self_check(data, str(bootstrap) if bootstrap is not None else "inline bootstrap")
+        self_check(data, str(bootstrap) if bootstrap is not None else "inline bootstrap", workers=workers)
     except OSError as exc:  # the blob could not be written (disk full, broken pipe...)
         bw.abort()
         out.discard()

@@ -7,7 +7,7 @@ files; :func:`finalize_chunks` gives every file its own records with the right `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from ..interfaces import Digester
@@ -132,6 +132,39 @@ class ChunkPipeline:
                 break
         return chunks, size
 
+    def add_stored(self, files: Sequence[tuple[int, bytes, bytes, bool]]) -> list[ChunkInfo | None]:
+        """Add one-chunk files that a worker process read, digested and compressed: ``(size,
+        digest, stored, compressed)`` each, ``stored`` as :meth:`BlobWriter.add_stored` takes it.
+        Deduplicated and counted as :meth:`add_file` does (progress reported once for them all), so
+        the blob and records are those of the serial path; an empty file gets ``None``."""
+        if not isinstance(self.writer, BlobWriter):
+            raise RuntimeError("add_stored needs a BlobWriter")
+        add = self.writer.add_stored
+        known = self.known
+        out: list[ChunkInfo | None] = []
+        new = nbytes = 0
+        for size, digest, stored, compressed in files:
+            if not size:
+                out.append(None)
+                continue
+            key = (digest, size)
+            chunk = known.get(key)
+            if chunk is None:
+                chunk = known[key] = add(size, digest, stored, compressed)
+                new += 1
+            out.append(chunk)
+            nbytes += size
+        stats = self.stats
+        chunks = len(files) - out.count(None)
+        stats.chunks_new += new
+        stats.chunks_dedup += chunks - new
+        stats.chunks += chunks
+        stats.bytes_read += nbytes
+        self._source_offset += nbytes
+        if self.progress is not None:
+            self.progress(self._position() if self._position else stats.bytes_read, self.total)
+        return out
+
 
 def unique_inodes(root: TreeInode) -> Iterable[TreeInode]:
     """Yield every distinct inode of the tree once (hard links once), root first."""
@@ -158,7 +191,11 @@ def remap_blob_indexes(root: TreeInode, mapping: dict[int, int]) -> None:
 
 
 def finalize_chunks(root: TreeInode, chunk_size: int) -> None:
-    """Give each file its own chunk records with ``file_offset = k * chunk_size``."""
+    """Give each file chunk records with ``file_offset = k * chunk_size``: a record already at its
+    offset is kept (records may stay shared between files; nothing changes them afterwards), any
+    other is replaced by a copy."""
     for node in unique_inodes(root):
-        if node.chunks:
-            node.chunks = [c.with_file_offset(k * chunk_size) for k, c in enumerate(node.chunks)]
+        chunks = node.chunks
+        if chunks and any(c.file_offset != k * chunk_size for k, c in enumerate(chunks)):
+            node.chunks = [c if c.file_offset == k * chunk_size else c.with_file_offset(k * chunk_size)
+                           for k, c in enumerate(chunks)]

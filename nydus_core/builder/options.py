@@ -37,7 +37,8 @@ class BuildOptions:
     * ``chunk_dict``: ``--chunk-dict`` bootstrap path (``bootstrap=PATH`` accepted too).
     * ``parent_bootstrap``: apply this layer on top of that image.
     * ``prefetch``: paths for the prefetch table (``--prefetch-policy fs``); ``None`` = no table.
-    * ``workers``: compression threads (``None`` = CPU count).
+    * ``workers``: compression threads, and worker processes reading small files (``None`` = CPU
+      count; 1 reads everything in this process).
     * ``progress``: called with ``(bytes_done, bytes_total | None)`` while file data is read.
     * ``estargz``: the tar is an eStargz layer: its TOC (``stargz.index.json``) and landmark files
       are left out, as upstream does.

@@ -12,12 +12,17 @@ import errno
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 from ..errors import BuildError
+from ..rafs.blob_writer import BlobWriter
 from ..rafs.model import TreeInode
+from . import small_files
 from .chunker import ChunkPipeline, Readable
 from .options import BuildStats
+from .small_files import BATCH_BYTES, BATCH_FILES, SmallFileReader, open_source_file
 
 log = logging.getLogger("nydus.builder")
 
@@ -25,6 +30,10 @@ log = logging.getLogger("nydus.builder")
 XATTR_PREFIXES = (b"user.", b"security.", b"trusted.", b"system.posix_acl_access",
                   b"system.posix_acl_default")
 _NO_XATTR_ERRNOS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM, errno.EACCES}
+#: files up to this size (and one chunk) are read by worker processes when the build has workers
+SMALL_FILE = 1 << 20
+#: below this many small files a build reads them itself (starting workers costs more)
+PARALLEL_MIN_FILES = 2048
 
 
 def allowed_xattr(name: bytes) -> bool:
@@ -153,28 +162,77 @@ class DirectorySource:
         except OSError as exc:
             raise _error(path, "cannot read xattrs", exc) from None
 
-    def load(self, pipeline: ChunkPipeline) -> None:
+    def load(self, pipeline: ChunkPipeline, *, workers: int = 1) -> None:
         """Read every regular file's data (in tree order) into chunks.
 
-        Errors reading a source file name that file; errors writing the blob propagate as they are
-        (the build names its output)."""
-        for node, path in self._files:
-            try:
-                # no symlink, no blocking open of a file swapped for a fifo since the scan
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError as exc:
-                raise _error(path, "cannot read", exc) from None
-            with os.fdopen(fd, "rb", buffering=0) as raw:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise _error(path, "cannot read", OSError(0, "no longer a regular file"))
-                if node.size <= pipeline.chunk_size:  # one read, no wrapper: most files of an image
-                    chunks, size = pipeline.add_file(_OneRead(fd, path, node.size), node.size)
-                else:
-                    chunks, size = pipeline.add_file(_SourceReader(raw, path), node.size)
-            if size != node.size:
-                log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path), node.size, size)
-                node.size = size
-            node.chunks = chunks
+        With ``workers > 1`` and enough small files (at most one chunk and ``SMALL_FILE`` bytes),
+        those are read, digested and compressed by that many worker processes in batches, the rest
+        here; the output is byte-identical to ``workers=1``. Errors reading a source file name that
+        file; errors writing the blob propagate as they are (the build names its output)."""
+        limit = min(pipeline.chunk_size, SMALL_FILE)
+        writer = pipeline.writer
+        small = sum(1 for node, _ in self._files if node.size <= limit)
+        if (workers < 2 or small < PARALLEL_MIN_FILES or not isinstance(writer, BlobWriter)
+                or not small_files.may_fork()):
+            for node, path in self._files:
+                self._load_one(pipeline, node, path)
+            return
+        compressor = writer.compressor if writer.compresses_chunks else None
+        with SmallFileReader(workers, pipeline.digester, compressor) as reader:
+            segments = list(self._segments(limit))
+            results = reader.read(
+                [(path, node.size) for node, path in seg] for seg in segments if isinstance(seg, list)
+            )
+            for seg in segments:
+                if not isinstance(seg, list):
+                    self._load_one(pipeline, *seg)
+                    continue
+                done = next(results)
+                failed = next((res for res in done if isinstance(res, str)), None)
+                if failed is not None:
+                    raise BuildError(failed)
+                read = cast("list[tuple[int, bytes, bytes, bool]]", done)
+                for (node, path), chunk, (size, *_) in zip(seg, pipeline.add_stored(read), read, strict=True):
+                    node.chunks = [chunk] if chunk is not None else []
+                    if size != node.size:
+                        log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path),
+                                    node.size, size)
+                        node.size = size
+
+    def _segments(self, limit: int) -> Iterator[list[tuple[TreeInode, bytes]] | tuple[TreeInode, bytes]]:
+        """The files in tree order: runs of small files as batches, each larger file on its own."""
+        batch: list[tuple[TreeInode, bytes]] = []
+        nbytes = 0
+        for item in self._files:
+            size = item[0].size
+            if size > limit:
+                if batch:
+                    yield batch
+                    batch, nbytes = [], 0
+                yield item
+                continue
+            batch.append(item)
+            nbytes += size
+            if len(batch) >= BATCH_FILES or nbytes >= BATCH_BYTES:
+                yield batch
+                batch, nbytes = [], 0
+        if batch:
+            yield batch
+
+    def _load_one(self, pipeline: ChunkPipeline, node: TreeInode, path: bytes) -> None:
+        try:
+            fd = open_source_file(path)
+        except OSError as exc:
+            raise _error(path, "cannot read", exc) from None
+        with os.fdopen(fd, "rb", buffering=0) as raw:
+            if node.size <= pipeline.chunk_size:  # one read, no wrapper: most files of an image
+                chunks, size = pipeline.add_file(_OneRead(fd, path, node.size), node.size)
+            else:
+                chunks, size = pipeline.add_file(_SourceReader(raw, path), node.size)
+        if size != node.size:
+            log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path), node.size, size)
+            node.size = size
+        node.chunks = chunks
 
 
 class _OneRead:

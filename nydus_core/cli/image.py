@@ -119,7 +119,8 @@ def cli(log_level: str, log_file: str | None, debug: bool) -> None:
 @click.option("--aligned-chunk", is_flag=True, help="Accepted for upstream compatibility (v6 is aligned).")
 @click.option("--repeatable", is_flag=True, help="Record no uid/gid (EXPLICIT_UID_GID clear).")
 @click.option("--whiteout-spec", default="oci", show_default=True, help="oci, overlayfs or none.")
-@click.option("--workers", type=int, default=None, help="Compression threads (default: CPU count).")
+@click.option("--workers", type=int, default=None,
+              help="Compression threads, and processes reading small files (default: CPU count).")
 @click.option("-J", "--output-json", default=None, help="Write a JSON summary to this file.")
 def create(source: str, source_type: str, bootstrap: str | None, blob_dir: str | None, blob: str | None,
            inline_meta: bool, blob_id: str | None, chunk_size: str, compressor: str, digester: str,

@@ -76,6 +76,11 @@ class RafsImage(abc.ABC):
         return [c for c in self.chunks(ino)
                 if c.file_offset < end and c.file_offset + c.uncompressed_size > offset]
 
+    def chunk_bytes(self, ino: int) -> int:
+        """Return the bytes the chunk records of regular file ``ino`` cover (checked as
+        :meth:`chunks` checks them; readers may avoid decoding the records)."""
+        return sum(c.uncompressed_size for c in self.chunks(ino))
+
     def parent(self, ino: int) -> int | None:
         """Return the parent directory's ino when the format records it (else None)."""
         return None
@@ -109,8 +114,16 @@ class RafsImage(abc.ABC):
     def walk(self, top: int | None = None, prefix: bytes = b"") -> Iterator[tuple[bytes, int]]:
         """Yield ``(path, ino)`` for every entry below ``top`` (root first, path ``b"/"``),
         depth-first in name order. Guards against directory cycles in hostile images."""
+        for path, ino, _attrs in self.walk_attrs(top, prefix):
+            yield path, ino
+
+    def walk_attrs(
+        self, top: int | None = None, prefix: bytes = b""
+    ) -> Iterator[tuple[bytes, int, InodeAttrs]]:
+        """:meth:`walk` yielding each entry's attributes too: ``(path, ino, attrs)``."""
         start = self.root_ino if top is None else top
-        yield (prefix or b"/"), start
+        attrs = self.getattr(start)
+        yield (prefix or b"/"), start, attrs
         seen_dirs = {start}
         stack: list[tuple[bytes, Iterator[tuple[bytes, int]]]] = [(prefix, self.readdir(start))]
         while stack:
@@ -121,8 +134,9 @@ class RafsImage(abc.ABC):
                 continue
             name, ino = entry
             path = base + b"/" + name
-            yield path, ino
-            if self.getattr(ino).is_dir:
+            attrs = self.getattr(ino)
+            yield path, ino, attrs
+            if attrs.mode & 0o170000 == 0o040000:
                 if ino in seen_dirs:
                     raise FormatError(f"{self.path}: directory cycle at {os.fsdecode(path)}")
                 seen_dirs.add(ino)

@@ -30,6 +30,7 @@ from .checks import (
     check_chunk,
     check_super_flags_supported,
     decode_blob_id,
+    valid_chunk_records,
 )
 from .constants import (
     CHUNK_INFO_SIZE,
@@ -144,6 +145,7 @@ class V6Image(RafsImage):
         self._buf = mapped.buf
         self.path = mapped.path
         self._chunk_map_cache: ChunkLookup | None = None
+        self._valid_records: bytearray | None = None  # chunk_bytes(): records check_chunk passes
         self._recent: dict[int, _Inode] = {}  # the last few decoded inodes (a walk's repeats)
         self._dir_counts: dict[int, list[int]] = {}
         self._load()
@@ -578,18 +580,23 @@ class V6Image(RafsImage):
         m.check(base, 8 * count, "chunk index array of inode nid {}", ino)
         return n, base, count
 
-    def _resolve(self, n: _Inode, base: int, k: int) -> ChunkInfo:
-        m = self._m
+    def _position(self, n: _Inode, base: int, k: int) -> int:
+        """Return the chunk-table position that chunk index ``k`` of inode ``n`` refers to."""
         lo, hi, blk = _CHUNK_INDEX.unpack_from(self._buf, base + 8 * k)
         device = hi & 0xFF
         if device == 0:
-            raise m.error(f"inode nid {n.nid}: chunk {k} names no blob device")
+            raise self._m.error(f"inode nid {n.nid}: chunk {k} names no blob device")
         bi, ci = device - 1, ((hi >> 8) << 16) | lo
         pos = self._chunk_map().get((bi << 56) | (ci << 32) | blk)
         if pos is None:
-            raise m.error(
+            raise self._m.error(
                 f"inode nid {n.nid}: chunk {k} (blob {bi}, chunk {ci}, block {blk}) is not in the chunk table"
             )
+        return pos
+
+    def _resolve(self, n: _Inode, base: int, k: int) -> ChunkInfo:
+        m = self._m
+        pos = self._position(n, base, k)
         c = ChunkInfo.unpack_from(self._buf, self._ct_off + pos * CHUNK_INFO_SIZE)
         cs = self.chunk_size
         c.file_offset = k * cs
@@ -605,6 +612,27 @@ class V6Image(RafsImage):
         """Return the chunk records of regular file ``ino`` (empty for other inodes)."""
         n, base, count = self._chunk_indexes(ino)
         return [self._resolve(n, base, k) for k in range(count)]
+
+    def chunk_bytes(self, ino: int) -> int:
+        """Return the bytes the chunks of regular file ``ino`` cover, every index and record checked
+        as :meth:`chunks` checks them (the same errors), without decoding records into objects."""
+        n, base, count = self._chunk_indexes(ino)
+        if not count:
+            return 0
+        valid = self._valid_records
+        if valid is None:
+            with memoryview(self._buf) as mv:  # released before any close()
+                valid = self._valid_records = valid_chunk_records(
+                    mv[self._ct_off:self._ct_off + self._ct_size], self.blobs, self.chunk_size)
+        buf, ct, cs, size = self._buf, self._ct_off, self.chunk_size, n.size
+        total = 0
+        for k in range(count):
+            pos = self._position(n, base, k)
+            usize: int = _U32.unpack_from(buf, ct + pos * CHUNK_INFO_SIZE + 44)[0]
+            if not valid[pos] or usize != min(cs, size - k * cs):
+                self._resolve(n, base, k)  # raises the error chunks() raises
+            total += usize
+        return total
 
     def chunks_for_range(self, ino: int, offset: int, size: int) -> list[ChunkInfo]:
         """Return only the chunk records covering file bytes ``[offset, offset + size)``."""

@@ -84,6 +84,7 @@ MAPPED_BLKADDR_ALIGN = 512 * 1024
 _U16 = 0xFFFF
 _U32 = 0xFFFF_FFFF
 _MAX_SYMLINK = 4096
+_IFMT, _IFDIR, _IFREG, _IFLNK = stat.S_IFMT(0o177777), stat.S_IFDIR, stat.S_IFREG, stat.S_IFLNK
 
 
 def encode_rdev(rdev: int) -> int:
@@ -92,16 +93,19 @@ def encode_rdev(rdev: int) -> int:
     return ((minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)) & _U32
 
 
+_FILE_TYPES = {
+    stat.S_IFREG: EROFS_FT_REG_FILE,
+    stat.S_IFDIR: EROFS_FT_DIR,
+    stat.S_IFCHR: EROFS_FT_CHRDEV,
+    stat.S_IFBLK: EROFS_FT_BLKDEV,
+    stat.S_IFIFO: EROFS_FT_FIFO,
+    stat.S_IFSOCK: EROFS_FT_SOCK,
+    stat.S_IFLNK: EROFS_FT_SYMLINK,
+}
+
+
 def _file_type(mode: int) -> int:
-    return {
-        stat.S_IFREG: EROFS_FT_REG_FILE,
-        stat.S_IFDIR: EROFS_FT_DIR,
-        stat.S_IFCHR: EROFS_FT_CHRDEV,
-        stat.S_IFBLK: EROFS_FT_BLKDEV,
-        stat.S_IFIFO: EROFS_FT_FIFO,
-        stat.S_IFSOCK: EROFS_FT_SOCK,
-        stat.S_IFLNK: EROFS_FT_SYMLINK,
-    }.get(stat.S_IFMT(mode), EROFS_FT_UNKNOWN)
+    return _FILE_TYPES.get(stat.S_IFMT(mode), EROFS_FT_UNKNOWN)
 
 
 def _split_xattr_name(name: bytes) -> tuple[int, bytes]:
@@ -147,6 +151,7 @@ def _dirent_blocks(names: Sequence[bytes]) -> tuple[list[tuple[int, int]], int]:
 class _Node:
     inode: TreeInode
     parent: _Node | None
+    ftype: int = 0  # mode & S_IFMT
     ino: int = 0
     nid: int = 0
     nlink: int = 0
@@ -234,7 +239,7 @@ class V6Writer:
     def _collect(self, root: TreeInode) -> list[_Node]:
         nodes: list[_Node] = []
         seen: dict[int, _Node] = {}
-        root_node = _Node(root, None, nlink=0)
+        root_node = _Node(root, None, _IFDIR, nlink=0)
         stack = [root_node]
         seen[id(root)] = root_node
         while stack:
@@ -247,15 +252,16 @@ class V6Writer:
                 if not name or b"/" in name or name in (b".", b".."):
                     raise BuildError(f"invalid file name {name!r}")
                 existing = seen.get(id(child))
-                if child.is_dir:
+                ftype = child.mode & _IFMT
+                if ftype == _IFDIR:
                     if existing is not None:
                         raise BuildError(f"directory {name!r} appears twice in the tree (cycle or hard link)")
-                    node = _Node(child, dnode)
+                    node = _Node(child, dnode, ftype)
                     seen[id(child)] = node
                     subdirs.append(node)
                     dnode.subdirs += 1
                 elif existing is None:
-                    node = _Node(child, dnode, nlink=1)
+                    node = _Node(child, dnode, ftype, nlink=1)
                     seen[id(child)] = node
                     nodes.append(node)
                 else:
@@ -263,7 +269,7 @@ class V6Writer:
             stack.extend(reversed(subdirs))
         for ino, node in enumerate(nodes, 1):
             node.ino = ino
-            if node.inode.is_dir:
+            if node.ftype == _IFDIR:
                 node.nlink = 2 + node.subdirs
         return nodes
 
@@ -272,33 +278,34 @@ class V6Writer:
         return bool(
             self.extended_inodes
             or (self.keep_mtime and (i.mtime != 0 or i.mtime_nsec != 0))
-            or stat.S_ISCHR(i.mode) or stat.S_ISBLK(i.mode)
+            or node.ftype in (stat.S_IFCHR, stat.S_IFBLK)
             or i.uid > _U16 or i.gid > _U16 or node.nlink > _U16 or node.size > _U32
         )
 
     def _measure(self) -> None:
         for node in self._nodes:
             i = node.inode
+            ftype = node.ftype
             if i.uid > _U32 or i.gid > _U32 or node.nlink > _U32:
                 raise BuildError("uid/gid/nlink beyond 32 bits cannot be stored")
-            node.xattr = encode_xattrs(i.xattrs)
-            if node.xattr:
+            if i.xattrs:
+                node.xattr = encode_xattrs(i.xattrs)
                 self.has_xattr = True
-            if i.is_dir:
+            if ftype == _IFDIR:
                 node.names = sorted([b".", b"..", *i.children])
                 node.blocks, node.size = _dirent_blocks(node.names)
-            elif i.is_symlink:
+            elif ftype == _IFLNK:
                 target = i.symlink or b""
                 if not 0 < len(target) <= _MAX_SYMLINK:
                     raise BuildError(f"symlink target of {len(target)} bytes cannot be stored (1..4096)")
                 node.data = target
                 node.size = len(target)
-            elif i.is_reg:
+            elif ftype == _IFREG:
                 node.size = i.size
                 self._check_chunks(i)
             node.extended = self._needs_extended(node)
             head = node.isize + len(node.xattr)
-            if i.is_dir or i.is_symlink:
+            if ftype in (_IFDIR, _IFLNK):
                 tail = node.size % BS
                 if tail and head + tail <= BS:
                     node.layout = EROFS_INODE_FLAT_INLINE
@@ -308,7 +315,7 @@ class V6Writer:
                     node.layout = EROFS_INODE_FLAT_PLAIN
                     node.plain_blocks = -(-node.size // BS)
                 node.record = head + node.tail
-            elif i.is_reg:
+            elif ftype == _IFREG:
                 node.layout = EROFS_INODE_CHUNK_BASED
                 node.record = align_up(head, 8) + 8 * len(i.chunks)
             else:
@@ -348,7 +355,7 @@ class V6Writer:
         offset = ROOT_OFFSET
         for node in self._nodes:
             head = node.record
-            if node.inode.is_reg:
+            if node.ftype == _IFREG:
                 head = align_up(node.isize + len(node.xattr), 8)
             if head <= BS and (offset % BS) + head > BS:
                 offset = align_up(offset, BS)
@@ -384,15 +391,16 @@ class V6Writer:
         buf = bytearray(self._meta_len)
         for node in self._nodes:
             i = node.inode
+            ftype = node.ftype
             off = node.nid * 32
             if node.plain_blocks:
                 node.data_blkaddr += meta_blk
-            if i.is_dir or i.is_symlink:
+            if ftype in (_IFDIR, _IFLNK):
                 # all-inline data: upstream records the block holding the inode and its tail
                 iu = node.data_blkaddr if node.plain_blocks else (self.meta_addr + off) // BS
-            elif i.is_reg:
+            elif ftype == _IFREG:
                 iu = self._chunk_format(i)
-            elif stat.S_ISCHR(i.mode) or stat.S_ISBLK(i.mode):
+            elif ftype in (stat.S_IFCHR, stat.S_IFBLK):
                 iu = encode_rdev(i.rdev)
             else:
                 iu = 0
@@ -409,11 +417,12 @@ class V6Writer:
                 _COMPACT.pack_into(buf, off, fmt, icount, mode, node.nlink, node.size, 0, iu, node.ino,
                                    i.uid, i.gid, 0)
             pos = off + node.isize
-            buf[pos : pos + len(node.xattr)] = node.xattr
-            pos += len(node.xattr)
-            if i.is_dir:
+            if node.xattr:
+                buf[pos : pos + len(node.xattr)] = node.xattr
+                pos += len(node.xattr)
+            if ftype == _IFDIR:
                 data = self._dir_data(node)
-            elif i.is_symlink:
+            elif ftype == _IFLNK:
                 data = node.data
             else:
                 data = b""
@@ -423,7 +432,7 @@ class V6Writer:
                 start = (node.data_blkaddr - meta_blk) * BS
                 plain = data[: node.plain_blocks * BS]
                 buf[start : start + len(plain)] = plain
-            if i.is_reg and i.chunks:
+            if ftype == _IFREG and i.chunks:
                 pos = align_up(pos, 8)
                 for c in i.chunks:
                     ci = c.index
@@ -436,6 +445,8 @@ class V6Writer:
         assert node.names is not None and node.blocks is not None
         children = node.inode.children
         parent = node.parent or node
+        by_id = self._by_id
+        pack = _DIRENT.pack
         out = bytearray()
         for start, end in node.blocks:
             block = bytearray()
@@ -448,8 +459,8 @@ class V6Writer:
                     nid, ft = parent.nid, EROFS_FT_DIR
                 else:
                     child = children[name]
-                    nid, ft = self._by_id[id(child)].nid, _file_type(child.mode)
-                block += _DIRENT.pack(nid, nameoff, ft)
+                    nid, ft = by_id[id(child)].nid, _FILE_TYPES.get(child.mode & _IFMT, EROFS_FT_UNKNOWN)
+                block += pack(nid, nameoff, ft)
                 nameoff += len(name)
             for name in names:
                 block += name

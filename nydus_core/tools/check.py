@@ -6,6 +6,8 @@ import dataclasses
 import functools
 import logging
 import os
+import pickle
+import signal
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ from ..plugins import compressor_by_id
 from ..rafs.blobmeta import read_blob_meta
 from ..rafs.constants import BlobFeatures
 from ..rafs.image import RafsImage, open_image
-from ..rafs.model import BlobInfo, ChunkInfo
+from ..rafs.model import BlobInfo, ChunkInfo, InodeAttrs
 from ..rafs.reader import open_bootstrap_bytes
 from ..rafs.zran_read import meta_blob_id
 from .datasource import ChunkSource, algorithm_names, unique_chunks, use_real_blob_ids
@@ -100,51 +102,166 @@ def check_image(
         image.close()
 
 
-def _walk_metadata(image: RafsImage, report: CheckReport, bootstrap: str) -> list[int]:
-    """Decode every inode, name, link, xattr and chunk record; count them into ``report``; return the
-    regular files' inode numbers (each once)."""
-    files: list[int] = []
-    seen: set[int] = set()
-    for _path, ino in image.walk():
+class _Walk:
+    """One walk's state: counts go into ``report``; regular files are checked once (hard links
+    counted), their inode numbers kept in ``files`` with their sizes."""
+
+    def __init__(self, image: RafsImage, report: CheckReport, bootstrap: str) -> None:
+        self.image, self.report, self.bootstrap = image, report, bootstrap
+        self.files: dict[int, int] = {}
+
+    def entry(self, ino: int, attrs: InodeAttrs) -> None:
+        """Decode and check what one inode holds besides names: xattrs, chunks, link target."""
+        image, report = self.image, self.report
         report.inodes += 1
-        attrs = image.getattr(ino)
         if attrs.has_xattr:
             image.xattrs(ino)
         if attrs.is_dir:
             report.dirs += 1
         elif attrs.is_reg:
-            if ino in seen:
+            if ino in self.files:
                 report.hardlinks += 1
-                continue
-            seen.add(ino)
+                return
+            self.files[ino] = attrs.size
             report.files += 1
             report.bytes += attrs.size
-            chunks = image.chunks(ino)
-            covered = sum(c.uncompressed_size for c in chunks)
+            covered = image.chunk_bytes(ino)
             if covered > attrs.size:
-                raise IntegrityError(f"{bootstrap}: inode {ino} has {covered} bytes of chunks "
+                raise IntegrityError(f"{self.bootstrap}: inode {ino} has {covered} bytes of chunks "
                                      f"for a file of {attrs.size} bytes")
-            files.append(ino)
         elif stat.S_ISLNK(attrs.mode):
             report.symlinks += 1
             image.readlink(ino)
         else:
             report.others += 1
-    return files
+
+    def subtree(self, path: bytes, ino: int) -> None:
+        """Check ``ino`` (at ``path``) and, for a directory, everything below it."""
+        attrs = self.image.getattr(ino)
+        if not attrs.is_dir:
+            self.entry(ino, attrs)
+            return
+        for _path, child, child_attrs in self.image.walk_attrs(ino, path):
+            self.entry(child, child_attrs)
 
 
-def self_check(data: bytes, name: str) -> CheckReport:
+def _walk_metadata(image: RafsImage, report: CheckReport, bootstrap: str) -> list[int]:
+    """Decode every inode, name, link, xattr and chunk record; count them into ``report``; return the
+    regular files' inode numbers (each once)."""
+    walk = _Walk(image, report, bootstrap)
+    for _path, ino, attrs in image.walk_attrs():
+        walk.entry(ino, attrs)
+    return list(walk.files)
+
+
+#: a self-check of at least this many inodes is shared by two processes
+SPLIT_MIN_INODES = 20_000
+#: subtrees to share out (the directories above them are expanded, breadth first, by the parent)
+SPLIT_SUBTREES = 64
+_COUNTS = ("inodes", "files", "dirs", "symlinks", "others", "hardlinks", "bytes")
+
+
+def _subtrees(walk: _Walk) -> list[tuple[bytes, int]]:
+    """Expand the top directories breadth first (checking them) until there are enough subtrees."""
+    image = walk.image
+    level: list[tuple[bytes, int]] = [(b"", image.root_ino)]
+    expanded_dirs: set[int] = set()
+    while len(level) < SPLIT_SUBTREES:
+        expanded: list[tuple[bytes, int]] = []
+        for path, ino in level:
+            attrs = image.getattr(ino)
+            if attrs.is_dir and ino not in expanded_dirs:
+                expanded_dirs.add(ino)
+                walk.entry(ino, attrs)
+                expanded.extend((path + b"/" + name, child) for name, child in image.readdir(ino))
+            else:
+                expanded.append((path, ino))
+        if expanded == level:
+            break
+        level = expanded
+    return level
+
+
+def _child_check(walk: _Walk, subtrees: list[tuple[bytes, int]], wfd: int) -> None:
+    """In the forked child: check ``subtrees``, send the counts and files (or the error), exit."""
+    try:
+        try:
+            for path, ino in subtrees:
+                walk.subtree(path, ino)
+            msg: tuple[Any, ...] = ("ok", [getattr(walk.report, k) for k in _COUNTS], walk.files)
+        except NydusError as exc:
+            msg = ("error", type(exc), str(exc))
+        except BaseException as exc:  # handed to the parent, which raises it
+            msg = ("error", RuntimeError, f"self-check worker failed: {exc!r}")
+        with os.fdopen(wfd, "wb") as out:
+            out.write(pickle.dumps(msg))
+    finally:
+        os._exit(0)
+
+
+def _split_walk(image: RafsImage, report: CheckReport, bootstrap: str) -> None:
+    """:func:`_walk_metadata` shared with a forked child: the parent expands the top directories
+    into subtrees, the child checks every other one, the parent the rest; the counts are merged
+    (a file reached from both halves is one file and a hard link). Either's first error is raised."""
+    walk = _Walk(image, report, bootstrap)
+    subtrees = _subtrees(walk)
+    rfd, wfd = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: check everything here
+        os.close(rfd)
+        os.close(wfd)
+        for path, ino in subtrees:
+            walk.subtree(path, ino)
+        return
+    if pid == 0:
+        os.close(rfd)
+        _child_check(_Walk(image, CheckReport(bootstrap, 0, "", "", 0, []), bootstrap), subtrees[0::2], wfd)
+    os.close(wfd)
+    try:
+        with os.fdopen(rfd, "rb") as inp:
+            for path, ino in subtrees[1::2]:
+                walk.subtree(path, ino)
+            raw = inp.read()
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        os.waitpid(pid, 0)
+    if not raw:
+        raise RuntimeError("self-check worker exited without a result")
+    msg = pickle.loads(raw)
+    if msg[0] != "ok":
+        raise msg[1](msg[2])
+    for key, value in zip(_COUNTS, msg[1], strict=True):
+        setattr(report, key, getattr(report, key) + value)
+    for ino, size in msg[2].items():
+        if ino in walk.files:  # reached from both halves: one file, one more hard link
+            report.files -= 1
+            report.bytes -= size
+            report.hardlinks += 1
+
+
+def self_check(data: bytes, name: str, *, workers: int | None = None) -> CheckReport:
     """Walk a bootstrap just written (held in ``data``) as :func:`check_image` does, without blobs.
 
     ``create`` and ``merge`` run it before the bootstrap reaches its name, so an image they report as
-    built never fails ``check``; any failure is a :class:`~nydus_core.errors.BuildError` naming ``name``."""
+    built never fails ``check``; any failure is a :class:`~nydus_core.errors.BuildError` naming ``name``.
+    With ``workers > 1`` (default: the CPU count) a large image is checked by two processes when the
+    caller runs no other thread."""
     try:
         image = open_bootstrap_bytes(data, name)
         try:
             comp, dig = algorithm_names(image)
             report = CheckReport(name, image.version, comp, dig, image.chunk_size,
                                  [_blob_dict(b) for b in image.blobs])
-            _walk_metadata(image, report, name)
+            from ..builder import small_files  # here: the builder imports this module
+
+            if ((workers or os.cpu_count() or 1) > 1 and image.inode_count() >= SPLIT_MIN_INODES
+                    and small_files.may_fork()):
+                _split_walk(image, report, name)
+            else:
+                _walk_metadata(image, report, name)
         finally:
             image.close()
     except NydusError as exc:

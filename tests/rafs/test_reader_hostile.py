@@ -14,9 +14,10 @@ from nydus_testsupport.fixtures import require_upstream
 from nydus_testsupport.image_walk import exercise_image
 from nydus_testsupport.timeouts import time_limit
 
-from nydus_core.errors import FormatError, NydusError, UnsupportedFeatureError
+from nydus_core.errors import BuildError, FormatError, NydusError, UnsupportedFeatureError
 from nydus_core.rafs.image import open_image
 from nydus_core.rafs.reader import open_bootstrap_bytes
+from nydus_core.tools.check import self_check
 
 NAME = "hostile.boot"
 
@@ -293,3 +294,30 @@ def test_errors_on_a_file_name_the_file(v6, tmp_path):
     path.write_bytes(patch(v6, v6_layout(v6)["blob"] + 84, "I", 0x70000021 | 0x8))
     with pytest.raises(FormatError, match=f"^{path}: blob table entry 0: .*ZRAN without CHUNK_INFO_V2"):
         open_image(path)
+
+
+@pytest.mark.parametrize(("where", "field", "fmt", "value", "match"), [
+    ("lib", 8, "Q", 1 << 20, "does not fit the file size"),
+    ("lib", 64, "I", 0, "names no blob device"),
+    ("lib", 68, "I", 7, "not in the chunk table"),
+    ("chunk_table", 40, "I", 0, "compressed size 0"),
+    ("chunk_table", 36, "I", 0x4, "encryption"),
+    ("chunk_table", 44, "I", 9, "does not fit the file size"),
+])
+def test_v6_check_walk_finds_what_chunks_finds(v6, where, field, fmt, value, match):
+    """The check walk's chunk_bytes() (no records decoded) raises what chunks() raises."""
+    data = patch(v6, v6_layout(v6)[where] + field, fmt, value)
+    with pytest.raises(NydusError, match=match), open_bootstrap_bytes(data, NAME) as image:
+        for _path, ino, attrs in image.walk_attrs():
+            if attrs.is_reg:
+                image.chunk_bytes(ino)
+    with pytest.raises(BuildError, match=match):
+        self_check(data, NAME)
+
+
+def test_v6_chunk_bytes_is_the_chunks_sum(v6):
+    with open_bootstrap_bytes(v6, NAME) as image:
+        files = [ino for _path, ino, attrs in image.walk_attrs() if attrs.is_reg]
+        assert files
+        for ino in files:
+            assert image.chunk_bytes(ino) == sum(c.uncompressed_size for c in image.chunks(ino)) > 0

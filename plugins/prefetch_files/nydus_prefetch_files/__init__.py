@@ -1,5 +1,21 @@
-"""The ``files`` prefetcher: an explicit list of paths (nydusd ``--prefetch-files``)."""
+"""The ``files`` prefetcher: an explicit list of paths (nydusd ``--prefetch-files``).
 
-from .prefetcher import FilesPrefetcher, read_list
+The implementation is imported on first use: loading the plugin (every command does) stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __all__ = ["FilesPrefetcher", "read_list"]
+
+if TYPE_CHECKING:  # what __getattr__ returns, for type checkers
+    from .prefetcher import FilesPrefetcher, read_list
+
+
+def __getattr__(name: str) -> object:
+    if name in __all__:
+        from . import prefetcher
+
+        return getattr(prefetcher, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -126,8 +126,12 @@ def serve(config_path: str | None, address: str | None, root: str | None, nydusd
     os.chmod(sock, 0o660)
     if cfg.uid or cfg.gid:
         os.chown(sock, cfg.uid, cfg.gid)
-    log.info("serving snapshots on %s (root %s, daemon_mode %s, fs_driver %s)", sock, cfg.root,
-             cfg.daemon_mode, cfg.fs_driver)
+    controller = None
+    if cfg.system_enable:
+        from .system import SystemController
+
+        controller = SystemController(sn, Path(cfg.system_address), uid=cfg.system_uid, gid=cfg.system_gid)
+        controller.start()
     done = threading.Event()
 
     def stop(signum: int, _frame: object) -> None:
@@ -135,7 +139,11 @@ def serve(config_path: str | None, address: str | None, root: str | None, nydusd
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    log.info("serving snapshots on %s (root %s, daemon_mode %s, fs_driver %s)", sock, cfg.root,
+             cfg.daemon_mode, cfg.fs_driver)
     done.wait()
+    if controller is not None:
+        controller.stop()
     server.stop(grace=5).wait()
     sn.close()
     sock.unlink(missing_ok=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +50,11 @@ from .upstream_keys import (
     flatten,
 )
 
+log = logging.getLogger("containerd-nydus")
+
 DEFAULT_ROOT = "/var/lib/containerd-nydus"
 DEFAULT_ADDRESS = "/run/containerd-nydus/containerd-nydus-grpc.sock"
+DEFAULT_SYSTEM_ADDRESS = "/run/containerd-nydus/system.sock"
 #: Upstream's default daemon mode (``multiple``, an alias of ``dedicated``).
 DEFAULT_DAEMON_MODE = "dedicated"
 #: fs drivers this snapshotter serves; upstream's others are handled as ``fusedev`` (logged).
@@ -91,6 +95,11 @@ class SnapshotterConfig:
     log_dir: str = ""
     log_rotation_max_size: int = 200
     log_rotation_max_backups: int = 5
+    #: upstream's system controller (HTTP on a unix socket, :mod:`.system`)
+    system_enable: bool = False
+    system_address: str = DEFAULT_SYSTEM_ADDRESS
+    system_uid: int = 0
+    system_gid: int = 0
     #: One line per deviation from upstream (a key nydus-py ignores), logged at start.
     warnings: list[str] = field(default_factory=list)
     #: Where the file came from (for messages); empty for the built-in defaults.
@@ -180,7 +189,10 @@ def _from_dict(data: dict[str, Any], p: Path) -> SnapshotterConfig:
             raise ConfigError(f"{p}: '{key}' must be {kind}")
         values[key] = value
         if spec.support == IGNORED:
-            cfg.warnings.append(f"config key '{key}' = {value!r}: {spec.note}; ignored")
+            if value in (False, 0, ""):  # upstream's zero value: the feature is off, nothing is lost
+                log.debug("config key '%s' = %r: %s; off, as here", key, value, spec.note)
+            else:
+                cfg.warnings.append(f"config key '{key}' = {value!r}: {spec.note}; ignored")
     _apply(cfg, values, p)
     return cfg
 
@@ -190,10 +202,12 @@ def _apply(cfg: SnapshotterConfig, v: dict[str, Any], p: Path) -> None:
     if v.get("version", 1) not in (0, 1):
         raise ConfigError(f"{p}: 'version' = {v['version']}: only version 1 is known")
     for key, attr in (("root", "root"), ("address", "address"), ("docker_config", "docker_config"),
-                      ("cache_manager.cache_dir", "cache_dir"), ("log.dir", "log_dir")):
+                      ("cache_manager.cache_dir", "cache_dir"), ("log.dir", "log_dir"),
+                      ("system.address", "system_address")):
         if v.get(key):
             setattr(cfg, attr, v[key])
-    for key, attr in (("uid", "uid"), ("gid", "gid"),
+    for key, attr in (("uid", "uid"), ("gid", "gid"), ("system.uid", "system_uid"),
+                      ("system.gid", "system_gid"),
                       ("daemon.log_rotation_size", "nydusd_log_rotation_size"),
                       ("log.log_rotation_max_size", "log_rotation_max_size"),
                       ("log.log_rotation_max_backups", "log_rotation_max_backups")):
@@ -203,7 +217,7 @@ def _apply(cfg: SnapshotterConfig, v: dict[str, Any], p: Path) -> None:
             setattr(cfg, attr, v[key])
     for key, attr in (("cleanup_on_close", "cleanup_on_close"), ("log.log_to_stdout", "log_to_stdout"),
                       ("snapshot.enable_overlayfs_volatile", "overlay_volatile"),
-                      ("remote.skip_ssl_verify", "skip_ssl_verify")):
+                      ("remote.skip_ssl_verify", "skip_ssl_verify"), ("system.enable", "system_enable")):
         if v.get(key):
             setattr(cfg, attr, True)
     level = v.get("log.level") or v.get("log_level") or ""

@@ -175,9 +175,9 @@ class NydusdManager:
         proc.terminate()
         raise NydusdError(f"nydusd did not come up in {timeout:.0f}s; see {self.log_path}")
 
-    def _argv(self) -> list[str]:
+    def _argv(self, apisock: Path | None = None) -> list[str]:
         sup = self.supervisor if self.fs_driver == "erofs" else None
-        options = ServeOptions(mountpoint=str(self.mountpoint), apisock=str(self.apisock),
+        options = ServeOptions(mountpoint=str(self.mountpoint), apisock=str(apisock or self.apisock),
                                daemon_id=self.daemon_id, fs_driver=self.fs_driver, supervisor=sup,
                                bootstrap=str(self.bootstrap) if self.bootstrap else None)
         argv = [self.command, *options.nydusd_args(), "--log-file", str(self.log_path), *self.extra_args]
@@ -191,39 +191,55 @@ class NydusdManager:
         return self.fs_driver == "erofs" and bool(self.supervisor)
 
     def take_over(self, timeout: float = 30.0) -> None:
-        """Failover: start ``nydusd --upgrade`` with the same flags, have it take the FUSE connection
-        the supervisor holds (``PUT /api/v1/daemon/fuse/takeover``) and start it. The mounts stay."""
+        """Start ``nydusd --upgrade`` with the same flags on a side API socket, have it take the FUSE
+        connection the supervisor holds (``PUT /api/v1/daemon/fuse/takeover``, which ends a daemon
+        still serving it) and start it, then move its socket to :attr:`apisock`. Failover of a dead
+        daemon and live upgrade alike: the mounts stay; until the takeover succeeds a live old daemon
+        keeps serving and keeps its API socket."""
         self.close()
         if self._proc is not None:
             self._proc.poll()
-        self.apisock.unlink(missing_ok=True)
-        argv = [*self._argv(), "--upgrade"]
-        log.info("failing over: %s", " ".join(argv))
+        side = self.apisock.with_name(self.apisock.name + ".upgrade")
+        side.unlink(missing_ok=True)
+        argv = [*self._argv(side), "--upgrade"]
+        log.info("taking over: %s", " ".join(argv))
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True)
         except OSError as exc:
             raise NydusdError(f"{self.command}: cannot start nydusd: {exc}") from None
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise NydusdError(f"nydusd --upgrade exited with {proc.returncode} ({self._last_log_line()})")
-            if self.apisock.exists():
-                try:
-                    if self._api().call("GET", "/api/v1/daemon").get("state") == "INIT":
-                        break
-                except NydusError:
-                    pass
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise NydusdError(f"nydusd --upgrade did not come up in {timeout:.0f}s")
-            time.sleep(0.05)
+        from nydus_frontend_fuse.ctl import ApiClient
+
+        client = ApiClient(str(side), timeout=60)
         try:
-            self._api().call("PUT", "/api/v1/daemon/fuse/takeover")
-            self._api().call("PUT", "/api/v1/daemon/start")
-        except NydusError as exc:
-            proc.kill()
-            raise NydusdError(f"takeover failed: {exc}") from None
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise NydusdError(f"nydusd --upgrade exited with {proc.returncode} "
+                                      f"({self._last_log_line()})")
+                if side.exists():
+                    try:
+                        if client.call("GET", "/api/v1/daemon").get("state") == "INIT":
+                            break
+                    except NydusError:
+                        pass
+                if time.monotonic() > deadline:
+                    raise NydusdError(f"nydusd --upgrade did not come up in {timeout:.0f}s")
+                time.sleep(0.05)
+            try:
+                client.call("PUT", "/api/v1/daemon/fuse/takeover")
+                client.call("PUT", "/api/v1/daemon/start")
+            except NydusError as exc:
+                raise NydusdError(f"takeover failed: {exc}") from None
+            os.replace(side, self.apisock)  # the listening socket follows its inode
+        except BaseException:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            side.unlink(missing_ok=True)
+            raise
+        finally:
+            client.close()
         self.pid_path.write_text(str(proc.pid))
         self._proc = proc
 
@@ -350,6 +366,12 @@ class SharedDaemons:
             done = self.fallback.umount(name) or done
         return done
 
+    def set_command(self, command: str) -> None:
+        """Start daemons from ``command`` from now on (after a live upgrade)."""
+        self.daemon.command = command
+        if self.fallback is not None:
+            self.fallback.command = command
+
     def daemons(self) -> dict[str, NydusdManager]:
         """Every daemon by id."""
         out = {self.daemon.daemon_id: self.daemon}
@@ -450,6 +472,12 @@ class DedicatedDaemons:
 
     def _manager_if_known(self, name: str) -> NydusdManager | None:
         return self._manager(name) if name in self._known() else None
+
+    def set_command(self, command: str) -> None:
+        """Start daemons from ``command`` from now on (after a live upgrade)."""
+        self.command = command
+        for d in self._daemons.values():
+            d.command = command
 
     def daemons(self) -> dict[str, NydusdManager]:
         """Every daemon by id (image name), including ones started before this process."""

@@ -58,6 +58,10 @@ def nydusd_flags(config: SnapshotterConfig) -> list[str]:
     return args
 
 
+class UpgradeRefused(NydusError):
+    """A live upgrade was refused before anything changed (a daemon cannot hand its session over)."""
+
+
 @dataclass
 class Mount:
     """One mount as containerd's ``types.Mount``."""
@@ -177,10 +181,44 @@ class Snapshotter:
             for d in self.daemons.daemons().values():
                 d.resend_state()
 
+    def upgrade_daemons(self, command: str) -> list[dict[str, Any]]:
+        """Live upgrade: each running daemon in turn is replaced by ``command --upgrade`` taking its
+        FUSE connection over (erofs driver, recover policy failover); later daemons start from
+        ``command``. ``UpgradeRefused`` before anything changes when a daemon cannot be handed over;
+        NydusError naming the daemon (and those done before it) when one fails."""
+        with self._mount_lock:  # no recovery, mount or unmount meanwhile
+            daemons = [d for d in self.daemons.daemons().values() if d.alive()]
+            holder = self.fd_holder
+            stuck = [d.daemon_id for d in daemons
+                     if not d.can_fail_over() or holder is None or not holder.has_state(d.daemon_id)]
+            if stuck:
+                raise UpgradeRefused(f"daemons {', '.join(stuck)} cannot be upgraded live: that needs "
+                                     "fs_driver 'erofs' with recover_policy 'failover' (a fusedev session "
+                                     "cannot be handed over)")
+            done: list[dict[str, Any]] = []
+            for d in daemons:
+                old_pid, old_command = d.pid(), d.command
+                d.command = command
+                try:
+                    d.take_over()
+                except NydusError as exc:
+                    d.command = old_command
+                    before = ", ".join(str(x["id"]) for x in done) or "none"
+                    raise NydusError(f"upgrading nydusd {d.daemon_id}: {exc} (upgraded before it: "
+                                     f"{before})") from None
+                log.info("nydusd %s upgraded live to %s (pid %s -> %s)", d.daemon_id, command, old_pid,
+                         d.pid())
+                done.append({"id": d.daemon_id, "old_pid": old_pid or 0, "pid": d.pid() or 0})
+            self.config.nydusd = command
+            self.daemons.set_command(command)
+            return done
+
     def _recover(self, dead: list[str]) -> None:
         """Daemons ``dead`` died: hand their FUSE connection to a new daemon (policy failover, erofs
         driver), else start them again and remount the images in use (policy restart)."""
         with self._mount_lock:
+            # still dead now that we hold the lock (a live upgrade may have replaced it meanwhile)
+            dead = [n for n in dead if (d := self.daemons.daemons().get(n)) is None or d.dead()]
             dead = [n for n in dead if not self._fail_over(n)]
             if not dead:
                 return

@@ -4,7 +4,8 @@ Upstream's ``SnapshotterConfig`` (v0.15) is the reference: a file written for up
 this snapshotter. Each key is one of:
 
 - ``honoured``: does what upstream does;
-- ``ignored``: a feature nydus-py does not have; the key is accepted and logged once, by name;
+- ``ignored``: a feature nydus-py does not have; the key is accepted and, unless its value is
+  upstream's zero value (``false``, ``0``, ``""``: the feature off), logged once, by name;
 - ``inert``: upstream parses it and does nothing with it either; accepted silently (debug log);
 - ``ours``: a nydus-py key upstream does not have (kept from nydus-py's own format).
 
@@ -38,7 +39,7 @@ class KeySpec:
 
 _S, _B, _I = (str,), (bool,), (int,)
 _T = (dict,)
-_SYSTEM = "the system controller (HTTP on system.address) is not implemented"
+_SYSTEM = "the system controller (HTTP on system.address: daemons, records, live upgrade)"
 _METRICS = "the Prometheus exporter is not implemented"
 _OVLFS = "the nydus-overlayfs mount helper is not implemented"
 _KUBE = "the kubeconfig keychain is not implemented"
@@ -56,10 +57,10 @@ KEYS: dict[str, KeySpec] = {
     "gid": KeySpec(_I, HONOURED, "group of the gRPC socket"),
     "daemon_mode": KeySpec(_S, HONOURED, "dedicated (multiple), shared; none is not implemented"),
     "cleanup_on_close": KeySpec(_B, HONOURED, "on shutdown, unmount the images and stop nydusd"),
-    "system.enable": KeySpec(_B, IGNORED, _SYSTEM),
-    "system.address": KeySpec(_S, IGNORED, _SYSTEM),
-    "system.uid": KeySpec(_I, IGNORED, _SYSTEM),
-    "system.gid": KeySpec(_I, IGNORED, _SYSTEM),
+    "system.enable": KeySpec(_B, HONOURED, _SYSTEM),
+    "system.address": KeySpec(_S, HONOURED, _SYSTEM),
+    "system.uid": KeySpec(_I, HONOURED, _SYSTEM),
+    "system.gid": KeySpec(_I, HONOURED, _SYSTEM),
     "system.debug.daemon_cpu_profile_duration_secs": KeySpec(_I, IGNORED, "nydusd CPU profiling is Go-only"),
     "system.debug.pprof_address": KeySpec(_S, IGNORED, "Go pprof has no Python counterpart"),
     "metrics.address": KeySpec(_S, IGNORED, _METRICS),
@@ -104,7 +105,8 @@ KEYS: dict[str, KeySpec] = {
     "log.log_rotation_compress": KeySpec(_B, IGNORED, "rotated logs are not compressed"),
     "cgroup.enable": KeySpec(_B, IGNORED, "nydusd is not put into a cgroup"),
     "cgroup.memory_limit": KeySpec(_S, IGNORED, "nydusd is not put into a cgroup"),
-    "experimental.enable_stargz": KeySpec(_B, IGNORED, "eStargz is not implemented"),
+    "experimental.enable_stargz": KeySpec(
+        _B, IGNORED, "eStargz images are not served lazily (nydusify convert reads eStargz layers)"),
     "experimental.enable_referrer_detect": KeySpec(_B, IGNORED, "referrer detection is not implemented"),
     "experimental.enable_index_detect": KeySpec(_B, IGNORED, "index detection is not implemented"),
     "experimental.enable_backend_source": KeySpec(_B, IGNORED, "the backend source API is not implemented"),

@@ -84,8 +84,9 @@ def test_sigkill_while_reading(mode: str, tmp_path: Path, registry_open) -> None
     host = registry_open.server.host
     with registry_open.client() as c:
         img = push_nydus_image(c, host, f"failover/{mode}", "v1", [layer])
+    system_sock = tmp_path / "system.sock"
     text = (f'plain_http = ["{host}"]\n[daemon]\nfs_driver = "erofs"\nrecover_policy = "failover"\n'
-            'failover_policy = "resend"\n')
+            f'failover_policy = "resend"\n[system]\nenable = true\naddress = "{system_sock}"\n')
     sn = SnapshotterProcess(tmp_path / "sn", daemon_mode=mode, config_text=text).start()
     client = SnapshotsClient(sn.address)
     reader: LoopingReader | None = None
@@ -108,10 +109,12 @@ def test_sigkill_while_reading(mode: str, tmp_path: Path, registry_open) -> None
                     time.sleep(0.1)
                 reader.wait_rounds(2)
                 assert reader.errors == [], (reader.errors[:3], sn.log()[-3000:])
+            _system_controller(system_sock, sn.root, mode)
+            reader.wait_rounds(2)
             reader.stop.set()
             reader.join(60)
-            assert reader.errors == []
-            assert "took over its mounts" in sn.log()
+            assert reader.errors == [], (reader.errors[:3], sn.log()[-3000:])
+            assert "took over its mounts" in sn.log() and "upgraded live" in sn.log()
         client.remove("c1")
     finally:
         if reader is not None:
@@ -119,6 +122,34 @@ def test_sigkill_while_reading(mode: str, tmp_path: Path, registry_open) -> None
         client.close()
         sn.stop()
         sn.stop_nydusd()
+
+
+def _system_controller(sock: Path, root: Path, mode: str) -> None:
+    """Upstream's system controller: the daemon listed with its image, its record, a live upgrade."""
+    import sys
+
+    from nydus_frontend_fuse.ctl import ApiClient, ApiError
+
+    assert oct(sock.stat().st_mode & 0o777) == "0o600"
+    pid = int(_pid_file(root, mode).read_text())
+    with ApiClient(str(sock)) as api:
+        (info,) = api.call("GET", "/api/v1/daemons")
+        assert info["pid"] == pid and info["memory_rss_kb"] > 0 and info["fs_driver"] == "erofs", info
+        assert info["state"] == "RUNNING" and info["reference"] == 1 and info["supervisor_path"], info
+        (inst,) = info["instances"].values()
+        assert f"failover/{mode}" in inst["image_id"] and Path(inst["mountpoint"]).is_dir(), inst
+        (rec,) = api.call("GET", "/api/v1/daemons/records")
+        assert rec["pid"] == pid and rec["api_socket_exists"] and rec["id"] == info["id"], rec
+        with pytest.raises(ApiError, match="not an executable file"):
+            api.call("PUT", "/api/v1/daemons/upgrade", body={"nydusd_path": str(root / "nope")})
+        with pytest.raises(ApiError, match="no such endpoint"):
+            api.call("GET", "/api/v1/nothing")
+        nydusd = str(Path(sys.executable).with_name("nydusd"))
+        body = {"nydusd_path": nydusd, "policy": "rolling"}
+        (done,) = api.call("PUT", "/api/v1/daemons/upgrade", body=body)
+        assert done["old_pid"] == pid and done["pid"] == int(_pid_file(root, mode).read_text()) != pid, done
+        (after,) = api.call("GET", "/api/v1/daemons")
+        assert after["pid"] == done["pid"] and after["state"] == "RUNNING", after
 
 
 def _nydus(*args: str) -> subprocess.CompletedProcess[str]:

@@ -20,10 +20,12 @@ UPSTREAM_FILES = ["upstream_performance_config.toml", "upstream_documented_confi
 DOC = Path(__file__).resolve().parents[3] / "docs" / "snapshotter-config.md"
 
 
-def _ignored_keys(path: Path) -> list[str]:
+def _ignored_keys(path: Path, *, zero: bool = False) -> list[str]:
+    """The file's ignored keys whose value asks for the feature (``zero``: those set to false/0/"")."""
     import tomllib
 
-    return [k for k, _ in flatten(tomllib.loads(path.read_text())) if KEYS[k].support == IGNORED]
+    return [k for k, v in flatten(tomllib.loads(path.read_text()))
+            if KEYS[k].support == IGNORED and (v in (False, 0, "")) == zero]
 
 
 @pytest.mark.parametrize("name", UPSTREAM_FILES)
@@ -34,6 +36,10 @@ def test_upstream_file_loads_with_one_warning_per_ignored_key(name: str) -> None
     for key in ignored:
         hits = [w for w in cfg.warnings if f"'{key}'" in w]
         assert len(hits) == 1, (key, cfg.warnings)
+    # a feature we lack that the file turns off (false, 0, "") is no deviation: nothing logged
+    off = _ignored_keys(DATA / name, zero=True)
+    assert off, "the fixture turns some ignored features off"
+    assert not [w for w in cfg.warnings for key in off if f"'{key}'" in w], cfg.warnings
     # honoured keys took effect
     assert cfg.daemon_mode == "dedicated"            # "dedicated", and "multiple" is its alias
     assert cfg.threads_number == 4 and cfg.nydusd_log_rotation_size == 100

@@ -1,0 +1,132 @@
+"""Read, digest and compress small source files in worker processes, in batches.
+
+On a tree of many small files the per-file work (open, fstat, read, close, digest, compress) is
+the build's largest cost and runs in Python; worker processes (forked, so they share the
+compressor and digester already chosen) do it for batches of files in parallel. The parent keeps
+everything that decides the output -- deduplication, chunk numbering, blob order -- and consumes
+the batches strictly in order, so the blob and bootstrap are byte-identical to a serial build.
+At most a few batches are in flight: memory stays bounded whatever the tree's size.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from multiprocessing.pool import AsyncResult, Pool
+
+from ..interfaces import Compressor, Digester
+
+__all__ = ["FileResult", "SmallFileReader", "may_fork", "open_source_file", "read_small_file"]
+
+#: ``(size, digest, stored bytes, compressed)`` of a file read, or the one-line error reading it
+FileResult = tuple[int, bytes, bytes, bool] | str
+
+#: files per batch and bytes per batch (whichever is reached first)
+BATCH_FILES = 256
+BATCH_BYTES = 4 << 20
+#: batches in flight per worker
+WINDOW_PER_WORKER = 4
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_source_file(path: bytes) -> int:
+    """Open a source file found by the scan: no symlink followed, no blocking open of a file
+    swapped for a fifo since; OSError(0, "no longer a regular file") when it is not one now."""
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "no longer a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_small_file(path: bytes, size: int, digester: Digester, compressor: Compressor | None) -> FileResult:
+    """Read at most ``size`` bytes of ``path`` (one chunk), digest and (if ``compressor``)
+    compress them; keep the compressed form only when strictly smaller, as the blob writer does."""
+    try:
+        fd = open_source_file(path)
+        try:
+            parts: list[bytes] = []
+            got = 0
+            while got < size:
+                part = os.read(fd, size - got)
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return f"{os.fsdecode(path)}: cannot read: {exc.strerror or exc}"
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    if not data:
+        return 0, b"", b"", False
+    digest = digester.digest(data)
+    if compressor is not None:
+        packed = compressor.compress(data)
+        if len(packed) < len(data):
+            return len(data), digest, packed, True
+    return len(data), digest, data, False
+
+
+# -- worker side (state set by the pool initializer; fork keeps the plugin instances) --------------
+
+_worker: tuple[Digester, Compressor | None] | None = None
+
+
+def _init_worker(digester: Digester, compressor: Compressor | None) -> None:
+    global _worker
+    _worker = (digester, compressor)
+
+
+def _read_batch(batch: Sequence[tuple[bytes, int]]) -> list[FileResult]:
+    assert _worker is not None, "worker not initialised"
+    digester, compressor = _worker
+    return [read_small_file(path, size, digester, compressor) for path, size in batch]
+
+
+# -- parent side ----------------------------------------------------------------------------------
+
+
+def may_fork() -> bool:
+    """Whether this process may fork workers: only when it runs no other thread (the CLI), since a
+    library caller's other threads may hold locks a forked child would wait on for ever."""
+    return threading.active_count() == 1
+
+
+class SmallFileReader:
+    """A pool of ``workers`` forked processes reading batches of small files; results in order.
+
+    Use as a context manager (the pool is terminated on error, closed and joined otherwise)."""
+
+    def __init__(self, workers: int, digester: Digester, compressor: Compressor | None) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self._pool: Pool = ctx.Pool(workers, initializer=_init_worker, initargs=(digester, compressor))
+        self._window = max(2, workers * WINDOW_PER_WORKER)
+
+    def __enter__(self) -> SmallFileReader:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._pool.close()
+        else:
+            self._pool.terminate()
+        self._pool.join()
+
+    def read(self, batches: Iterator[Sequence[tuple[bytes, int]]]) -> Iterator[list[FileResult]]:
+        """Yield the results of each batch of ``(path, size)``, in the order of ``batches``."""
+        pending: deque[AsyncResult[list[FileResult]]] = deque()
+        for batch in batches:
+            pending.append(self._pool.apply_async(_read_batch, (batch,)))
+            if len(pending) >= self._window:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
