@@ -13,13 +13,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import stat
+import threading
 from collections.abc import Sequence
 from multiprocessing.pool import AsyncResult, Pool
 from typing import TypeAlias
 
 from ..interfaces import Compressor, Digester
 
-__all__ = ["FileResult", "Pending", "SmallFileReader", "open_source_file", "read_small_file"]
+__all__ = ["FileResult", "Pending", "SmallFileReader", "may_fork", "open_source_file", "read_small_file"]
 
 #: ``(size, digest, stored bytes, compressed)`` of a file read, or the one-line error reading it
 FileResult = tuple[int, bytes, bytes, bool] | str
@@ -92,6 +93,12 @@ def _read_batch(batch: Sequence[tuple[bytes, int]]) -> list[FileResult]:
 
 
 # -- parent side ----------------------------------------------------------------------------------
+
+
+def may_fork() -> bool:
+    """Whether this process may fork workers: only when it runs no other thread (the CLI), since a
+    library caller's other threads may hold locks a forked child would wait on for ever."""
+    return threading.active_count() == 1
 
 
 #: a batch's results, once the worker has them

@@ -19,9 +19,17 @@ from typing import cast
 from ..errors import BuildError
 from ..rafs.blob_writer import BlobWriter
 from ..rafs.model import TreeInode
+from . import small_files
 from .chunker import ChunkPipeline, Readable
 from .options import BuildStats
-from .small_files import BATCH_BYTES, BATCH_FILES, FileResult, Pending, SmallFileReader, open_source_file
+from .small_files import (
+    BATCH_BYTES,
+    BATCH_FILES,
+    FileResult,
+    Pending,
+    SmallFileReader,
+    open_source_file,
+)
 
 log = logging.getLogger("nydus.builder")
 
@@ -234,7 +242,10 @@ class FileLoader:
         if node.size <= self.limit:
             self._small += 1
             if self._workers > 1 and self._small >= PARALLEL_MIN_FILES:
-                self._start()
+                if small_files.may_fork():
+                    self._start()
+                else:  # a library caller with threads: everything is read here
+                    self._workers = 1
 
     def _start(self) -> None:
         writer = self.pipeline.writer

@@ -23,6 +23,8 @@ def progress_bar(desc: str, total: int | None = None, *, unit: str = "B",
         return
     from tqdm import tqdm
 
+    # no monitor thread: the bar is moved by our updates, and a single-threaded CLI may fork workers
+    tqdm.monitor_interval = 0
     bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", unit_divisor=1024,
                leave=False, file=sys.stderr, dynamic_ncols=True)
 

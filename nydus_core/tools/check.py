@@ -247,14 +247,18 @@ def self_check(data: bytes, name: str, *, workers: int | None = None) -> CheckRe
 
     ``create`` and ``merge`` run it before the bootstrap reaches its name, so an image they report as
     built never fails ``check``; any failure is a :class:`~nydus_core.errors.BuildError` naming ``name``.
-    With ``workers > 1`` (default: the CPU count) a large image is checked by two processes."""
+    With ``workers > 1`` (default: the CPU count) a large image is checked by two processes when the
+    caller runs no other thread."""
     try:
         image = open_bootstrap_bytes(data, name)
         try:
             comp, dig = algorithm_names(image)
             report = CheckReport(name, image.version, comp, dig, image.chunk_size,
                                  [_blob_dict(b) for b in image.blobs])
-            if (workers or os.cpu_count() or 1) > 1 and image.inode_count() >= SPLIT_MIN_INODES:
+            from ..builder import small_files  # here: the builder imports this module
+
+            if ((workers or os.cpu_count() or 1) > 1 and image.inode_count() >= SPLIT_MIN_INODES
+                    and small_files.may_fork()):
                 _split_walk(image, report, name)
             else:
                 _walk_metadata(image, report, name)

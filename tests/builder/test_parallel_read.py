@@ -32,6 +32,7 @@ def tree(tmp_path_factory):
 def small_batches(monkeypatch):
     """Workers for a tree this small, in batches of 7 files (many batches, big files between)."""
     monkeypatch.setattr(source_dir, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(small_files, "may_fork", lambda: True)  # threads other tests left do not matter
     monkeypatch.setattr(small_files, "BATCH_FILES", 7)
     monkeypatch.setattr(source_dir, "BATCH_FILES", 7)
 
