@@ -9,7 +9,8 @@ half random, half repetitive; see ``common.small_files_tree``), where the cost i
 Targets: stdlib (issue 3): ours with lz4_block no slower than `mkfs.erofs -zlz4hc`, ours with zstd
 no slower than `mksquashfs -comp zstd`. small (issue 16): lz4_block <= 1.5x `mkfs.erofs -zlz4hc`,
 zstd <= 2x `mksquashfs -comp zstd -Xcompression-level 3`. Every tool runs in this one process run,
-page cache warm, median of ``--repeat`` runs.
+page cache warmed before each tool, median of ``--repeat`` runs; CPU s is user + system time of the
+tool and its children (mean per run), which shows how much of the time a tool spreads over cores.
 
 ``--tree layer`` (issue 14): the stdlib tree as one gzip layer (``tar | gzip -6``), built as a full
 Nydus layer (``-t targz-rafs``, zstd) and as an OCI-ref layer (``-t targz-ref``: zran index only, the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 from pathlib import Path
 
@@ -47,8 +49,7 @@ def bench_tree(kind: str, src: Path, repeat: int) -> bool:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     print(f"\n{kind} tree: {src} ({mb(size)} MB of file data, {entries} entries), {os.cpu_count()} CPUs, "
-          f"median of {repeat}")
-    warm(src)
+          f"median of {repeat}; load average {_load()} (the machine is shared: compare rows of one run)")
 
     def clean() -> None:
         for p in work.iterdir():
@@ -71,17 +72,23 @@ def bench_tree(kind: str, src: Path, repeat: int) -> bool:
     ]
     if kind == "stdlib":
         runs.insert(3, (SQ, sqfs))
-    results: dict[str, tuple[float, int]] = {}
+    results: dict[str, tuple[float, int, float]] = {}
     for name, cmd in runs:
+        warm(src)  # every tool from a warm page cache (other work on the machine may drop it)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = timed(cmd, before=clean, repeat=repeat)
-        results[name] = (t, out_size())
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / repeat
+        results[name] = (t, out_size(), cpu)
     pairs = {ours_: base for ours_, base, _ in TARGETS[kind]}
-    rows = [["tool", "time s", "MB/s", "files/s", "output MB", "vs baseline"]]
-    for name, (t, out) in results.items():
+    rows = [["tool", "time s", "CPU s", "MB/s", "files/s", "output MB", "vs baseline"]]
+    for name, (t, out, cpu) in results.items():
         base = pairs.get(name)
         ratio = f"{t / results[base][0]:.2f}x time of {base}" if base else ""
-        rows.append([name, f"{t:.2f}", f"{size / t / 1e6:.0f}", f"{entries / t:.0f}", mb(out), ratio])
+        rows.append([name, f"{t:.2f}", f"{cpu:.2f}", f"{size / t / 1e6:.0f}", f"{entries / t:.0f}", mb(out),
+                     ratio])
     print(table(rows))
+    print(f"load average after: {_load()}")
     ok = True
     for name, base, limit in TARGETS[kind]:
         ratio = results[name][0] / results[base][0]
@@ -89,6 +96,11 @@ def bench_tree(kind: str, src: Path, repeat: int) -> bool:
         ok &= met
         print(f"target ({kind}): {name} <= {limit:g}x {base}: {ratio:.2f}x, {'MET' if met else 'MISSED'}")
     return ok
+
+
+def _load() -> str:
+    """The 1/5/15-minute load averages."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _layer(src: Path) -> Path:

@@ -166,10 +166,9 @@ def build(
                 raise UsageError("a directory source must be a path")
             own = out.identity()
             dsrc = DirectorySource(source, repeatable=opts.repeatable, exclude={own} if own else None)
-            tree = dsrc.scan(stats)
-            pipeline = ChunkPipeline(bw, digester, cs, known=known, stats=stats, progress=opts.progress,
-                                     total=dsrc.total_bytes)
-            dsrc.load(pipeline, workers=workers)
+            # file data is read while the walk goes on (the total is known once it ends)
+            pipeline = ChunkPipeline(bw, digester, cs, known=known, stats=stats, progress=opts.progress)
+            tree = dsrc.scan(stats, pipeline=pipeline, workers=workers)
         else:
             tsrc = TarSource(source, gzip=source_type == "targz-rafs", repeatable=opts.repeatable,
                              estargz=opts.estargz)

@@ -14,13 +14,13 @@ import multiprocessing
 import os
 import stat
 import threading
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from multiprocessing.pool import AsyncResult, Pool
+from typing import TypeAlias
 
 from ..interfaces import Compressor, Digester
 
-__all__ = ["FileResult", "SmallFileReader", "may_fork", "open_source_file", "read_small_file"]
+__all__ = ["FileResult", "Pending", "SmallFileReader", "may_fork", "open_source_file", "read_small_file"]
 
 #: ``(size, digest, stored bytes, compressed)`` of a file read, or the one-line error reading it
 FileResult = tuple[int, bytes, bytes, bool] | str
@@ -101,32 +101,29 @@ def may_fork() -> bool:
     return threading.active_count() == 1
 
 
-class SmallFileReader:
-    """A pool of ``workers`` forked processes reading batches of small files; results in order.
+#: a batch's results, once the worker has them
+Pending: TypeAlias = "AsyncResult[list[FileResult]]"
 
-    Use as a context manager (the pool is terminated on error, closed and joined otherwise)."""
+
+class SmallFileReader:
+    """A pool of ``workers`` forked processes reading batches of small files.
+
+    :meth:`submit` hands a batch over; :meth:`close` ends the pool (``terminate`` after an error)."""
 
     def __init__(self, workers: int, digester: Digester, compressor: Compressor | None) -> None:
         ctx = multiprocessing.get_context("fork")
         self._pool: Pool = ctx.Pool(workers, initializer=_init_worker, initargs=(digester, compressor))
-        self._window = max(2, workers * WINDOW_PER_WORKER)
+        #: batches a caller should keep in flight at most
+        self.window = max(2, workers * WINDOW_PER_WORKER)
 
-    def __enter__(self) -> SmallFileReader:
-        return self
+    def submit(self, batch: Sequence[tuple[bytes, int]]) -> Pending:
+        """Start reading ``(path, size)`` of each file of ``batch``; ``.get()`` gives the results."""
+        return self._pool.apply_async(_read_batch, (batch,))
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._pool.close()
-        else:
+    def close(self, *, terminate: bool = False) -> None:
+        """Stop the workers: after the last batch, or at once with ``terminate``."""
+        if terminate:
             self._pool.terminate()
+        else:
+            self._pool.close()
         self._pool.join()
-
-    def read(self, batches: Iterator[Sequence[tuple[bytes, int]]]) -> Iterator[list[FileResult]]:
-        """Yield the results of each batch of ``(path, size)``, in the order of ``batches``."""
-        pending: deque[AsyncResult[list[FileResult]]] = deque()
-        for batch in batches:
-            pending.append(self._pool.apply_async(_read_batch, (batch,)))
-            if len(pending) >= self._window:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()

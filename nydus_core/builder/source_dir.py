@@ -12,7 +12,7 @@ import errno
 import logging
 import os
 import stat
-from collections.abc import Iterator
+from collections import deque
 from pathlib import Path
 from typing import cast
 
@@ -22,7 +22,14 @@ from ..rafs.model import TreeInode
 from . import small_files
 from .chunker import ChunkPipeline, Readable
 from .options import BuildStats
-from .small_files import BATCH_BYTES, BATCH_FILES, SmallFileReader, open_source_file
+from .small_files import (
+    BATCH_BYTES,
+    BATCH_FILES,
+    FileResult,
+    Pending,
+    SmallFileReader,
+    open_source_file,
+)
 
 log = logging.getLogger("nydus.builder")
 
@@ -91,8 +98,26 @@ class DirectorySource:
         self._files: list[tuple[TreeInode, bytes]] = []
         self.total_bytes = 0
 
-    def scan(self, stats: BuildStats) -> TreeInode:
-        """Walk the metadata; return the tree (regular files still without chunks)."""
+    def scan(
+        self, stats: BuildStats, *, pipeline: ChunkPipeline | None = None, workers: int = 1
+    ) -> TreeInode:
+        """Walk the metadata; return the tree (regular files still without chunks).
+
+        With ``pipeline``, file data is read into it during the walk too, as :meth:`load` reads it
+        (worker processes start as soon as enough small files are found); the pipeline's total is
+        set once the walk knows it."""
+        if pipeline is None:
+            return self._scan(stats, None)
+        loader = FileLoader(pipeline, workers)
+        try:
+            root = self._scan(stats, loader)
+            pipeline.total = self.total_bytes
+            loader.finish()
+        finally:
+            loader.close()
+        return root
+
+    def _scan(self, stats: BuildStats, loader: FileLoader | None) -> TreeInode:
         top = os.fsencode(self.path)
         try:
             st = os.lstat(top)
@@ -140,7 +165,10 @@ class DirectorySource:
                     stats.files += 1
                     node.size = st.st_size
                     self.total_bytes += st.st_size
-                    self._files.append((node, path))
+                    if loader is None:
+                        self._files.append((node, path))
+                    else:
+                        loader.add(node, path)
                 elif stat.S_ISLNK(mode):
                     stats.symlinks += 1
                     try:
@@ -154,6 +182,8 @@ class DirectorySource:
                     links[(st.st_dev, st.st_ino)] = node
                 dnode.children[name] = node
             stack.extend(reversed(subdirs))
+            if loader is not None:
+                loader.poll()
         return root
 
     def _xattrs(self, path: bytes) -> dict[bytes, bytes]:
@@ -163,63 +193,142 @@ class DirectorySource:
             raise _error(path, "cannot read xattrs", exc) from None
 
     def load(self, pipeline: ChunkPipeline, *, workers: int = 1) -> None:
-        """Read every regular file's data (in tree order) into chunks.
+        """Read every regular file's data (in tree order) into chunks, after :meth:`scan`.
 
         With ``workers > 1`` and enough small files (at most one chunk and ``SMALL_FILE`` bytes),
         those are read, digested and compressed by that many worker processes in batches, the rest
         here; the output is byte-identical to ``workers=1``. Errors reading a source file name that
         file; errors writing the blob propagate as they are (the build names its output)."""
-        limit = min(pipeline.chunk_size, SMALL_FILE)
-        writer = pipeline.writer
-        small = sum(1 for node, _ in self._files if node.size <= limit)
-        if (workers < 2 or small < PARALLEL_MIN_FILES or not isinstance(writer, BlobWriter)
-                or not small_files.may_fork()):
+        loader = FileLoader(pipeline, workers)
+        try:
             for node, path in self._files:
-                self._load_one(pipeline, node, path)
+                loader.add(node, path)
+            loader.finish()
+        finally:
+            loader.close()
+
+
+class FileLoader:
+    """Reads regular files into a :class:`ChunkPipeline` in the order they are added (tree
+    order), so that the blob is the same whoever reads them.
+
+    Files are held back until enough small ones are known to be worth worker processes (or until
+    :meth:`finish`, which reads them here); from then on small files go to the workers in batches
+    as they are added, larger ones are read here in their turn, and finished batches are taken in
+    (deduplicated and written) whenever :meth:`poll` finds them done -- so a directory walk can
+    add files while earlier ones are being read. :meth:`close` stops the workers."""
+
+    def __init__(self, pipeline: ChunkPipeline, workers: int) -> None:
+        self.pipeline = pipeline
+        self.limit = min(pipeline.chunk_size, SMALL_FILE)
+        writer = pipeline.writer
+        self._workers = workers if isinstance(writer, BlobWriter) else 1
+        self._held: list[tuple[TreeInode, bytes]] = []
+        self._small = 0
+        self._reader: SmallFileReader | None = None
+        #: in tree order: a file read here, or a batch given to the workers with its pending result
+        self._queue: deque[tuple[TreeInode, bytes] | tuple[list[tuple[TreeInode, bytes]], Pending]] = deque()
+        self._in_flight = 0
+        self._batch: list[tuple[TreeInode, bytes]] = []
+        self._batch_bytes = 0
+        self._finished = False
+
+    def add(self, node: TreeInode, path: bytes) -> None:
+        """Queue a regular file (``node.size`` from the scan) for reading."""
+        if self._reader is not None:
+            self._route(node, path)
             return
+        self._held.append((node, path))
+        if node.size <= self.limit:
+            self._small += 1
+            if self._workers > 1 and self._small >= PARALLEL_MIN_FILES:
+                if small_files.may_fork():
+                    self._start()
+                else:  # a library caller with threads: everything is read here
+                    self._workers = 1
+
+    def _start(self) -> None:
+        writer = self.pipeline.writer
+        assert isinstance(writer, BlobWriter)
         compressor = writer.compressor if writer.compresses_chunks else None
-        with SmallFileReader(workers, pipeline.digester, compressor) as reader:
-            segments = list(self._segments(limit))
-            results = reader.read(
-                [(path, node.size) for node, path in seg] for seg in segments if isinstance(seg, list)
-            )
-            for seg in segments:
-                if not isinstance(seg, list):
-                    self._load_one(pipeline, *seg)
-                    continue
-                done = next(results)
-                failed = next((res for res in done if isinstance(res, str)), None)
-                if failed is not None:
-                    raise BuildError(failed)
-                read = cast("list[tuple[int, bytes, bytes, bool]]", done)
-                for (node, path), chunk, (size, *_) in zip(seg, pipeline.add_stored(read), read, strict=True):
-                    node.chunks = [chunk] if chunk is not None else []
-                    if size != node.size:
-                        log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path),
-                                    node.size, size)
-                        node.size = size
+        self._reader = SmallFileReader(self._workers, self.pipeline.digester, compressor)
+        held, self._held = self._held, []
+        for node, path in held:
+            self._route(node, path)
 
-    def _segments(self, limit: int) -> Iterator[list[tuple[TreeInode, bytes]] | tuple[TreeInode, bytes]]:
-        """The files in tree order: runs of small files as batches, each larger file on its own."""
-        batch: list[tuple[TreeInode, bytes]] = []
-        nbytes = 0
-        for item in self._files:
-            size = item[0].size
-            if size > limit:
-                if batch:
-                    yield batch
-                    batch, nbytes = [], 0
-                yield item
+    def _route(self, node: TreeInode, path: bytes) -> None:
+        if node.size > self.limit:
+            self._submit()
+            self._queue.append((node, path))
+            return
+        self._batch.append((node, path))
+        self._batch_bytes += node.size
+        if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+            self._submit()
+
+    def _submit(self) -> None:
+        if not self._batch:
+            return
+        assert self._reader is not None
+        pending = self._reader.submit([(path, node.size) for node, path in self._batch])
+        self._queue.append((self._batch, pending))
+        self._in_flight += 1
+        self._batch, self._batch_bytes = [], 0
+        if self._in_flight > self._reader.window:
+            self._drain(block=True, keep=self._reader.window // 2)
+
+    def poll(self) -> None:
+        """Take in, in order, what is done at the head of the queue (without waiting)."""
+        self._drain(block=False)
+
+    def _drain(self, *, block: bool, keep: int = 0) -> None:
+        """Take in the head of the queue in order; with ``block``, wait for batches until at most
+        ``keep`` are in flight, else stop at the first one not done."""
+        queue = self._queue
+        while queue:
+            head = queue[0]
+            if isinstance(head[0], TreeInode):
+                node, path = head
+                queue.popleft()
+                self._read_here(node, path)
                 continue
-            batch.append(item)
-            nbytes += size
-            if len(batch) >= BATCH_FILES or nbytes >= BATCH_BYTES:
-                yield batch
-                batch, nbytes = [], 0
-        if batch:
-            yield batch
+            batch, pending = head
+            if not (pending.ready() or (block and self._in_flight > keep)):
+                return
+            queue.popleft()
+            self._in_flight -= 1
+            self._take(batch, pending.get())
 
-    def _load_one(self, pipeline: ChunkPipeline, node: TreeInode, path: bytes) -> None:
+    def finish(self) -> None:
+        """Read everything added and not read yet."""
+        if self._reader is None:
+            held, self._held = self._held, []
+            for node, path in held:
+                self._read_here(node, path)
+            return
+        self._submit()
+        self._drain(block=True)
+        self._finished = True
+
+    def close(self) -> None:
+        """Stop the workers (terminated when the build did not finish)."""
+        if self._reader is not None:
+            self._reader.close(terminate=not self._finished)
+            self._reader = None
+
+    def _take(self, batch: list[tuple[TreeInode, bytes]], results: list[FileResult]) -> None:
+        failed = next((res for res in results if isinstance(res, str)), None)
+        if failed is not None:
+            raise BuildError(failed)
+        read = cast("list[tuple[int, bytes, bytes, bool]]", results)
+        for (node, path), chunk, (size, *_) in zip(batch, self.pipeline.add_stored(read), read, strict=True):
+            node.chunks = [chunk] if chunk is not None else []
+            if size != node.size:
+                log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path), node.size, size)
+                node.size = size
+
+    def _read_here(self, node: TreeInode, path: bytes) -> None:
+        pipeline = self.pipeline
         try:
             fd = open_source_file(path)
         except OSError as exc:

@@ -54,19 +54,19 @@ def test_parallel_build_is_byte_identical_to_serial(tree, tmp_path, small_batche
 
 
 def test_unreadable_small_file_is_named(tree, tmp_path, small_batches, monkeypatch):
-    """A file gone between the scan and the read: the build fails naming it, leaving no output."""
+    """A file gone between its lstat and its read: the build fails naming it, leaving no output."""
     src = tmp_path / "src"
     src.mkdir()
     for i in range(30):
         (src / f"f{i:02d}").write_bytes(b"x%d" % i)
-    scan = source_dir.DirectorySource.scan
+    add = source_dir.FileLoader.add
 
-    def scan_then_remove(self, stats):
-        root = scan(self, stats)
-        os.unlink(src / "f17")
-        return root
+    def remove_then_add(self, node, path):  # after the walk's lstat, before anyone reads it
+        if path.endswith(b"/f17"):
+            os.unlink(path)
+        add(self, node, path)
 
-    monkeypatch.setattr(source_dir.DirectorySource, "scan", scan_then_remove)
+    monkeypatch.setattr(source_dir.FileLoader, "add", remove_then_add)
     out = tmp_path / "out"
     with pytest.raises(BuildError, match=r"/f17: cannot read: No such file or directory"):
         build(src, "dir-rafs", bootstrap=out / "boot", blob_dir=out / "blobs",
