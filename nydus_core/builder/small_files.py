@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from multiprocessing.pool import AsyncResult, Pool
 from typing import TypeAlias
 
+from ..errors import BuildError
 from ..interfaces import Compressor, Digester
 
 __all__ = ["FileResult", "Pending", "SmallFileReader", "may_fork", "open_source_file", "read_small_file"]
@@ -108,17 +109,32 @@ Pending: TypeAlias = "AsyncResult[list[FileResult]]"
 class SmallFileReader:
     """A pool of ``workers`` forked processes reading batches of small files.
 
-    :meth:`submit` hands a batch over; :meth:`close` ends the pool (``terminate`` after an error)."""
+    :meth:`submit` hands a batch over, :meth:`result` waits for its results; :meth:`close` ends the
+    pool (``terminate`` after an error). A worker that dies (killed, out of memory) is noticed
+    within a second: its batch would never finish, so the wait ends with a BuildError."""
 
     def __init__(self, workers: int, digester: Digester, compressor: Compressor | None) -> None:
         ctx = multiprocessing.get_context("fork")
+        before = _children()
         self._pool: Pool = ctx.Pool(workers, initializer=_init_worker, initargs=(digester, compressor))
+        self._workers = _children() - before
         #: batches a caller should keep in flight at most
         self.window = max(2, workers * WINDOW_PER_WORKER)
 
     def submit(self, batch: Sequence[tuple[bytes, int]]) -> Pending:
-        """Start reading ``(path, size)`` of each file of ``batch``; ``.get()`` gives the results."""
+        """Start reading ``(path, size)`` of each file of ``batch``."""
         return self._pool.apply_async(_read_batch, (batch,))
+
+    def result(self, pending: Pending) -> list[FileResult]:
+        """Wait for a batch's results (BuildError when a worker died meanwhile)."""
+        while True:
+            try:
+                return pending.get(timeout=_LIVENESS_CHECK)
+            except multiprocessing.TimeoutError:
+                if not self._workers <= _children():
+                    raise BuildError(
+                        "a worker process reading the source files died (killed, or out of memory?)"
+                    ) from None
 
     def close(self, *, terminate: bool = False) -> None:
         """Stop the workers: after the last batch, or at once with ``terminate``."""
@@ -127,3 +143,12 @@ class SmallFileReader:
         else:
             self._pool.close()
         self._pool.join()
+
+
+#: seconds between checks that the workers are alive while waiting for a batch
+_LIVENESS_CHECK = 0.5
+
+
+def _children() -> set[int]:
+    """PIDs of this process's live child processes."""
+    return {p.pid for p in multiprocessing.active_children() if p.pid is not None}

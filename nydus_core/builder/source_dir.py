@@ -297,7 +297,8 @@ class FileLoader:
                 return
             queue.popleft()
             self._in_flight -= 1
-            self._take(batch, pending.get())
+            assert self._reader is not None
+            self._take(batch, self._reader.result(pending))
 
     def finish(self) -> None:
         """Read everything added and not read yet."""

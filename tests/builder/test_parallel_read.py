@@ -73,3 +73,19 @@ def test_unreadable_small_file_is_named(tree, tmp_path, small_batches, monkeypat
               options=BuildOptions(compressor="zstd", workers=2))
     assert not (out / "boot").exists()
     assert not any((out / "blobs").iterdir())
+
+
+def _die(batch):
+    """A worker that is killed while reading its batch."""
+    os._exit(9)
+
+
+def test_a_worker_that_dies_fails_the_build(tree, tmp_path, small_batches, monkeypatch):
+    """Nothing waits for ever on a dead worker: one line, no output left."""
+    monkeypatch.setattr(small_files, "_read_batch", _die)
+    out = tmp_path / "out"
+    with pytest.raises(BuildError, match="worker process reading the source files died"):
+        build(tree, "dir-rafs", bootstrap=out / "boot", blob_dir=out / "blobs",
+              options=BuildOptions(chunk_size=CS, workers=2))
+    assert not (out / "boot").exists()
+    assert not any((out / "blobs").iterdir())
