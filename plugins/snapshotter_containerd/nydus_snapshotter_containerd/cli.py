@@ -119,6 +119,14 @@ def serve(config_path: str | None, address: str | None, root: str | None, nydusd
         if not sock.is_socket():
             raise NydusError(f"{sock}: exists and is not a socket")
         sock.unlink()
+    # from here a SIGTERM is a clean stop, even one that arrives while we start
+    done = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     sn = Snapshotter(cfg)
     sn.start()
     server = make_server(sn, str(sock))
@@ -132,13 +140,6 @@ def serve(config_path: str | None, address: str | None, root: str | None, nydusd
 
         controller = SystemController(sn, Path(cfg.system_address), uid=cfg.system_uid, gid=cfg.system_gid)
         controller.start()
-    done = threading.Event()
-
-    def stop(signum: int, _frame: object) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     log.info("serving snapshots on %s (root %s, daemon_mode %s, fs_driver %s)", sock, cfg.root,
              cfg.daemon_mode, cfg.fs_driver)
     done.wait()
