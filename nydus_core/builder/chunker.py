@@ -2,7 +2,7 @@
 
 A chunk is identified by ``(digest, size)``. Known chunks (from this build, the parent image or a
 chunk dict) are referenced instead of written again. Chunk records handed out may be shared between
-files; :func:`finalize_chunks` gives every file its own records with the right ``file_offset``.
+files; :func:`finalize_chunks` gives every file records with the right ``file_offset``.
 """
 
 from __future__ import annotations
