@@ -61,6 +61,9 @@ def _missing() -> str | None:
     for tool in ("setpriv", "unshare", "mknod", "fusermount3"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
+    nydusd = script("nydusd")
+    if subprocess.run([*AS_USER, "test", "-r", nydusd], check=False).returncode != 0:
+        return f"uid {UID} cannot read {nydusd}: the checkout lies below a directory closed to other users"
     return None
 
 
