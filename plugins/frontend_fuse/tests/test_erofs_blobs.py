@@ -125,7 +125,8 @@ def test_a_corrupt_chunk_gives_eio_and_is_not_cached(tmp_path: Path) -> None:
     cfg = _config(tmp_path / "c.json", blobs, tmp_path / "cache")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    with NydusdProcess(mnt, ["-C", cfg, "-B", boot, "--fs-driver", "erofs"]):
+    d = NydusdProcess(mnt, ["-C", cfg, "-B", boot, "--fs-driver", "erofs", "--log-level", "debug"]).start()
+    try:
         path = mnt / "layer-00" / "data"
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -137,11 +138,18 @@ def test_a_corrupt_chunk_gives_eio_and_is_not_cached(tmp_path: Path) -> None:
                 assert exc.value.errno == errno.EIO
         finally:
             os.close(fd)
+    finally:
+        rc = d.stop(timeout=60)
+        log = d.output()
+        d.close()
+    assert rc == 0, f"nydusd exited with {rc}:\n{log}"  # a clean stop records what it cached
     fs = open_fs(str(boot), load_config(str(cfg)))
     try:
         assert fs.pipeline is not None
         assert not fs.pipeline.is_ready(chunk)
-        assert fs.pipeline.is_ready(open_image(boot).chunks(ino)[0])
+        journals = {p.name: p.read_bytes().hex() for p in (tmp_path / "cache").iterdir()
+                    if not p.name.endswith(".data")}
+        assert fs.pipeline.is_ready(open_image(boot).chunks(ino)[0]), (log, journals)
     finally:
         fs.close()
 
