@@ -26,7 +26,7 @@ from ..rafs.model import BlobInfo, ChunkInfo, TreeInode
 from ..rafs.v6_writer import V6Writer
 from ..tools.check import self_check
 from .build_ref import REF_SOURCE_TYPES, build_ref
-from .chunker import ChunkKey, ChunkPipeline, Readable, finalize_chunks, remap_blob_indexes, unique_inodes
+from .chunker import ChunkKey, ChunkPipeline, Readable, remap_blob_indexes, unique_inodes
 from .inputs import LoadedImage, chunk_map, load_image, strip_chunk_dict_prefix
 from .limits import check_tree
 from .options import SOURCE_TYPES, UNSUPPORTED_SOURCE_TYPES, BuildOptions, BuildResult, BuildStats
@@ -168,7 +168,7 @@ def build(
             dsrc = DirectorySource(source, repeatable=opts.repeatable, exclude={own} if own else None)
             # file data is read while the walk goes on (the total is known once it ends)
             pipeline = ChunkPipeline(bw, digester, cs, known=known, stats=stats, progress=opts.progress)
-            tree = dsrc.scan(stats, pipeline=pipeline, workers=workers)
+            tree = dsrc.scan(stats, pipeline=pipeline, workers=workers)  # format limits checked in the walk
         else:
             tsrc = TarSource(source, gzip=source_type == "targz-rafs", repeatable=opts.repeatable,
                              estargz=opts.estargz)
@@ -178,7 +178,7 @@ def build(
             implicit = tsrc.implicit_dirs
             implicit_paths = tsrc.implicit_paths(tree)
             layer = tsrc.name
-        check_tree(tree, str(layer))  # what the format cannot hold is refused, naming the entry
+            check_tree(tree, str(layer))  # what the format cannot hold is refused, naming the entry
         root = tree
         if parent is not None:
             root = apply_layer(parent.tree, tree, opts.whiteout_spec, keep_lower_attrs=implicit)
@@ -192,7 +192,8 @@ def build(
             used = sorted(i - _DICT_BASE for i in _referenced_blobs(root) if i >= _DICT_BASE)
             first_dict = own_index + len(own_slot)
             remap_blob_indexes(root, {_DICT_BASE + k: first_dict + rank for rank, k in enumerate(used)})
-        finalize_chunks(root, cs)
+        # no finalize_chunks(): the v6 writer records chunk k of a file at k * chunk size whatever
+        # the shared record says, and the tree is not handed out
         table = table + own_slot + [dict_blobs[k] for k in used]
         prefetch = resolve_paths(root, opts.prefetch) if opts.prefetch else []
         writer = V6Writer(
