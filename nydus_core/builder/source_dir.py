@@ -264,6 +264,8 @@ class FileLoader:
         self._in_flight = 0
         self._batch: list[tuple[TreeInode, bytes]] = []
         self._batch_bytes = 0
+        self._batch_task = 0
+        self._max_task = 1 << 62  # set by the reader once workers start
         self._finished = False
 
     def add(self, node: TreeInode, path: bytes) -> None:
@@ -285,6 +287,7 @@ class FileLoader:
         assert isinstance(writer, BlobWriter)
         compressor = writer.compressor if writer.compresses_chunks else None
         self._reader = SmallFileReader(self._workers, self.pipeline.digester, compressor)
+        self._max_task = self._reader.max_task_bytes
         held, self._held = self._held, []
         for node, path in held:
             self._route(node, path)
@@ -296,7 +299,9 @@ class FileLoader:
             return
         self._batch.append((node, path))
         self._batch_bytes += node.size
-        if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+        self._batch_task += len(path) + 32  # what the batch's (path, size) take in the worker's pipe
+        if (len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES
+                or self._batch_task >= self._max_task):
             self._submit()
 
     def _submit(self) -> None:
@@ -306,7 +311,7 @@ class FileLoader:
         pending = self._reader.submit([(path, node.size) for node, path in self._batch])
         self._queue.append((self._batch, pending))
         self._in_flight += 1
-        self._batch, self._batch_bytes = [], 0
+        self._batch, self._batch_bytes, self._batch_task = [], 0, 0
         if self._in_flight > self._reader.window:
             self._drain(block=True, keep=self._reader.window // 2)
 
