@@ -11,9 +11,11 @@ is complete, carries the **real** id, sizes and ToC digest, so it is usable dire
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import BuildError, UnknownPluginError, UsageError
@@ -85,6 +87,20 @@ def _referenced_blobs(root: TreeInode) -> set[int]:
     return {c.blob_index for node in unique_inodes(root) for c in node.chunks}
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a build makes millions of long-lived objects (the tree,
+    chunk records) and no cycles, so its full collections (0.8 s of 4.5 s CPU on 100k small files)
+    find nothing. Reference counting still frees everything; the collector's state is restored."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def build(
     source: str | os.PathLike[str] | Readable,
     source_type: str = "dir-rafs",
@@ -102,6 +118,19 @@ def build(
     or into ``blob_dir`` named by its id. A build without file data writes no blob (unless the
     metadata is inlined).
     """
+    with _no_cyclic_gc():
+        return _build(source, source_type, bootstrap=bootstrap, blob=blob, blob_dir=blob_dir, options=options)
+
+
+def _build(
+    source: str | os.PathLike[str] | Readable,
+    source_type: str,
+    *,
+    bootstrap: str | os.PathLike[str] | None,
+    blob: str | os.PathLike[str] | None,
+    blob_dir: str | os.PathLike[str] | None,
+    options: BuildOptions | None,
+) -> BuildResult:
     opts = options or BuildOptions()
     opts.validate()
     if source_type in REF_SOURCE_TYPES:
