@@ -294,7 +294,11 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
 def inside(args: argparse.Namespace) -> int:
     """Everything after the namespace is set up (this process runs inside it)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import bytecode_warning
     from nydus_testsupport.registry import RegistryServer
+
+    if (warning := bytecode_warning()) is not None:
+        log(warning)
 
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,20 @@ OUT = Path(__file__).resolve().parent / "out"
 BIN = Path(sys.executable).parent
 
 
+def bytecode_warning() -> str | None:
+    """Say so when this venv's packages have no compiled bytecode: every Python start (nydusd,
+    nydusify) then compiles its imports (~0.5 s here), which a pip install never does; start-up
+    figures would not be what users see. ``scripts/setup.sh`` compiles it."""
+    import importlib.util
+
+    import trio
+
+    if os.path.exists(importlib.util.cache_from_source(trio.__file__)):
+        return None
+    return (f"warning: {BIN.parent} has no compiled bytecode (made without scripts/setup.sh?): start-up "
+            f"times include compiling every import; run `bash scripts/setup.sh` first")
+
+
 def tree_size(root: Path) -> tuple[int, int]:
     """Return (bytes of regular files, number of entries) below ``root``."""
     total = entries = 0

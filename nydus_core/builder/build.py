@@ -11,9 +11,11 @@ is complete, carries the **real** id, sizes and ToC digest, so it is usable dire
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import BuildError, UnknownPluginError, UsageError
@@ -26,7 +28,7 @@ from ..rafs.model import BlobInfo, ChunkInfo, TreeInode
 from ..rafs.v6_writer import V6Writer
 from ..tools.check import self_check
 from .build_ref import REF_SOURCE_TYPES, build_ref
-from .chunker import ChunkKey, ChunkPipeline, Readable, finalize_chunks, remap_blob_indexes, unique_inodes
+from .chunker import ChunkKey, ChunkPipeline, Readable, remap_blob_indexes, unique_inodes
 from .inputs import LoadedImage, chunk_map, load_image, strip_chunk_dict_prefix
 from .limits import check_tree
 from .options import SOURCE_TYPES, UNSUPPORTED_SOURCE_TYPES, BuildOptions, BuildResult, BuildStats
@@ -85,6 +87,20 @@ def _referenced_blobs(root: TreeInode) -> set[int]:
     return {c.blob_index for node in unique_inodes(root) for c in node.chunks}
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a build makes millions of long-lived objects (the tree,
+    chunk records) and no cycles, so its full collections (0.8 s of 4.5 s CPU on 100k small files)
+    find nothing. Reference counting still frees everything; the collector's state is restored."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def build(
     source: str | os.PathLike[str] | Readable,
     source_type: str = "dir-rafs",
@@ -102,6 +118,19 @@ def build(
     or into ``blob_dir`` named by its id. A build without file data writes no blob (unless the
     metadata is inlined).
     """
+    with _no_cyclic_gc():
+        return _build(source, source_type, bootstrap=bootstrap, blob=blob, blob_dir=blob_dir, options=options)
+
+
+def _build(
+    source: str | os.PathLike[str] | Readable,
+    source_type: str,
+    *,
+    bootstrap: str | os.PathLike[str] | None,
+    blob: str | os.PathLike[str] | None,
+    blob_dir: str | os.PathLike[str] | None,
+    options: BuildOptions | None,
+) -> BuildResult:
     opts = options or BuildOptions()
     opts.validate()
     if source_type in REF_SOURCE_TYPES:
@@ -168,7 +197,7 @@ def build(
             dsrc = DirectorySource(source, repeatable=opts.repeatable, exclude={own} if own else None)
             # file data is read while the walk goes on (the total is known once it ends)
             pipeline = ChunkPipeline(bw, digester, cs, known=known, stats=stats, progress=opts.progress)
-            tree = dsrc.scan(stats, pipeline=pipeline, workers=workers)
+            tree = dsrc.scan(stats, pipeline=pipeline, workers=workers)  # format limits checked in the walk
         else:
             tsrc = TarSource(source, gzip=source_type == "targz-rafs", repeatable=opts.repeatable,
                              estargz=opts.estargz)
@@ -178,7 +207,7 @@ def build(
             implicit = tsrc.implicit_dirs
             implicit_paths = tsrc.implicit_paths(tree)
             layer = tsrc.name
-        check_tree(tree, str(layer))  # what the format cannot hold is refused, naming the entry
+            check_tree(tree, str(layer))  # what the format cannot hold is refused, naming the entry
         root = tree
         if parent is not None:
             root = apply_layer(parent.tree, tree, opts.whiteout_spec, keep_lower_attrs=implicit)
@@ -192,7 +221,8 @@ def build(
             used = sorted(i - _DICT_BASE for i in _referenced_blobs(root) if i >= _DICT_BASE)
             first_dict = own_index + len(own_slot)
             remap_blob_indexes(root, {_DICT_BASE + k: first_dict + rank for rank, k in enumerate(used)})
-        finalize_chunks(root, cs)
+        # no finalize_chunks(): the v6 writer records chunk k of a file at k * chunk size whatever
+        # the shared record says, and the tree is not handed out
         table = table + own_slot + [dict_blobs[k] for k in used]
         prefetch = resolve_paths(root, opts.prefetch) if opts.prefetch else []
         writer = V6Writer(

@@ -86,6 +86,23 @@ def name_problem(name: bytes) -> str | None:
     return None
 
 
+def _shown_name(base: bytes, name: bytes) -> str:
+    return os.fsdecode(base + name[:64]) + ("..." if len(name) > 64 else "")
+
+
+def check_entry(layer: str, parent: bytes, name: bytes, node: TreeInode) -> None:
+    """Raise the :class:`BuildError` :func:`check_tree` raises for entry ``name`` of the directory at
+    image path ``parent`` (``b"/"`` for the root), when the format cannot hold it. A source walk
+    calls it for the entries that may be out of range, instead of a second pass over the tree."""
+    base = parent if parent.endswith(b"/") else parent + b"/"
+    problem = name_problem(name)
+    if problem is not None:
+        raise BuildError(f"{layer}: entry {_shown_name(base, name)}: {problem}")
+    problem = inode_problem(node)
+    if problem is not None:
+        raise BuildError(f"{layer}: entry {os.fsdecode(base + name)}: {problem}")
+
+
 def check_tree(root: TreeInode, layer: str) -> None:
     """Raise :class:`BuildError` for the first entry of ``root`` the format cannot hold:
     ``"LAYER: entry /PATH: WHAT exceeds the limit ..."``. Iterative (any depth); each inode once."""
@@ -103,6 +120,5 @@ def check_tree(root: TreeInode, layer: str) -> None:
                 for name, child in node.children.items():
                     problem = name_problem(name)
                     if problem is not None:
-                        shown = os.fsdecode(base + name[:64]) + ("..." if len(name) > 64 else "")
-                        raise BuildError(f"{layer}: entry {shown}: {problem}")
+                        raise BuildError(f"{layer}: entry {_shown_name(base, name)}: {problem}")
                     stack.append((base + name, child))

@@ -21,6 +21,7 @@ from ..rafs.blob_writer import BlobWriter
 from ..rafs.model import TreeInode
 from . import small_files
 from .chunker import ChunkPipeline, Readable
+from .limits import MAX_ID, MAX_NAME, check_entry, inode_problem
 from .options import BuildStats
 from .small_files import (
     BATCH_BYTES,
@@ -92,6 +93,8 @@ class DirectorySource:
         exclude: set[tuple[int, int]] | None = None,
     ) -> None:
         self.path = Path(path)
+        #: the source as named in errors (``LAYER: entry /PATH: ...``)
+        self.layer = os.fspath(path)
         self.repeatable = repeatable
         #: ``(st_dev, st_ino)`` of files never to include (the build's own output being written)
         self.exclude = exclude or set()
@@ -118,7 +121,11 @@ class DirectorySource:
         return root
 
     def _scan(self, stats: BuildStats, loader: FileLoader | None) -> TreeInode:
+        """The walk; each entry the format might not hold (see :mod:`.limits`) is checked as it is
+        found, the rest (regular files and directories with in-range attributes and no xattrs)
+        cannot be out of range, so no second pass over the tree is needed."""
         top = os.fsencode(self.path)
+        layer = self.layer
         try:
             st = os.lstat(top)
         except OSError as exc:
@@ -127,49 +134,69 @@ class DirectorySource:
             raise BuildError(f"{self.path}: source is not a directory")
         root = _inode_from_stat(st, repeatable=self.repeatable)
         root.xattrs = self._xattrs(top)
+        problem = inode_problem(root)
+        if problem is not None:
+            raise BuildError(f"{layer}: entry /: {problem}")
         stats.dirs += 1
         links: dict[tuple[int, int], TreeInode] = {}
-        stack: list[tuple[bytes, TreeInode]] = [(top, root)]
+        exclude = self.exclude
+        repeatable = self.repeatable
+        lstat, ifmt = os.lstat, stat.S_IFMT
+        s_isdir, s_isreg, s_islnk = stat.S_ISDIR, stat.S_ISREG, stat.S_ISLNK
+        plain = (stat.S_IFREG, stat.S_IFDIR)
+        xattrs_of = self._xattrs
+        add = loader.add if loader is not None else None
+        files = self._files
+        stack: list[tuple[bytes, bytes, TreeInode]] = [(top, b"/", root)]
         while stack:
-            dpath, dnode = stack.pop()
+            dpath, dimage, dnode = stack.pop()
             try:
                 with os.scandir(dpath) as it:
                     entries = sorted((e.name, e.path) for e in it)
             except OSError as exc:
                 raise _error(dpath, "cannot list directory", exc) from None
-            subdirs: list[tuple[bytes, TreeInode]] = []
+            subdirs: list[tuple[bytes, bytes, TreeInode]] = []
+            children = dnode.children
             for name, path in entries:
                 try:
-                    st = os.lstat(path)
+                    st = lstat(path)
                 except FileNotFoundError:
                     log.warning("%s vanished during the build; skipped", os.fsdecode(path))
                     continue
                 except OSError as exc:
                     raise _error(path, "cannot stat", exc) from None
                 mode = st.st_mode
-                if (st.st_dev, st.st_ino) in self.exclude:
-                    continue
-                if not stat.S_ISDIR(mode) and st.st_nlink > 1:
+                linked = st.st_nlink > 1 and not s_isdir(mode)
+                if linked or exclude:
                     key = (st.st_dev, st.st_ino)
-                    existing = links.get(key)
+                    if key in exclude:
+                        continue
+                    existing = links.get(key) if linked else None
                     if existing is not None:
-                        dnode.children[name] = existing
+                        children[name] = existing
                         stats.hardlinks += 1
                         continue
-                node = _inode_from_stat(st, repeatable=self.repeatable)
-                node.xattrs = self._xattrs(path)
-                if stat.S_ISDIR(mode):
-                    stats.dirs += 1
-                    subdirs.append((path, node))
-                elif stat.S_ISREG(mode):
+                mtime_ns = st.st_mtime_ns
+                xattrs = xattrs_of(path)
+                if repeatable:
+                    node = TreeInode(mode, 0, 0, mtime_ns // 1_000_000_000, mtime_ns % 1_000_000_000)
+                else:
+                    node = TreeInode(mode, st.st_uid, st.st_gid, mtime_ns // 1_000_000_000,
+                                     mtime_ns % 1_000_000_000)
+                if xattrs:
+                    node.xattrs = xattrs
+                if s_isreg(mode):
                     stats.files += 1
-                    node.size = st.st_size
-                    self.total_bytes += st.st_size
-                    if loader is None:
-                        self._files.append((node, path))
+                    size = node.size = st.st_size
+                    self.total_bytes += size
+                    if add is None:
+                        files.append((node, path))
                     else:
-                        loader.add(node, path)
-                elif stat.S_ISLNK(mode):
+                        add(node, path)
+                elif s_isdir(mode):
+                    stats.dirs += 1
+                    subdirs.append((path, (dimage if dimage == b"/" else dimage + b"/") + name, node))
+                elif s_islnk(mode):
                     stats.symlinks += 1
                     try:
                         node.symlink = os.readlink(path)
@@ -178,9 +205,15 @@ class DirectorySource:
                     node.size = len(node.symlink)
                 else:
                     stats.others += 1
-                if not stat.S_ISDIR(mode) and st.st_nlink > 1:
+                    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                        node.rdev = st.st_rdev
+                # only these can be out of the format's range (size, nsec, ...: not from lstat)
+                if (mtime_ns < 0 or xattrs or ifmt(mode) not in plain or len(name) > MAX_NAME
+                        or node.uid > MAX_ID or node.gid > MAX_ID):
+                    check_entry(layer, dimage, name, node)
+                if linked:
                     links[(st.st_dev, st.st_ino)] = node
-                dnode.children[name] = node
+                children[name] = node
             stack.extend(reversed(subdirs))
             if loader is not None:
                 loader.poll()
@@ -231,6 +264,8 @@ class FileLoader:
         self._in_flight = 0
         self._batch: list[tuple[TreeInode, bytes]] = []
         self._batch_bytes = 0
+        self._batch_task = 0
+        self._max_task = 1 << 62  # set by the reader once workers start
         self._finished = False
 
     def add(self, node: TreeInode, path: bytes) -> None:
@@ -252,6 +287,7 @@ class FileLoader:
         assert isinstance(writer, BlobWriter)
         compressor = writer.compressor if writer.compresses_chunks else None
         self._reader = SmallFileReader(self._workers, self.pipeline.digester, compressor)
+        self._max_task = self._reader.max_task_bytes
         held, self._held = self._held, []
         for node, path in held:
             self._route(node, path)
@@ -263,7 +299,9 @@ class FileLoader:
             return
         self._batch.append((node, path))
         self._batch_bytes += node.size
-        if len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES:
+        self._batch_task += len(path) + 32  # what the batch's (path, size) take in the worker's pipe
+        if (len(self._batch) >= BATCH_FILES or self._batch_bytes >= BATCH_BYTES
+                or self._batch_task >= self._max_task):
             self._submit()
 
     def _submit(self) -> None:
@@ -273,7 +311,7 @@ class FileLoader:
         pending = self._reader.submit([(path, node.size) for node, path in self._batch])
         self._queue.append((self._batch, pending))
         self._in_flight += 1
-        self._batch, self._batch_bytes = [], 0
+        self._batch, self._batch_bytes, self._batch_task = [], 0, 0
         if self._in_flight > self._reader.window:
             self._drain(block=True, keep=self._reader.window // 2)
 

@@ -19,7 +19,6 @@ import os
 import stat
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from ..errors import BuildError
 from .constants import (
@@ -60,7 +59,7 @@ from .constants import (
     align_up,
     valid_chunk_size,
 )
-from .model import BlobInfo, TreeInode
+from .model import BlobInfo, ChunkInfo, TreeInode
 
 __all__ = ["V6Writer", "encode_rdev"]
 
@@ -147,30 +146,19 @@ def _dirent_blocks(names: Sequence[bytes]) -> tuple[list[tuple[int, int]], int]:
     return blocks, (len(blocks) - 1) * BS + used
 
 
-@dataclass(eq=False, slots=True)
-class _Node:
-    inode: TreeInode
-    parent: _Node | None
-    ftype: int = 0  # mode & S_IFMT
-    ino: int = 0
-    nid: int = 0
-    nlink: int = 0
-    subdirs: int = 0
-    extended: bool = False
-    xattr: bytes = b""
-    layout: int = EROFS_INODE_FLAT_PLAIN
-    size: int = 0
-    data: bytes = b""  # symlink target (dirs are serialized after nids are known)
-    names: list[bytes] | None = None  # dirent names, sorted, "." and ".." included
-    blocks: list[tuple[int, int]] | None = None
-    plain_blocks: int = 0  # whole blocks stored outside the inode
-    tail: int = 0  # bytes stored inline after the inode
-    data_blkaddr: int = 0  # absolute block of the first plain block
-    record: int = 0  # bytes of the inode record (inode + xattrs + tail / chunk indexes)
+class _Dir:
+    """A directory or symlink whose bytes are written once every nid is known (internal)."""
 
-    @property
-    def isize(self) -> int:
-        return EROFS_INODE_EXTENDED_SIZE if self.extended else EROFS_INODE_COMPACT_SIZE
+    __slots__ = ("blkaddr", "blocks", "extended", "layout", "names", "ordinal", "parent", "plain_blocks",
+                 "size", "tail", "xattr")
+
+    def __init__(self, ordinal: int, parent: int, names: list[bytes] | None) -> None:
+        self.ordinal, self.parent, self.names = ordinal, parent, names
+        self.blocks: list[tuple[int, int]] = []
+        self.extended = False
+        self.layout = EROFS_INODE_FLAT_PLAIN
+        self.plain_blocks = self.size = self.tail = self.blkaddr = 0
+        self.xattr = b""
 
 
 class V6Writer:
@@ -182,6 +170,11 @@ class V6Writer:
     ``prefetch`` lists inodes of the tree for the prefetch table. With ``keep_mtime`` inodes with a
     non-zero mtime use the extended format so mtimes survive (compact inodes have none);
     ``extended_inodes`` uses the extended format for every inode (as upstream's directory builds).
+
+    Two passes over flat per-inode lists (no object per inode): the tree walk gives the inode order
+    and link counts; then every inode is measured, placed and -- all but directories and symlinks,
+    which wait for every nid -- packed into the meta area at once, its chunk records gathered for
+    the chunk table.
     """
 
     def __init__(
@@ -213,113 +206,74 @@ class V6Writer:
         self.explicit_uid_gid = explicit_uid_gid
         self.keep_mtime = keep_mtime
         self.extended_inodes = extended_inodes
-        self._nodes = self._collect(root)
-        self._by_id = {id(n.inode): n for n in self._nodes}
-        prefetch_nodes: list[_Node] = []
-        for inode in prefetch:
-            node = self._by_id.get(id(inode))
-            if node is None:
-                raise BuildError("a prefetch entry is not part of the tree")
-            prefetch_nodes.append(node)
         self.has_xattr = False
-        self._measure()
-        self._meta_len = self._place()
-        self._prefetch = list(dict.fromkeys(n.nid for n in prefetch_nodes))
+        self._collect(root)
+        prefetch_ords: list[int] = []
+        for inode in prefetch:
+            ordinal = self._index.get(id(inode))
+            if ordinal is None:
+                raise BuildError("a prefetch entry is not part of the tree")
+            prefetch_ords.append(ordinal)
+        prefetch_ords = list(dict.fromkeys(prefetch_ords))  # one nid per inode
         devtable_end = RAFS_V6_DEVTABLE_OFFSET + V6_DEVICE_SLOT_SIZE * len(self.blobs)
         self._blob_table_offset = align_up(devtable_end, BS)
         self._prefetch_offset = self._blob_table_offset + V6_BLOB_ENTRY_SIZE * len(self.blobs)
-        self.meta_addr = align_up(self._prefetch_offset + 4 * len(self._prefetch), BS)
-        self._meta = self._serialize_meta()
-        self._chunk_table = self._chunk_table_bytes()
+        self.meta_addr = align_up(self._prefetch_offset + 4 * len(prefetch_ords), BS)
+        self._meta, self._chunk_table = self._write_meta()
+        self._prefetch = [self._nids[k] for k in prefetch_ords]
         self.chunk_table_offset = align_up(self.meta_addr + len(self._meta), BS)
         self.size = max(align_up(self.chunk_table_offset + len(self._chunk_table), BS), MIN_V6_BOOTSTRAP_SIZE)
 
-    # -- pass 1: order, link counts, sizes ------------------------------------------------------
+    # -- pass 1: order and link counts --------------------------------------------------------
 
-    def _collect(self, root: TreeInode) -> list[_Node]:
-        nodes: list[_Node] = []
-        seen: dict[int, _Node] = {}
-        root_node = _Node(root, None, _IFDIR, nlink=0)
-        stack = [root_node]
-        seen[id(root)] = root_node
+    def _collect(self, root: TreeInode) -> None:
+        """Inode order (a directory, its non-directories by name, then its subdirectories), link
+        counts, and each directory's sorted names and parent."""
+        order: list[TreeInode] = []
+        nlink: list[int] = []
+        index: dict[int, int] = {}
+        dirs: dict[int, _Dir] = {}
+        stack: list[tuple[TreeInode, int]] = [(root, 0)]
+        index_get = index.get
         while stack:
-            dnode = stack.pop()
-            nodes.append(dnode)
-            names = sorted(dnode.inode.children)
-            subdirs: list[_Node] = []
+            dinode, parent = stack.pop()
+            ordinal = len(order)
+            index[id(dinode)] = ordinal
+            order.append(dinode)
+            nlink.append(2)
+            children = dinode.children
+            names = sorted(children)
+            subdirs: list[tuple[TreeInode, int]] = []
             for name in names:
-                child = dnode.inode.children[name]
+                child = children[name]
                 if not name or b"/" in name or name in (b".", b".."):
                     raise BuildError(f"invalid file name {name!r}")
-                existing = seen.get(id(child))
-                ftype = child.mode & _IFMT
-                if ftype == _IFDIR:
+                existing = index_get(id(child))
+                if child.mode & _IFMT == _IFDIR:
                     if existing is not None:
                         raise BuildError(f"directory {name!r} appears twice in the tree (cycle or hard link)")
-                    node = _Node(child, dnode, ftype)
-                    seen[id(child)] = node
-                    subdirs.append(node)
-                    dnode.subdirs += 1
+                    index[id(child)] = -1  # numbered when popped; a second name for it is an error
+                    subdirs.append((child, ordinal))
                 elif existing is None:
-                    node = _Node(child, dnode, ftype, nlink=1)
-                    seen[id(child)] = node
-                    nodes.append(node)
+                    index[id(child)] = len(order)
+                    order.append(child)
+                    nlink.append(1)
                 else:
-                    existing.nlink += 1
+                    nlink[existing] += 1
+            nlink[ordinal] = 2 + len(subdirs)
+            dirs[ordinal] = _Dir(ordinal, parent, names)
             stack.extend(reversed(subdirs))
-        for ino, node in enumerate(nodes, 1):
-            node.ino = ino
-            if node.ftype == _IFDIR:
-                node.nlink = 2 + node.subdirs
-        return nodes
+        self._order, self._nlink, self._index, self._dirs = order, nlink, index, dirs
 
-    def _needs_extended(self, node: _Node) -> bool:
-        i = node.inode
+    # -- pass 2: measure, place, pack ---------------------------------------------------------
+
+    def _needs_extended(self, inode: TreeInode, ftype: int, nlink: int, size: int) -> bool:
         return bool(
             self.extended_inodes
-            or (self.keep_mtime and (i.mtime != 0 or i.mtime_nsec != 0))
-            or node.ftype in (stat.S_IFCHR, stat.S_IFBLK)
-            or i.uid > _U16 or i.gid > _U16 or node.nlink > _U16 or node.size > _U32
+            or (self.keep_mtime and (inode.mtime != 0 or inode.mtime_nsec != 0))
+            or ftype in (stat.S_IFCHR, stat.S_IFBLK)
+            or inode.uid > _U16 or inode.gid > _U16 or nlink > _U16 or size > _U32
         )
-
-    def _measure(self) -> None:
-        for node in self._nodes:
-            i = node.inode
-            ftype = node.ftype
-            if i.uid > _U32 or i.gid > _U32 or node.nlink > _U32:
-                raise BuildError("uid/gid/nlink beyond 32 bits cannot be stored")
-            if i.xattrs:
-                node.xattr = encode_xattrs(i.xattrs)
-                self.has_xattr = True
-            if ftype == _IFDIR:
-                node.names = sorted([b".", b"..", *i.children])
-                node.blocks, node.size = _dirent_blocks(node.names)
-            elif ftype == _IFLNK:
-                target = i.symlink or b""
-                if not 0 < len(target) <= _MAX_SYMLINK:
-                    raise BuildError(f"symlink target of {len(target)} bytes cannot be stored (1..4096)")
-                node.data = target
-                node.size = len(target)
-            elif ftype == _IFREG:
-                node.size = i.size
-                self._check_chunks(i)
-            node.extended = self._needs_extended(node)
-            head = node.isize + len(node.xattr)
-            if ftype in (_IFDIR, _IFLNK):
-                tail = node.size % BS
-                if tail and head + tail <= BS:
-                    node.layout = EROFS_INODE_FLAT_INLINE
-                    node.tail = tail
-                    node.plain_blocks = node.size // BS
-                else:
-                    node.layout = EROFS_INODE_FLAT_PLAIN
-                    node.plain_blocks = -(-node.size // BS)
-                node.record = head + node.tail
-            elif ftype == _IFREG:
-                node.layout = EROFS_INODE_CHUNK_BASED
-                node.record = align_up(head, 8) + 8 * len(i.chunks)
-            else:
-                node.record = head
 
     def _check_chunks(self, inode: TreeInode) -> None:
         cs = self.chunk_size
@@ -348,28 +302,6 @@ class V6Writer:
             if c.index >= 1 << 24:
                 raise BuildError("chunk index beyond 2^24 cannot be stored")
 
-    # -- pass 2: placement --------------------------------------------------------------------
-
-    def _place(self) -> int:
-        """Give every inode its nid; return the length of the meta area (relative offsets)."""
-        offset = ROOT_OFFSET
-        for node in self._nodes:
-            head = node.record
-            if node.ftype == _IFREG:
-                head = align_up(node.isize + len(node.xattr), 8)
-            if head <= BS and (offset % BS) + head > BS:
-                offset = align_up(offset, BS)
-            node.nid = offset // 32
-            offset = align_up(offset + node.record, 32)
-        offset = align_up(offset, BS)
-        for node in self._nodes:
-            if node.plain_blocks:
-                node.data_blkaddr = offset // BS  # relative; made absolute when serializing
-                offset += node.plain_blocks * BS
-        return offset
-
-    # -- pass 3: bytes ------------------------------------------------------------------------
-
     def _chunk_format(self, inode: TreeInode) -> int:
         chunks = inode.chunks
         bits = self.chunk_bits
@@ -386,109 +318,207 @@ class V6Writer:
                     bits = max(bits, whole)
         return EROFS_CHUNK_FORMAT_INDEXES | (bits - EROFS_BLKSZBITS)
 
-    def _serialize_meta(self) -> bytearray:
-        meta_blk = self.meta_addr // BS
-        buf = bytearray(self._meta_len)
-        for node in self._nodes:
-            i = node.inode
-            ftype = node.ftype
-            off = node.nid * 32
-            if node.plain_blocks:
-                node.data_blkaddr += meta_blk
-            if ftype in (_IFDIR, _IFLNK):
-                # all-inline data: upstream records the block holding the inode and its tail
-                iu = node.data_blkaddr if node.plain_blocks else (self.meta_addr + off) // BS
-            elif ftype == _IFREG:
-                iu = self._chunk_format(i)
-            elif ftype in (stat.S_IFCHR, stat.S_IFBLK):
-                iu = encode_rdev(i.rdev)
-            else:
-                iu = 0
-            fmt = (1 if node.extended else 0) | (node.layout << 1)
-            icount = (len(node.xattr) - 12) // 4 + 1 if node.xattr else 0
-            mode = i.mode & _U16
-            if node.extended:
-                _EXTENDED.pack_into(
-                    buf, off, fmt, icount, mode, 0, node.size, iu, node.ino, i.uid, i.gid,
-                    max(i.mtime, 0) if self.keep_mtime else 0,
-                    i.mtime_nsec if self.keep_mtime and i.mtime >= 0 else 0, node.nlink,
-                )
-            else:
-                _COMPACT.pack_into(buf, off, fmt, icount, mode, node.nlink, node.size, 0, iu, node.ino,
-                                   i.uid, i.gid, 0)
-            pos = off + node.isize
-            if node.xattr:
-                buf[pos : pos + len(node.xattr)] = node.xattr
-                pos += len(node.xattr)
-            if ftype == _IFDIR:
-                data = self._dir_data(node)
-            elif ftype == _IFLNK:
-                data = node.data
-            else:
-                data = b""
-            if node.tail:
-                buf[pos : pos + node.tail] = data[node.plain_blocks * BS :]
-            if node.plain_blocks:
-                start = (node.data_blkaddr - meta_blk) * BS
-                plain = data[: node.plain_blocks * BS]
-                buf[start : start + len(plain)] = plain
-            if ftype == _IFREG and i.chunks:
-                pos = align_up(pos, 8)
-                for c in i.chunks:
-                    ci = c.index
-                    _CHUNK_INDEX.pack_into(buf, pos, ci & _U16, ((ci >> 16) & 0xFF) << 8 | (c.blob_index + 1),
-                                           c.uncompressed_offset // BS)
+    def _write_meta(self) -> tuple[bytearray, bytearray]:
+        """Give every inode its nid (placed in order, 32-byte aligned, an inode with its inline
+        data never crossing a block), pack the inodes; return the meta area and the chunk table."""
+        order, nlinks, dirs = self._order, self._nlink, self._dirs
+        cs, nblobs, keep_mtime = self.chunk_size, len(self.blobs), self.keep_mtime
+        ext_all = self.extended_inodes
+        one_chunk_iu = EROFS_CHUNK_FORMAT_INDEXES | (self.chunk_bits - EROFS_BLKSZBITS)
+        chunk_based = (EROFS_INODE_CHUNK_BASED << 1, 1 | (EROFS_INODE_CHUNK_BASED << 1))
+        pack_ext, pack_compact, pack_index = _EXTENDED.pack_into, _COMPACT.pack_into, _CHUNK_INDEX.pack_into
+        nids = [0] * len(order)
+        table: dict[tuple[bytes, int, int, int], tuple[ChunkInfo, int]] = {}
+        buf = bytearray(max(BS * 4, 128 * len(order)))
+        deferred: list[_Dir] = []
+        offset = ROOT_OFFSET
+        for ordinal, inode in enumerate(order):
+            mode = inode.mode
+            ftype = mode & _IFMT
+            nlink = nlinks[ordinal]
+            uid, gid = inode.uid, inode.gid
+            if uid > _U32 or gid > _U32 or nlink > _U32:
+                raise BuildError("uid/gid/nlink beyond 32 bits cannot be stored")
+            xattr = b""
+            if inode.xattrs:
+                xattr = encode_xattrs(inode.xattrs)
+                self.has_xattr = True
+            if ftype == _IFREG:
+                size = inode.size
+                chunks = inode.chunks
+                nchunks = len(chunks)
+                if nchunks == 1 and 0 < size <= cs:  # most files: the checks of _check_chunks inline
+                    c = chunks[0]
+                    if (c.uncompressed_size != size or not 0 <= c.blob_index < nblobs
+                            or c.uncompressed_offset % BS or c.index >= 1 << 24):
+                        self._check_chunks(inode)
+                    iu = one_chunk_iu
+                else:
+                    self._check_chunks(inode)
+                    iu = self._chunk_format(inode)
+                extended = (ext_all or (keep_mtime and (inode.mtime != 0 or inode.mtime_nsec != 0))
+                            or uid > _U16 or gid > _U16 or nlink > _U16 or size > _U32)
+                isize = EROFS_INODE_EXTENDED_SIZE if extended else EROFS_INODE_COMPACT_SIZE
+                head = (isize + len(xattr) + 7) & ~7
+                record = head + 8 * nchunks
+                if head <= BS and (offset & (BS - 1)) + head > BS:
+                    offset = (offset + BS - 1) & ~(BS - 1)
+                off = offset
+                nids[ordinal] = off >> 5
+                offset = (off + record + 31) & ~31
+                if offset > len(buf):
+                    buf.extend(bytes(max(len(buf), offset - len(buf))))
+                icount = (len(xattr) - 12) // 4 + 1 if xattr else 0
+                if extended:
+                    mtime = inode.mtime
+                    pack_ext(buf, off, chunk_based[1], icount, mode & _U16, 0, size, iu, ordinal + 1, uid,
+                             gid, max(mtime, 0) if keep_mtime else 0,
+                             inode.mtime_nsec if keep_mtime and mtime >= 0 else 0, nlink)
+                else:
+                    pack_compact(buf, off, chunk_based[0], icount, mode & _U16, nlink, size, 0, iu,
+                                 ordinal + 1, uid, gid, 0)
+                pos = off + isize
+                if xattr:
+                    buf[pos:pos + len(xattr)] = xattr
+                pos = off + head
+                for k, c in enumerate(chunks):
+                    ci, bi, uoff = c.index, c.blob_index, c.uncompressed_offset
+                    pack_index(buf, pos, ci & _U16, ((ci >> 16) & 0xFF) << 8 | (bi + 1), uoff // BS)
                     pos += 8
-        return buf
+                    key = (c.block_id, bi + 1, ci, uoff)
+                    if key not in table:
+                        table[key] = (c, k)
+                continue
+            if ftype in (_IFDIR, _IFLNK):
+                if ftype == _IFDIR:
+                    d = dirs[ordinal]
+                    assert d.names is not None
+                    d.names = sorted([b".", b"..", *d.names])
+                    d.blocks, size = _dirent_blocks(d.names)
+                else:
+                    target = inode.symlink or b""
+                    if not 0 < len(target) <= _MAX_SYMLINK:
+                        raise BuildError(f"symlink target of {len(target)} bytes cannot be stored (1..4096)")
+                    d = _Dir(ordinal, 0, None)
+                    size = len(target)
+                d.size, d.xattr = size, xattr
+                d.extended = self._needs_extended(inode, ftype, nlink, size)
+                head = (EROFS_INODE_EXTENDED_SIZE if d.extended else EROFS_INODE_COMPACT_SIZE) + len(xattr)
+                tail = size % BS
+                if tail and head + tail <= BS:
+                    d.layout, d.tail, d.plain_blocks = EROFS_INODE_FLAT_INLINE, tail, size // BS
+                else:
+                    d.plain_blocks = -(-size // BS)
+                record = head + d.tail
+                deferred.append(d)
+            else:  # devices, fifos, sockets: attributes only
+                extended = self._needs_extended(inode, ftype, nlink, 0)
+                record = (EROFS_INODE_EXTENDED_SIZE if extended else EROFS_INODE_COMPACT_SIZE) + len(xattr)
+            if record <= BS and (offset & (BS - 1)) + record > BS:
+                offset = (offset + BS - 1) & ~(BS - 1)
+            off = offset
+            nids[ordinal] = off >> 5
+            offset = (off + record + 31) & ~31
+            if offset > len(buf):
+                buf.extend(bytes(max(len(buf), offset - len(buf))))
+            if ftype not in (_IFDIR, _IFLNK):
+                iu = encode_rdev(inode.rdev) if ftype in (stat.S_IFCHR, stat.S_IFBLK) else 0
+                self._pack_inode(buf, off, inode, ordinal, extended, EROFS_INODE_FLAT_PLAIN, xattr, 0, iu)
+        offset = align_up(offset, BS)
+        for d in deferred:
+            if d.plain_blocks:
+                d.blkaddr = offset // BS  # relative to the meta area
+                offset += d.plain_blocks * BS
+        meta_len = offset
+        if len(buf) < meta_len:
+            buf.extend(bytes(meta_len - len(buf)))
+        else:
+            del buf[meta_len:]
+        self._nids = nids
+        meta_blk = self.meta_addr // BS
+        for d in deferred:
+            inode = order[d.ordinal]
+            off = nids[d.ordinal] * 32
+            data = self._dir_data(d, inode) if d.names is not None else (inode.symlink or b"")
+            # all-inline data: upstream records the block holding the inode and its tail
+            iu = d.blkaddr + meta_blk if d.plain_blocks else (self.meta_addr + off) // BS
+            pos = self._pack_inode(buf, off, inode, d.ordinal, d.extended, d.layout, d.xattr, d.size, iu)
+            if d.tail:
+                buf[pos:pos + d.tail] = data[d.plain_blocks * BS:]
+            if d.plain_blocks:
+                start = d.blkaddr * BS
+                plain = data[:d.plain_blocks * BS]
+                buf[start:start + len(plain)] = plain
+        chunk_table = bytearray(_CHUNK.size * len(table))
+        pack_chunk = _CHUNK.pack_into
+        pos = 0
+        for key in sorted(table):
+            c, k = table[key]
+            pack_chunk(chunk_table, pos, c.block_id, c.blob_index, c.flags, c.compressed_size,
+                       c.uncompressed_size, c.compressed_offset, c.uncompressed_offset, k * cs, c.index,
+                       c.crc32)
+            pos += _CHUNK.size
+        return buf, chunk_table
 
-    def _dir_data(self, node: _Node) -> bytes:
-        assert node.names is not None and node.blocks is not None
-        children = node.inode.children
-        parent = node.parent or node
-        by_id = self._by_id
+    def _pack_inode(self, buf: bytearray, off: int, inode: TreeInode, ordinal: int, extended: bool,
+                    layout: int, xattr: bytes, size: int, iu: int) -> int:
+        """Pack one inode (and its xattrs) at ``off``; return where its inline data starts."""
+        fmt = (1 if extended else 0) | (layout << 1)
+        icount = (len(xattr) - 12) // 4 + 1 if xattr else 0
+        mode = inode.mode & _U16
+        nlink = self._nlink[ordinal]
+        if extended:
+            keep = self.keep_mtime
+            _EXTENDED.pack_into(
+                buf, off, fmt, icount, mode, 0, size, iu, ordinal + 1, inode.uid, inode.gid,
+                max(inode.mtime, 0) if keep else 0, inode.mtime_nsec if keep and inode.mtime >= 0 else 0,
+                nlink,
+            )
+            pos = off + EROFS_INODE_EXTENDED_SIZE
+        else:
+            _COMPACT.pack_into(buf, off, fmt, icount, mode, nlink, size, 0, iu, ordinal + 1, inode.uid,
+                               inode.gid, 0)
+            pos = off + EROFS_INODE_COMPACT_SIZE
+        if xattr:
+            buf[pos:pos + len(xattr)] = xattr
+            pos += len(xattr)
+        return pos
+
+    def _dir_data(self, d: _Dir, inode: TreeInode) -> bytes:
+        assert d.names is not None
+        children = inode.children
+        nids, index = self._nids, self._index
         pack = _DIRENT.pack
         out = bytearray()
-        for start, end in node.blocks:
+        names = d.names
+        for start, end in d.blocks:
             block = bytearray()
             nameoff = 12 * (end - start)
-            names = node.names[start:end]
-            for name in names:
+            part = names[start:end]
+            for name in part:
                 if name == b".":
-                    nid, ft = node.nid, EROFS_FT_DIR
+                    nid, ft = nids[d.ordinal], EROFS_FT_DIR
                 elif name == b"..":
-                    nid, ft = parent.nid, EROFS_FT_DIR
+                    nid, ft = nids[d.parent], EROFS_FT_DIR
                 else:
                     child = children[name]
-                    nid, ft = by_id[id(child)].nid, _FILE_TYPES.get(child.mode & _IFMT, EROFS_FT_UNKNOWN)
+                    nid, ft = nids[index[id(child)]], _FILE_TYPES.get(child.mode & _IFMT, EROFS_FT_UNKNOWN)
                 block += pack(nid, nameoff, ft)
                 nameoff += len(name)
-            for name in names:
+            for name in part:
                 block += name
-            if end != len(node.names):
+            if end != len(names):
                 block += bytes(BS - len(block))
             out += block
-        assert len(out) == node.size
+        assert len(out) == d.size
         return bytes(out)
-
-    def _chunk_table_bytes(self) -> bytes:
-        table: dict[tuple[bytes, int, int, int], bytes] = {}
-        cs = self.chunk_size
-        for node in self._nodes:
-            for k, c in enumerate(node.inode.chunks):
-                key = (c.block_id, c.blob_index + 1, c.index, c.uncompressed_offset)
-                if key not in table:
-                    table[key] = _CHUNK.pack(
-                        c.block_id, c.blob_index, c.flags, c.compressed_size, c.uncompressed_size,
-                        c.compressed_offset, c.uncompressed_offset, k * cs, c.index, c.crc32,
-                    )
-        return b"".join(table[k] for k in sorted(table))
 
     # -- output -------------------------------------------------------------------------------
 
     @property
     def inode_count(self) -> int:
         """Number of distinct inodes written."""
-        return len(self._nodes)
+        return len(self._order)
 
     def flags(self, blobs: Sequence[BlobInfo] | None = None) -> int:
         """Return the extended superblock ``s_flags``."""
@@ -551,8 +581,8 @@ class V6Writer:
             struct.pack_into("<I", out, self._prefetch_offset + 4 * k, nid)
         _SB.pack_into(
             out, EROFS_SUPER_OFFSET,
-            EROFS_MAGIC, 0, EROFS_FEATURE_COMPAT_RAFS_V6, EROFS_BLKSZBITS, 0, self._nodes[0].nid,
-            len(self._nodes), 0, 0, total_blocks, self.meta_addr // BS, 0, b"", b"",
+            EROFS_MAGIC, 0, EROFS_FEATURE_COMPAT_RAFS_V6, EROFS_BLKSZBITS, 0, self._nids[0],
+            len(self._order), 0, 0, total_blocks, self.meta_addr // BS, 0, b"", b"",
             EROFS_FEATURE_INCOMPAT_CHUNKED_FILE | EROFS_FEATURE_INCOMPAT_DEVICE_TABLE, 0, len(blobs),
             RAFS_V6_DEVT_SLOTOFF, b"",
         )

@@ -81,6 +81,28 @@ def test_what_the_format_cannot_hold_is_refused(tmp_path: Path, case: str, infos
     assert not (tmp_path / "blobs").exists() or os.listdir(tmp_path / "blobs") == []
 
 
+def test_a_directory_entry_out_of_range_is_refused_by_the_walk(tmp_path: Path) -> None:
+    """A directory source is checked during its walk (no second pass): the same one line, naming
+    the source and the entry's image path, and nothing written."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "fine").write_bytes(b"y")
+    old = src / "sub" / "old"
+    old.write_bytes(b"x")
+    os.utime(old, ns=(0, -5_000_000_000))
+    if old.stat().st_mtime_ns != -5_000_000_000:
+        pytest.skip("this filesystem cannot store an mtime before 1970")
+    env = {k: v for k, v in os.environ.items() if k != "NYDUS_DEBUG"}
+    proc = subprocess.run([str(BIN / "nydus-image"), "create", "-B", str(tmp_path / "out.boot"),
+                           "-D", str(tmp_path / "blobs"), str(src)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode not in (0, 70), proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"error: {src}: entry /sub/old: mtime -5 outside"), lines[0]
+    assert not (tmp_path / "out.boot").exists()
+
+
 def test_the_limits_themselves_build_list_and_mount(tmp_path: Path) -> None:
     tar = _tar(tmp_path / "edge.tar", [
         _reg("n" * 255), _reg("future", mtime=2**40), _dev(4095, (1 << 20) - 1),
