@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,21 @@ from nydus_frontend_fuse.ctl import ApiClient
 from nydus_core.mounts import force_unmount, is_mountpoint
 
 __all__ = [
+    "STOP_TIMEOUT",
     "NydusdProcess",
     "fuse_unavailable",
     "script",
     "snapshot_tree",
     "tar_bytes",
 ]
+
+
+#: Seconds :meth:`NydusdProcess.stop` waits after SIGTERM before killing. A clean stop waits until
+#: what the blob cache wrote is durable and recorded (its ``fdatasync``), which a disk busy with
+#: other writeback can hold up for tens of seconds: with the former 20 s a CI run killed a daemon
+#: mid-sync and the chunk it had served was not recorded. A hung daemon is still caught by
+#: pytest-timeout.
+STOP_TIMEOUT = 120.0
 
 
 def fuse_unavailable() -> str | None:
@@ -66,6 +76,8 @@ class NydusdProcess:
         self.env = env
         self.command = list(command) if command else [script("nydusd")]
         self.proc: subprocess.Popen[bytes] | None = None
+        #: whether :meth:`stop` had to SIGKILL the daemon (it did not stop cleanly in time)
+        self.killed = False
         self._api: ApiClient | None = None
         fd, self.log_path = tempfile.mkstemp(prefix="nydusd-test-", suffix=".log")
         self._log = os.fdopen(fd, "wb")
@@ -118,8 +130,13 @@ class NydusdProcess:
         assert self.proc is not None
         return self.proc.wait(timeout)
 
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM the daemon and wait; then make sure nothing stays mounted."""
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM the daemon and wait; then make sure nothing stays mounted.
+
+        A daemon still running ``timeout`` seconds after SIGTERM is killed (``killed`` is set, a
+        warning says so, and the exit status is -9): what its cache had not yet made durable is
+        then lost, so a test that checks the cache afterwards must check the status too.
+        """
         rc = None
         if self._api is not None:
             self._api.close()
@@ -131,6 +148,9 @@ class NydusdProcess:
                     rc = self.proc.wait(timeout)
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
+                    self.killed = True
+                    warnings.warn(f"nydusd at {self.mountpoint} still running {timeout:g} s after "
+                                  "SIGTERM: killed", stacklevel=2)
                     rc = self.proc.wait(timeout)
             elif self.proc is not None:
                 rc = self.proc.returncode

@@ -23,6 +23,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +39,8 @@ __all__ = ["BlobFile", "Syncer", "aligned_size", "punch_hole"]
 log = logging.getLogger(__name__)
 
 BLOCK = 4096
+#: a close that waits this many seconds for the cache sync is logged as slow
+SLOW_SYNC = 1.0
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
 _libc: Any = None
@@ -394,9 +397,23 @@ class BlobFile(BlobCache):
             self.shutdown()
 
     def shutdown(self) -> None:
-        """Record what is pending, then close the files."""
+        """Record what is pending, then close the files.
+
+        Chunks written but not yet durable (the sync thread's ``fdatasync`` may still be running)
+        are synced and recorded first, however long the disk takes: a clean stop loses nothing
+        that was served. That wait is logged, so a slow stop can be told from a hung one.
+        """
         if self.fd >= 0:
+            waiting = len(self._pending)
+            t0 = time.monotonic()
+            if waiting:
+                log.info("%s: making %d written chunk(s) durable before closing", self.data_path,
+                         waiting)
             self.commit()
+            took = time.monotonic() - t0
+            if took >= SLOW_SYNC:
+                log.warning("%s: the cache sync at close took %.1f s (a busy disk)", self.data_path,
+                            took)
         if self.journal is not None:
             self.journal.close()
             self.journal = None

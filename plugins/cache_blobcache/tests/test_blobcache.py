@@ -4,9 +4,11 @@ rules, validation on cache reads, sharing between openers, and ``gc``."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -121,6 +123,42 @@ def test_journal_records_each_ready_chunk(tmp_path: Path) -> None:
     assert len(raw) == HEADER_SIZE + 4 * RECORD_SIZE
     st = parse_journal(raw)
     assert st.valid and set(st.ready) == {sample.chunks[i].uncompressed_offset for i in range(4)}
+
+
+def test_close_waits_for_the_sync_in_progress_and_records_the_chunk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A chunk put while the sync thread's ``fdatasync`` is still running (a busy disk) is recorded
+    by close, which waits for it and says so: a clean stop loses nothing that was served."""
+    sample = make_sample_blob((4096, 4096), seed=3)
+    policy = BlobCachePolicy({"work_dir": str(tmp_path)})
+    cache = policy.open_blob(sample.blob)
+    real_fdatasync, syncing, disk_done = os.fdatasync, threading.Event(), threading.Event()
+
+    def busy_disk(fd: int) -> None:  # the real sync, once the "disk" has caught up
+        syncing.set()
+        disk_done.wait(30)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", busy_disk)
+    caplog.set_level(logging.INFO, logger="nydus_cache_blobcache.blobfile")
+    cache.put(sample.chunks[0], sample.chunk_data[0])
+    assert syncing.wait(10)  # the sync thread is in fdatasync: nothing recorded yet
+    closer = threading.Thread(target=lambda: (cache.close(), policy.close()))
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive()  # close waits for the sync
+    disk_done.set()
+    closer.join(30)
+    assert not closer.is_alive()
+    assert "making 1 written chunk(s) durable before closing" in caplog.text
+    monkeypatch.undo()
+    again = BlobCachePolicy({"work_dir": str(tmp_path)})
+    reopened = again.open_blob(sample.blob)
+    try:
+        assert reopened.is_ready(sample.chunks[0]) and not reopened.is_ready(sample.chunks[1])
+    finally:
+        reopened.close()
+        again.close()
 
 
 def test_torn_tail_is_cut_and_the_rest_kept(tmp_path: Path) -> None:

@@ -139,10 +139,13 @@ def test_a_corrupt_chunk_gives_eio_and_is_not_cached(tmp_path: Path) -> None:
         finally:
             os.close(fd)
     finally:
-        rc = d.stop(timeout=60)
+        rc = d.stop()
         log = d.output()
         d.close()
-    assert rc == 0, f"nydusd exited with {rc}:\n{log}"  # a clean stop records what it cached
+    # Chunk 0 is recorded once its bytes are durable (the blobcache's group commit, an fdatasync
+    # that a busy disk can hold up for tens of seconds); a clean stop waits for that, a kill loses
+    # the record (the chunk is fetched again), so the check below holds only after a clean stop.
+    assert rc == 0 and not d.killed, f"nydusd did not stop cleanly (exit {rc}):\n{log}"
     fs = open_fs(str(boot), load_config(str(cfg)))
     try:
         assert fs.pipeline is not None
