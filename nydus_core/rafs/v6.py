@@ -496,17 +496,20 @@ class V6Image(RafsImage):
 
     def _iter_dir(self, ino: int, n: _Inode, geo: tuple[int, int, int], first_block: int,
                   skip: int) -> Iterator[tuple[bytes, int]]:
+        m = self._m
         for j in range(first_block, geo[0]):
             start, length = self._block(n, geo, j)
             count = self._dirent_count(start, length, ino)
             for k in range(count):
                 name, nid = self._dirent(start, length, count, k, ino)
-                if name in (b".", b".."):
+                if name == b"." or name == b"..":
                     continue
                 if skip:
                     skip -= 1
                     continue
-                yield check_name(self._m, name, f"directory nid {ino}"), nid
+                if b"/" in name or b"\0" in name:
+                    check_name(m, name, f"directory nid {ino}")  # raises
+                yield name, nid
 
     def readlink(self, ino: int) -> bytes:
         """Return the target of symlink ``ino``."""
@@ -625,9 +628,19 @@ class V6Image(RafsImage):
                 valid = self._valid_records = valid_chunk_records(
                     mv[self._ct_off:self._ct_off + self._ct_size], self.blobs, self.chunk_size)
         buf, ct, cs, size = self._buf, self._ct_off, self.chunk_size, n.size
+        cmap = self._chunk_map()
+        keys, order = cmap._keys, cmap._pos
+        nkeys = len(keys)
         total = 0
-        for k in range(count):
-            pos = self._position(n, base, k)
+        for k in range(count):  # _position() inlined (it raises the errors when a lookup fails)
+            lo, hi, blk = _CHUNK_INDEX.unpack_from(buf, base + 8 * k)
+            device = hi & 0xFF
+            key = ((device - 1) << 56) | ((((hi >> 8) << 16) | lo) << 32) | blk
+            i = bisect.bisect_left(keys, key) if device else nkeys
+            if i == nkeys or keys[i] != key or key == _NO_KEY:
+                pos = self._position(n, base, k)
+            else:
+                pos = i if order is None else order[i]
             usize: int = _U32.unpack_from(buf, ct + pos * CHUNK_INFO_SIZE + 44)[0]
             if not valid[pos] or usize != min(cs, size - k * cs):
                 self._resolve(n, base, k)  # raises the error chunks() raises
