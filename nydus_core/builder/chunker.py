@@ -139,21 +139,32 @@ class ChunkPipeline:
         the blob and records are those of the serial path; an empty file gets ``None``."""
         if not isinstance(self.writer, BlobWriter):
             raise RuntimeError("add_stored needs a BlobWriter")
-        add = self.writer.add_stored
         known = self.known
-        out: list[ChunkInfo | None] = []
-        new = nbytes = 0
-        for size, digest, stored, compressed in files:
+        found: list[ChunkInfo | int | None] = []  # a known record, a new chunk's position, or None
+        fresh: dict[ChunkKey, int] = {}
+        new_items: list[tuple[int, bytes, bytes, bool]] = []
+        nbytes = 0
+        for item in files:
+            size = item[0]
             if not size:
-                out.append(None)
+                found.append(None)
                 continue
-            key = (digest, size)
-            chunk = known.get(key)
-            if chunk is None:
-                chunk = known[key] = add(size, digest, stored, compressed)
-                new += 1
-            out.append(chunk)
             nbytes += size
+            key = (item[1], size)
+            chunk = known.get(key)
+            if chunk is not None:
+                found.append(chunk)
+                continue
+            j = fresh.get(key)
+            if j is None:  # new here (a second copy in this batch refers to the first)
+                j = fresh[key] = len(new_items)
+                new_items.append(item)
+            found.append(j)
+        new = len(new_items)
+        made = self.writer.add_stored_many(new_items) if new_items else []
+        for key, j in fresh.items():
+            known[key] = made[j]
+        out: list[ChunkInfo | None] = [made[c] if isinstance(c, int) else c for c in found]
         stats = self.stats
         chunks = len(files) - out.count(None)
         stats.chunks_new += new

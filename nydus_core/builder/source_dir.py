@@ -360,8 +360,10 @@ class FileLoader:
         if failed is not None:
             raise BuildError(failed)
         read = cast("list[tuple[int, bytes, bytes, bool]]", results)
-        for (node, path), chunk, (size, *_) in zip(batch, self.pipeline.add_stored(read), read, strict=True):
-            node.chunks = [chunk] if chunk is not None else []
+        for (node, path), chunk, res in zip(batch, self.pipeline.add_stored(read), read, strict=True):
+            if chunk is not None:
+                node.chunks = [chunk]
+            size = res[0]
             if size != node.size:
                 log.warning("%s shrank during the build (%d -> %d bytes)", os.fsdecode(path), node.size, size)
                 node.size = size

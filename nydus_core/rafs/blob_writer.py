@@ -19,7 +19,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
@@ -272,6 +272,38 @@ class BlobWriter:
         chunks.append(info)
         self._write(stored)
         return info
+
+    def add_stored_many(self, items: Sequence[tuple[int, bytes, bytes, bool]]) -> list[ChunkInfo]:
+        """:meth:`add_stored` for each ``(size, digest, stored, compressed)`` of ``items`` in order
+        (one call per batch of small files: the same records and bytes, less per-chunk overhead)."""
+        if self._finished:
+            raise RuntimeError("BlobWriter.add_stored after finish")
+        while self._pending:  # chunks before these still being compressed go first
+            self._drain_one()
+        chunks, gather = self._chunks, self._gather
+        cs, blob_index, compresses = self.chunk_size, self.blob_index, self._compress_chunks
+        pos, ucursor, gathered = self._pos, self._ucursor, self._gathered
+        out: list[ChunkInfo] = []
+        try:
+            for size, digest, stored, compressed in items:
+                if not 0 < size <= cs:
+                    raise BuildError(f"chunk of {size} bytes does not fit chunk size {cs:#x}")
+                n = len(stored)
+                if compressed != (n < size) or (compressed and not compresses):
+                    raise ValueError("stored chunk does not match its compressed flag")
+                info = ChunkInfo(digest, blob_index, _COMPRESSED if compressed else 0, n, size, pos, ucursor,
+                                 0, len(chunks))
+                ucursor = (ucursor + size + EROFS_BLOCK_SIZE - 1) & -EROFS_BLOCK_SIZE
+                chunks.append(info)
+                out.append(info)
+                gather.append(stored)
+                gathered += n
+                pos += n
+        finally:
+            self._pos, self._ucursor, self._gathered = pos, ucursor, gathered
+        if gathered >= _GATHER:
+            self._write_gathered()
+        return out
 
     def _drain_one(self) -> None:
         info, data, fut = self._pending.popleft()

@@ -352,11 +352,12 @@ class V6Image(RafsImage):
         """Return the attributes of inode ``ino`` (a nid)."""
         n = self._inode(ino)
         explicit = self.explicit_uid_gid
-        fmt = stat.S_IFMT(n.mode)
+        mode = n.mode
+        fmt = mode & 0o170000
+        # positional (ino, mode, uid, gid, size, nlink, mtime, mtime_nsec, rdev, has_xattr): faster
         return InodeAttrs(
-            ino=ino, mode=n.mode, uid=n.uid if explicit else 0, gid=n.gid if explicit else 0,
-            size=n.size, nlink=n.nlink, mtime=n.mtime, mtime_nsec=n.mtime_nsec,
-            rdev=n.i_u if fmt in (stat.S_IFCHR, stat.S_IFBLK) else 0, has_xattr=n.xattr_size > 0,
+            ino, mode, n.uid if explicit else 0, n.gid if explicit else 0, n.size, n.nlink, n.mtime,
+            n.mtime_nsec, n.i_u if fmt == stat.S_IFCHR or fmt == stat.S_IFBLK else 0, n.xattr_size > 0,
         )
 
     # -- directory and symlink data ----------------------------------------------------------
@@ -496,17 +497,30 @@ class V6Image(RafsImage):
 
     def _iter_dir(self, ino: int, n: _Inode, geo: tuple[int, int, int], first_block: int,
                   skip: int) -> Iterator[tuple[bytes, int]]:
+        m, buf = self._m, self._buf
+        dirent, u16 = _DIRENT.unpack_from, _U16.unpack_from
         for j in range(first_block, geo[0]):
             start, length = self._block(n, geo, j)
             count = self._dirent_count(start, length, ino)
+            last = count - 1
             for k in range(count):
-                name, nid = self._dirent(start, length, count, k, ino)
-                if name in (b".", b".."):
+                # _dirent() inlined for all but the last entry of a block (and any entry in error)
+                e = start + k * _DIRENT_SIZE
+                nid, nameoff = dirent(buf, e)
+                end = u16(buf, e + _DIRENT_SIZE + 8)[0] if k < last else length
+                if (k < last and count * _DIRENT_SIZE <= nameoff < end <= length
+                        and end - nameoff <= _NAME_LEN):
+                    name = buf[start + nameoff:start + end]
+                else:
+                    name, nid = self._dirent(start, length, count, k, ino)
+                if name == b"." or name == b"..":
                     continue
                 if skip:
                     skip -= 1
                     continue
-                yield check_name(self._m, name, f"directory nid {ino}"), nid
+                if b"/" in name or b"\0" in name:
+                    check_name(m, name, f"directory nid {ino}")  # raises
+                yield name, nid
 
     def readlink(self, ino: int) -> bytes:
         """Return the target of symlink ``ino``."""
@@ -625,9 +639,19 @@ class V6Image(RafsImage):
                 valid = self._valid_records = valid_chunk_records(
                     mv[self._ct_off:self._ct_off + self._ct_size], self.blobs, self.chunk_size)
         buf, ct, cs, size = self._buf, self._ct_off, self.chunk_size, n.size
+        cmap = self._chunk_map()
+        keys, order = cmap._keys, cmap._pos
+        nkeys = len(keys)
         total = 0
-        for k in range(count):
-            pos = self._position(n, base, k)
+        for k in range(count):  # _position() inlined (it raises the errors when a lookup fails)
+            lo, hi, blk = _CHUNK_INDEX.unpack_from(buf, base + 8 * k)
+            device = hi & 0xFF
+            key = ((device - 1) << 56) | ((((hi >> 8) << 16) | lo) << 32) | blk
+            i = bisect.bisect_left(keys, key) if device else nkeys
+            if i == nkeys or keys[i] != key or key == _NO_KEY:
+                pos = self._position(n, base, k)
+            else:
+                pos = i if order is None else order[i]
             usize: int = _U32.unpack_from(buf, ct + pos * CHUNK_INFO_SIZE + 44)[0]
             if not valid[pos] or usize != min(cs, size - k * cs):
                 self._resolve(n, base, k)  # raises the error chunks() raises

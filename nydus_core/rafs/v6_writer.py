@@ -73,6 +73,7 @@ _DIRENT = struct.Struct("<QHBx")
 _CHUNK_INDEX = struct.Struct("<HHI")
 _CHUNK = struct.Struct("<32sIIIIQQQII")
 _XATTR_ENTRY = struct.Struct("<BBH")
+_TABLE_KEY_TAIL = struct.Struct(">HIQ")
 assert _SB.size == 128 and _EXT_SB.size == 256 and _DEVSLOT.size == 128 and _BLOB.size == 256
 assert _COMPACT.size == 32 and _EXTENDED.size == 64 and _DIRENT.size == 12
 
@@ -328,14 +329,60 @@ class V6Writer:
         chunk_based = (EROFS_INODE_CHUNK_BASED << 1, 1 | (EROFS_INODE_CHUNK_BASED << 1))
         pack_ext, pack_compact, pack_index = _EXTENDED.pack_into, _COMPACT.pack_into, _CHUNK_INDEX.pack_into
         nids = [0] * len(order)
-        table: dict[tuple[bytes, int, int, int], tuple[ChunkInfo, int]] = {}
+        # chunk table: first record of each (digest, blob index + 1, chunk index, offset), in that
+        # order; the key as one bytes (32-byte digest, then big-endian numbers) sorts the same, faster
+        table: dict[bytes, tuple[ChunkInfo, int]] = {}
+        key_tail = _TABLE_KEY_TAIL.pack
         buf = bytearray(max(BS * 4, 128 * len(order)))
         deferred: list[_Dir] = []
         offset = ROOT_OFFSET
+        ext_tag, compact_tag = chunk_based[1], chunk_based[0]
         for ordinal, inode in enumerate(order):
             mode = inode.mode
             ftype = mode & _IFMT
             nlink = nlinks[ordinal]
+            if ftype == _IFREG and not inode.xattrs:
+                # most inodes of an image: a one-chunk file without xattrs, in range (anything else,
+                # or any problem, takes the general path below, which raises the errors)
+                chunks = inode.chunks
+                size = inode.size
+                uid, gid = inode.uid, inode.gid
+                if len(chunks) == 1 and 0 < size <= cs and uid <= _U32 and gid <= _U32 and nlink <= _U32:
+                    c = chunks[0]
+                    ci, bi, uoff = c.index, c.blob_index, c.uncompressed_offset
+                    block_id = c.block_id
+                    if (c.uncompressed_size == size and 0 <= bi < nblobs and not uoff % BS and ci < 1 << 24
+                            and len(block_id) == 32):
+                        mtime = inode.mtime
+                        if (ext_all or (keep_mtime and (mtime != 0 or inode.mtime_nsec != 0))
+                                or uid > _U16 or gid > _U16 or nlink > _U16 or size > _U32):
+                            if (offset & (BS - 1)) + EROFS_INODE_EXTENDED_SIZE > BS:
+                                offset = (offset + BS - 1) & ~(BS - 1)
+                            off = offset
+                            offset = off + ((EROFS_INODE_EXTENDED_SIZE + 8 + 31) & ~31)
+                            if offset > len(buf):
+                                buf.extend(bytes(len(buf)))
+                            pack_ext(buf, off, ext_tag, 0, mode & _U16, 0, size, one_chunk_iu, ordinal + 1,
+                                     uid, gid, max(mtime, 0) if keep_mtime else 0,
+                                     inode.mtime_nsec if keep_mtime and mtime >= 0 else 0, nlink)
+                            pack_index(buf, off + EROFS_INODE_EXTENDED_SIZE, ci & _U16,
+                                       ((ci >> 16) & 0xFF) << 8 | (bi + 1), uoff // BS)
+                        else:
+                            if (offset & (BS - 1)) + EROFS_INODE_COMPACT_SIZE > BS:
+                                offset = (offset + BS - 1) & ~(BS - 1)
+                            off = offset
+                            offset = off + ((EROFS_INODE_COMPACT_SIZE + 8 + 31) & ~31)
+                            if offset > len(buf):
+                                buf.extend(bytes(len(buf)))
+                            pack_compact(buf, off, compact_tag, 0, mode & _U16, nlink, size, 0, one_chunk_iu,
+                                         ordinal + 1, uid, gid, 0)
+                            pack_index(buf, off + EROFS_INODE_COMPACT_SIZE, ci & _U16,
+                                       ((ci >> 16) & 0xFF) << 8 | (bi + 1), uoff // BS)
+                        nids[ordinal] = off >> 5
+                        key = block_id + key_tail(bi + 1, ci, uoff)
+                        if key not in table:
+                            table[key] = (c, 0)
+                        continue
             uid, gid = inode.uid, inode.gid
             if uid > _U32 or gid > _U32 or nlink > _U32:
                 raise BuildError("uid/gid/nlink beyond 32 bits cannot be stored")
@@ -385,7 +432,9 @@ class V6Writer:
                     ci, bi, uoff = c.index, c.blob_index, c.uncompressed_offset
                     pack_index(buf, pos, ci & _U16, ((ci >> 16) & 0xFF) << 8 | (bi + 1), uoff // BS)
                     pos += 8
-                    key = (c.block_id, bi + 1, ci, uoff)
+                    if len(c.block_id) != 32:
+                        raise BuildError(f"a chunk digest of {len(c.block_id)} bytes cannot be stored (32)")
+                    key = c.block_id + key_tail(bi + 1, ci, uoff)
                     if key not in table:
                         table[key] = (c, k)
                 continue

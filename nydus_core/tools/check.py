@@ -116,19 +116,21 @@ class _Walk:
         report.inodes += 1
         if attrs.has_xattr:
             image.xattrs(ino)
-        if attrs.is_dir:
-            report.dirs += 1
-        elif attrs.is_reg:
-            if ino in self.files:
+        fmt = attrs.mode & 0o170000
+        if fmt == stat.S_IFREG:
+            files = self.files
+            if ino in files:
                 report.hardlinks += 1
                 return
-            self.files[ino] = attrs.size
+            size = files[ino] = attrs.size
             report.files += 1
-            report.bytes += attrs.size
+            report.bytes += size
             covered = image.chunk_bytes(ino)
-            if covered > attrs.size:
+            if covered > size:
                 raise IntegrityError(f"{self.bootstrap}: inode {ino} has {covered} bytes of chunks "
-                                     f"for a file of {attrs.size} bytes")
+                                     f"for a file of {size} bytes")
+        elif fmt == stat.S_IFDIR:
+            report.dirs += 1
         elif stat.S_ISLNK(attrs.mode):
             report.symlinks += 1
             image.readlink(ino)

@@ -121,6 +121,12 @@ class NydusdManager:
             return False
         return isinstance(info, dict) and info.get("state") == "RUNNING"
 
+    def _record_pid(self, pid: int) -> None:
+        """Write the pid file atomically (a reader never sees it empty or half written)."""
+        tmp = self.pid_path.with_name(self.pid_path.name + ".tmp")
+        tmp.write_text(str(pid))
+        os.replace(tmp, self.pid_path)
+
     def pid(self) -> int | None:
         """The daemon's process id as recorded when it was started (None if unknown)."""
         try:
@@ -165,7 +171,7 @@ class NydusdManager:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if is_mountpoint(self.mountpoint) and self.alive():
-                self.pid_path.write_text(str(proc.pid))
+                self._record_pid(proc.pid)
                 self._proc = proc
                 return True
             if proc.poll() is not None:
@@ -240,7 +246,7 @@ class NydusdManager:
             raise
         finally:
             client.close()
-        self.pid_path.write_text(str(proc.pid))
+        self._record_pid(proc.pid)
         self._proc = proc
 
     def resend_state(self) -> None:
