@@ -9,19 +9,30 @@ source scripts/uv.sh
 ensure_uv
 OUT=$(mkdir -p "${1:-dist}" && cd "${1:-dist}" && pwd)
 
-# The workspace root and its members (the globs of [tool.uv.workspace] members), published ones only.
-mapfile -t projects < <(python3 - <<'PY'
-import glob, tomllib
+# The distribution names (as in wheel file names) of the workspace root and its members (the globs
+# of [tool.uv.workspace] members), published ones only.
+mapfile -t published < <(python3 - <<'PY'
+import glob, re, tomllib
 root = tomllib.load(open("pyproject.toml", "rb"))
 dirs = ["."] + sorted(d for g in root["tool"]["uv"]["workspace"]["members"] for d in glob.glob(g))
 for d in dirs:
     meta = tomllib.load(open(f"{d}/pyproject.toml", "rb"))["project"]
     if "Private :: Do Not Upload" not in meta.get("classifiers", []):
-        print(d)
+        print(re.sub(r"[-_.]+", "_", meta["name"]).lower())
 PY
 )
+# One uv run builds every member (its builds overlap: ~3x faster than one uv run per project), into a
+# staging directory; only the published wheels are kept.
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+"$UV" build --all-packages --wheel --quiet --out-dir "$STAGE"
 rm -f "$OUT"/nydus_*.whl
-for project in "${projects[@]}"; do
-  "$UV" build --wheel --quiet --out-dir "$OUT" "$project"
+for name in "${published[@]}"; do
+  wheels=("$STAGE/$name"-*.whl)
+  if [ ! -f "${wheels[0]}" ] || [ "${#wheels[@]}" -ne 1 ]; then
+    echo "wheels: expected one wheel of $name, found: ${wheels[*]}" >&2
+    exit 1
+  fi
+  mv "${wheels[0]}" "$OUT"/
 done
-echo "wheels: ${#projects[@]} distributions built into $OUT"
+echo "wheels: ${#published[@]} distributions built into $OUT"

@@ -75,24 +75,34 @@ def parse_help(text: str) -> Help:
     return parsed
 
 
-def walk() -> list[tuple[str, ...]]:
-    """Every command path, found through the commands' own help (so plugin commands are included)."""
-    paths: list[tuple[str, ...]] = []
-    todo: list[tuple[str, ...]] = [(cmd,) for cmd in sorted(console_commands())]
-    while todo:
-        path = todo.pop(0)
-        paths.append(path)
-        proc = run(*path, "-h")
-        todo.extend((*path, sub) for sub in parse_help(proc.stdout).commands)
-    return paths
+def walk(pool: ThreadPoolExecutor) -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:
+    """Every command path with its ``-h`` run, found through the commands' own help (so plugin
+    commands are included); the commands of one level run side by side, each once."""
+    found: dict[tuple[str, ...], subprocess.CompletedProcess[str]] = {}
+    level: list[tuple[str, ...]] = [(cmd,) for cmd in sorted(console_commands())]
+    while level:
+        following: list[tuple[str, ...]] = []
+        for path, proc in zip(level, pool.map(lambda p: run(*p, "-h"), level), strict=True):
+            found[path] = proc
+            following.extend((*path, sub) for sub in parse_help(proc.stdout).commands)
+        level = following
+    return found
 
 
 @pytest.fixture(scope="module")
 def helps() -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:
-    paths = walk()
+    """``-h`` of every command path."""
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda p: run(*p, "-h"), paths))
-    return dict(zip(paths, results))
+        return walk(pool)
+
+
+@pytest.fixture(scope="module")
+def long_helps(helps: dict[tuple[str, ...], subprocess.CompletedProcess[str]]
+               ) -> dict[tuple[str, ...], subprocess.CompletedProcess[str]]:
+    """``--help`` of every command path."""
+    paths = sorted(helps)
+    with ThreadPoolExecutor(4) as pool:
+        return dict(zip(paths, pool.map(lambda p: run(*p, "--help"), paths), strict=True))
 
 
 def test_every_expected_console_command_is_installed() -> None:
@@ -108,7 +118,8 @@ def test_version_on_every_top_level_command(command: str) -> None:
 
 
 def test_every_command_and_subcommand_has_h_and_help_on_every_option(
-        helps: dict[tuple[str, ...], subprocess.CompletedProcess[str]]) -> None:
+        helps: dict[tuple[str, ...], subprocess.CompletedProcess[str]],
+        long_helps: dict[tuple[str, ...], subprocess.CompletedProcess[str]]) -> None:
     assert len(helps) >= 35, sorted(helps)
     problems = []
     for path, proc in sorted(helps.items()):
@@ -123,8 +134,7 @@ def test_every_command_and_subcommand_has_h_and_help_on_every_option(
                      for sig, ok in parsed.options.items() if not ok]
         if not any(sig.startswith("--debug") or ", --debug" in sig for sig in parsed.options):
             problems.append(f"{where}: no --debug")
-        long = run(*path, "--help")
-        if long.stdout != proc.stdout:
+        if long_helps[path].stdout != proc.stdout:
             problems.append(f"{where}: --help differs from -h")
     assert problems == [], "\n".join(problems)
 
