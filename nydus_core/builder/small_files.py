@@ -158,6 +158,7 @@ class SmallFileReader:
                 task_r, task_w = os.pipe()
                 res_r, res_w = os.pipe()
                 capacity = min(capacity, _pipe_capacity(task_w))
+                _pipe_capacity(res_w)  # results of MiBs: fewer reads, fewer wake-ups on both sides
                 pid = os.fork()
                 if pid == 0:  # pragma: no cover - the child leaves through os._exit
                     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import cast
 
 from ..errors import BuildError
+from ..interfaces import Compressor, Digester
 from ..rafs.blob_writer import BlobWriter
 from ..rafs.model import TreeInode
 from . import small_files
@@ -30,6 +31,7 @@ from .small_files import (
     Pending,
     SmallFileReader,
     open_source_file,
+    read_small_file,
 )
 
 log = logging.getLogger("nydus.builder")
@@ -259,9 +261,13 @@ class FileLoader:
         self._held: list[tuple[TreeInode, bytes]] = []
         self._small = 0
         self._reader: SmallFileReader | None = None
-        #: in tree order: a file read here, or a batch given to the workers with its pending result
-        self._queue: deque[tuple[TreeInode, bytes] | tuple[list[tuple[TreeInode, bytes]], Pending]] = deque()
+        #: in tree order: a file read here, a batch given to the workers with its pending result, or a
+        #: batch this process read while the workers were behind, with its results
+        self._queue: deque[tuple[TreeInode, bytes] | tuple[list[tuple[TreeInode, bytes]], Pending]
+                           | tuple[list[tuple[TreeInode, bytes]], list[FileResult]]] = deque()
         self._in_flight = 0
+        self._here = 0  # batches read here, waiting in the queue
+        self._algorithms: tuple[Digester, Compressor | None] | None = None
         self._batch: list[tuple[TreeInode, bytes]] = []
         self._batch_bytes = 0
         self._batch_task = 0
@@ -287,6 +293,7 @@ class FileLoader:
         assert isinstance(writer, BlobWriter)
         compressor = writer.compressor if writer.compresses_chunks else None
         self._reader = SmallFileReader(self._workers, self.pipeline.digester, compressor)
+        self._algorithms = (self.pipeline.digester, compressor)
         self._max_task = self._reader.max_task_bytes
         held, self._held = self._held, []
         for node, path in held:
@@ -307,13 +314,24 @@ class FileLoader:
     def _submit(self) -> None:
         if not self._batch:
             return
-        assert self._reader is not None
-        pending = self._reader.submit([(path, node.size) for node, path in self._batch])
-        self._queue.append((self._batch, pending))
-        self._in_flight += 1
+        reader = self._reader
+        assert reader is not None
+        batch = self._batch
         self._batch, self._batch_bytes, self._batch_task = [], 0, 0
-        if self._in_flight > self._reader.window:
-            self._drain(block=True, keep=self._reader.window // 2)
+        if self._in_flight >= reader.window:
+            self._drain(block=False)
+        if self._in_flight >= reader.window and self._here < reader.window and self._algorithms:
+            # the workers are behind: rather than wait for them, this process reads this batch
+            # itself (taken in, in its turn, like the workers' batches: the output is the same)
+            digester, compressor = self._algorithms
+            done = [read_small_file(path, node.size, digester, compressor) for node, path in batch]
+            self._queue.append((batch, done))
+            self._here += 1
+            return
+        self._queue.append((batch, reader.submit([(path, node.size) for node, path in batch])))
+        self._in_flight += 1
+        if self._in_flight > reader.window:
+            self._drain(block=True, keep=reader.window // 2)
 
     def poll(self) -> None:
         """Take in, in order, what is done at the head of the queue (without waiting)."""
@@ -331,6 +349,11 @@ class FileLoader:
                 self._read_here(node, path)
                 continue
             batch, pending = head
+            if isinstance(pending, list):  # read by this process
+                queue.popleft()
+                self._here -= 1
+                self._take(batch, pending)
+                continue
             if not (pending.ready() or (block and self._in_flight > keep)):
                 return
             queue.popleft()

@@ -4,6 +4,7 @@ serial build's, and a file that cannot be read is still named in one line."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,29 @@ def test_a_worker_that_dies_fails_the_build(tree, tmp_path, small_batches, monke
               options=BuildOptions(chunk_size=CS, workers=2))
     assert not (out / "boot").exists()
     assert not any((out / "blobs").iterdir())
+
+
+_READ_BATCH = small_files._read_batch
+
+
+def _slow_read_batch(batch):
+    """A worker far slower than the walk."""
+    time.sleep(0.05)
+    return _READ_BATCH(batch)
+
+
+def test_batches_read_by_the_walk_while_workers_lag(tree, tmp_path, small_batches, monkeypatch):
+    """With the workers a full window behind, the walk reads batches itself: same bytes."""
+    serial = _build(tree, tmp_path / "serial", "zstd", workers=1)
+    here: list[bytes] = []
+    read_here = source_dir.read_small_file
+
+    def counted(path, size, digester, compressor):
+        here.append(path)
+        return read_here(path, size, digester, compressor)
+
+    monkeypatch.setattr(source_dir, "read_small_file", counted)
+    monkeypatch.setattr(small_files, "_read_batch", _slow_read_batch)
+    parallel = _build(tree, tmp_path / "parallel", "zstd", workers=2)
+    assert here, "no batch was read by the walk"
+    assert parallel == serial
