@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -73,30 +71,41 @@ def test_sigkill_at_random_moments_never_leaves_bad_ready_chunks(tmp_path: Path)
     mid_run_kills = 0
     progress = []
     deadline = time.monotonic() + 150  # ~20 s on a quiet machine; generous for a loaded one
-    for attempt in range(3 * KILLS):
-        if mid_run_kills >= KILLS or time.monotonic() > deadline:
-            break
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nydus_testsupport.crash_reader", boot, str(cfg_path), str(attempt)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(), text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            assert line.strip() == "READY", proc.stderr.read() if proc.stderr else ""
+    # the readers are forked by one server process (no Python start-up per reader)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "nydus_testsupport.crash_reader", "--serve"], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(), text=True,
+    )
+    assert server.stdin is not None and server.stdout is not None
+
+    def answer() -> str:
+        line = server.stdout.readline() if server.stdout else ""
+        assert line, f"the reader server died: {server.stderr.read() if server.stderr else ''}"
+        return line.strip()
+
+    try:
+        for attempt in range(3 * KILLS):
+            if mid_run_kills >= KILLS or time.monotonic() > deadline:
+                break
+            server.stdin.write(f"RUN {boot} {cfg_path} {attempt}\n")
+            server.stdin.flush()
+            assert answer() == "READY"
             time.sleep(rnd.uniform(0.02, 0.6))
-            finished = proc.poll() is not None
-            if not finished:
-                os.kill(proc.pid, signal.SIGKILL)
-        finally:
-            proc.wait(10)
-            if proc.stdout:
-                proc.stdout.close()
-            if proc.stderr:
-                proc.stderr.close()
-        if not finished:
-            mid_run_kills += 1
-        progress.append(_check_cache(image, cache_dir))
+            server.stdin.write("KILL\n")  # SIGKILL, unless the reader already finished
+            server.stdin.flush()
+            while not (line := answer()).startswith("EXIT "):
+                assert line == "DONE", line
+            if line == "EXIT killed":
+                mid_run_kills += 1
+            else:
+                assert line == "EXIT finished 0", line
+            progress.append(_check_cache(image, cache_dir))
+    finally:
+        server.stdin.close()
+        server.wait(30)
+        server.stdout.close()
+        if server.stderr:
+            server.stderr.close()
     assert mid_run_kills >= KILLS, f"only {mid_run_kills} kills landed while the reader was running"
     assert 0 < progress[-1] < nchunks or progress[-1] == nchunks
     assert any(b > a for a, b in itertools.pairwise(progress))  # restarts reuse and extend the cache

@@ -44,9 +44,25 @@ def _erofs_reason() -> str | None:
     return reason
 
 
+@pytest.fixture(scope="module")
+def converted(registry_open: RegistryFlavour, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A two-layer OCI image pushed and converted by ``nydusify convert`` once for both drivers:
+    the target reference and the reference rootfs (umoci unpack of the source)."""
+    tmp = tmp_path_factory.mktemp("converted")
+    host = registry_open.server.host
+    client = registry_open.client()
+    layers = sample_layers(random_bytes(1_200_000, 5), random_bytes(2_300_000, 6))
+    push_image(client, "src/mount", "v1", layers)
+    source, target = f"{host}/src/mount:v1", f"{host}/nydus/mount:v1"
+    conv = subprocess.run([NYDUSIFY, "convert", "--source", source, "--target", target, "--plain-http",
+                           "--work-dir", str(tmp / "work")], capture_output=True, text=True, timeout=240)
+    assert conv.returncode == 0, conv.stderr
+    return target, umoci_rootfs(source, tmp)
+
+
 @pytest.mark.root
 @pytest.mark.parametrize("fs_driver", ["fusedev", "erofs"])
-def test_mount_equals_oci_rootfs(registry_open: RegistryFlavour, tmp_path: Path, fs_driver: str) -> None:
+def test_mount_equals_oci_rootfs(request: pytest.FixtureRequest, tmp_path: Path, fs_driver: str) -> None:
     """The image converted by nydusify convert, read lazily from the registry through nydusd with
     either driver (erofs: the kernel reads the bootstrap, blob data through nydusd's blob devices)."""
     reason = _fuse_reason() if fs_driver == "fusedev" else _erofs_reason()
@@ -54,16 +70,7 @@ def test_mount_equals_oci_rootfs(registry_open: RegistryFlavour, tmp_path: Path,
         pytest.skip(reason)
     from nydus_testsupport.fuse import snapshot_tree, tar_bytes
 
-    host = registry_open.server.host
-    client = registry_open.client()
-    layers = sample_layers(random_bytes(1_200_000, 5), random_bytes(2_300_000, 6))
-    push_image(client, "src/mount", "v1", layers)
-    source, target = f"{host}/src/mount:v1", f"{host}/nydus/mount:v1"
-    conv = subprocess.run([NYDUSIFY, "convert", "--source", source, "--target", target, "--plain-http",
-                           "--work-dir", str(tmp_path / "work")], capture_output=True, text=True, timeout=240)
-    assert conv.returncode == 0, conv.stderr
-    rootfs = umoci_rootfs(source, tmp_path)
-
+    target, rootfs = request.getfixturevalue("converted")
     mp = tmp_path / "mnt"
     proc = subprocess.Popen([NYDUSIFY, "mount", "--target", target, "--plain-http", "--mount-path", str(mp),
                              "--work-dir", str(tmp_path / "mwork"), "--fs-driver", fs_driver],
