@@ -74,13 +74,13 @@ def test_sigkill_at_random_moments_never_leaves_bad_ready_chunks(tmp_path: Path)
     # the readers are forked by one server process (no Python start-up per reader)
     server = subprocess.Popen(
         [sys.executable, "-m", "nydus_testsupport.crash_reader", "--serve"], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(), text=True,
+        stdout=subprocess.PIPE, env=clean_env(), text=True,  # its stderr (tracebacks): the test's
     )
     assert server.stdin is not None and server.stdout is not None
 
     def answer() -> str:
         line = server.stdout.readline() if server.stdout else ""
-        assert line, f"the reader server died: {server.stderr.read() if server.stderr else ''}"
+        assert line, "the reader server died (its stderr is in the captured output)"
         return line.strip()
 
     try:
@@ -104,8 +104,6 @@ def test_sigkill_at_random_moments_never_leaves_bad_ready_chunks(tmp_path: Path)
         server.stdin.close()
         server.wait(30)
         server.stdout.close()
-        if server.stderr:
-            server.stderr.close()
     assert mid_run_kills >= KILLS, f"only {mid_run_kills} kills landed while the reader was running"
     assert 0 < progress[-1] < nchunks or progress[-1] == nchunks
     assert any(b > a for a, b in itertools.pairwise(progress))  # restarts reuse and extend the cache

@@ -21,6 +21,7 @@ import random
 import signal
 import sys
 import time
+import traceback
 from typing import TextIO
 
 
@@ -65,8 +66,12 @@ def serve(commands: TextIO, out: TextIO) -> int:
                 code = 70
                 try:
                     code = main(args)
+                except BaseException:
+                    traceback.print_exc()
+                    print("FAILED", flush=True)
                 finally:
                     sys.stdout.flush()
+                    sys.stderr.flush()
                     os._exit(code)
         elif word == "KILL" and pid:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -79,6 +84,9 @@ def serve(commands: TextIO, out: TextIO) -> int:
             pid = 0
         else:
             print(f"ERROR unexpected {line.strip()!r}", file=out, flush=True)
+    if pid:  # the test ended early: leave no reader behind
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
     return 0
 
 
