@@ -1,4 +1,4 @@
-"""What a RAFS v6 (EROFS) image can hold, checked on the tree before anything is written.
+"""What a RAFS v6 (EROFS) image can hold, checked on the tree (a directory source: during its walk).
 
 Whatever the source (a tar can carry a 4096-byte name, a device major of 2,097,151, an mtime of
 2**40 or a negative one), an entry the format cannot hold exactly is refused with one line naming

@@ -85,6 +85,10 @@ class RafsImage(abc.ABC):
         """Return the parent directory's ino when the format records it (else None)."""
         return None
 
+    def prepare_chunk_checks(self) -> None:  # noqa: B027 - optional hook
+        """Build now whatever :meth:`chunk_bytes` builds on first use (e.g. before a fork, so that
+        both processes share it instead of each building its own)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the mapping."""
 

@@ -627,6 +627,14 @@ class V6Image(RafsImage):
         n, base, count = self._chunk_indexes(ino)
         return [self._resolve(n, base, k) for k in range(count)]
 
+    def prepare_chunk_checks(self) -> None:
+        """Build the chunk lookup and the per-record validity :meth:`chunk_bytes` uses."""
+        self._chunk_map()
+        if self._valid_records is None:
+            with memoryview(self._buf) as mv:  # released before any close()
+                self._valid_records = valid_chunk_records(
+                    mv[self._ct_off:self._ct_off + self._ct_size], self.blobs, self.chunk_size)
+
     def chunk_bytes(self, ino: int) -> int:
         """Return the bytes the chunks of regular file ``ino`` cover, every index and record checked
         as :meth:`chunks` checks them (the same errors), without decoding records into objects."""
@@ -635,9 +643,9 @@ class V6Image(RafsImage):
             return 0
         valid = self._valid_records
         if valid is None:
-            with memoryview(self._buf) as mv:  # released before any close()
-                valid = self._valid_records = valid_chunk_records(
-                    mv[self._ct_off:self._ct_off + self._ct_size], self.blobs, self.chunk_size)
+            self.prepare_chunk_checks()
+            valid = self._valid_records
+            assert valid is not None
         buf, ct, cs, size = self._buf, self._ct_off, self.chunk_size, n.size
         cmap = self._chunk_map()
         keys, order = cmap._keys, cmap._pos

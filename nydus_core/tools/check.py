@@ -207,6 +207,7 @@ def _split_walk(image: RafsImage, report: CheckReport, bootstrap: str) -> None:
     (a file reached from both halves is one file and a hard link). Either's first error is raised."""
     walk = _Walk(image, report, bootstrap)
     subtrees = _subtrees(walk)
+    image.prepare_chunk_checks()  # built once here, shared with the child by the fork
     rfd, wfd = os.pipe()
     try:
         pid = os.fork()
