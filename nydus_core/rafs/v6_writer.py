@@ -408,13 +408,41 @@ class V6Writer:
                 isize = EROFS_INODE_EXTENDED_SIZE if extended else EROFS_INODE_COMPACT_SIZE
                 head = (isize + len(xattr) + 7) & ~7
                 record = head + 8 * nchunks
-                if head <= BS and (offset & (BS - 1)) + head > BS:
-                    offset = (offset + BS - 1) & ~(BS - 1)
-                off = offset
-                nids[ordinal] = off >> 5
-                offset = (off + record + 31) & ~31
-                if offset > len(buf):
-                    buf.extend(bytes(max(len(buf), offset - len(buf))))
+                span = head  # the inode and its xattrs stay in one block; the chunk indexes may cross
+            elif ftype in (_IFDIR, _IFLNK):
+                if ftype == _IFDIR:
+                    d = dirs[ordinal]
+                    assert d.names is not None
+                    d.names = sorted([b".", b"..", *d.names])
+                    d.blocks, size = _dirent_blocks(d.names)
+                else:
+                    target = inode.symlink or b""
+                    if not 0 < len(target) <= _MAX_SYMLINK:
+                        raise BuildError(f"symlink target of {len(target)} bytes cannot be stored (1..4096)")
+                    d = _Dir(ordinal, 0, None)
+                    size = len(target)
+                d.size, d.xattr = size, xattr
+                d.extended = self._needs_extended(inode, ftype, nlink, size)
+                head = (EROFS_INODE_EXTENDED_SIZE if d.extended else EROFS_INODE_COMPACT_SIZE) + len(xattr)
+                tail = size % BS
+                if tail and head + tail <= BS:
+                    d.layout, d.tail, d.plain_blocks = EROFS_INODE_FLAT_INLINE, tail, size // BS
+                else:
+                    d.plain_blocks = -(-size // BS)
+                record = span = head + d.tail
+                deferred.append(d)
+            else:  # devices, fifos, sockets: attributes only
+                extended = self._needs_extended(inode, ftype, nlink, 0)
+                isize = EROFS_INODE_EXTENDED_SIZE if extended else EROFS_INODE_COMPACT_SIZE
+                record = span = isize + len(xattr)
+            if span <= BS and (offset & (BS - 1)) + span > BS:
+                offset = (offset + BS - 1) & ~(BS - 1)
+            off = offset
+            nids[ordinal] = off >> 5
+            offset = (off + record + 31) & ~31
+            if offset > len(buf):
+                buf.extend(bytes(max(len(buf), offset - len(buf))))
+            if ftype == _IFREG:
                 icount = (len(xattr) - 12) // 4 + 1 if xattr else 0
                 if extended:
                     mtime = inode.mtime
@@ -437,40 +465,7 @@ class V6Writer:
                     key = c.block_id + key_tail(bi + 1, ci, uoff)
                     if key not in table:
                         table[key] = (c, k)
-                continue
-            if ftype in (_IFDIR, _IFLNK):
-                if ftype == _IFDIR:
-                    d = dirs[ordinal]
-                    assert d.names is not None
-                    d.names = sorted([b".", b"..", *d.names])
-                    d.blocks, size = _dirent_blocks(d.names)
-                else:
-                    target = inode.symlink or b""
-                    if not 0 < len(target) <= _MAX_SYMLINK:
-                        raise BuildError(f"symlink target of {len(target)} bytes cannot be stored (1..4096)")
-                    d = _Dir(ordinal, 0, None)
-                    size = len(target)
-                d.size, d.xattr = size, xattr
-                d.extended = self._needs_extended(inode, ftype, nlink, size)
-                head = (EROFS_INODE_EXTENDED_SIZE if d.extended else EROFS_INODE_COMPACT_SIZE) + len(xattr)
-                tail = size % BS
-                if tail and head + tail <= BS:
-                    d.layout, d.tail, d.plain_blocks = EROFS_INODE_FLAT_INLINE, tail, size // BS
-                else:
-                    d.plain_blocks = -(-size // BS)
-                record = head + d.tail
-                deferred.append(d)
-            else:  # devices, fifos, sockets: attributes only
-                extended = self._needs_extended(inode, ftype, nlink, 0)
-                record = (EROFS_INODE_EXTENDED_SIZE if extended else EROFS_INODE_COMPACT_SIZE) + len(xattr)
-            if record <= BS and (offset & (BS - 1)) + record > BS:
-                offset = (offset + BS - 1) & ~(BS - 1)
-            off = offset
-            nids[ordinal] = off >> 5
-            offset = (off + record + 31) & ~31
-            if offset > len(buf):
-                buf.extend(bytes(max(len(buf), offset - len(buf))))
-            if ftype not in (_IFDIR, _IFLNK):
+            elif ftype not in (_IFDIR, _IFLNK):
                 iu = encode_rdev(inode.rdev) if ftype in (stat.S_IFCHR, stat.S_IFBLK) else 0
                 self._pack_inode(buf, off, inode, ordinal, extended, EROFS_INODE_FLAT_PLAIN, xattr, 0, iu)
         offset = align_up(offset, BS)
