@@ -234,6 +234,8 @@ class SmallFileReader:
         self._tasks, self._results, self._pids = [], [], []
 
     def _exited(self, worker: int) -> bool:
+        if self._pids[worker] <= 0:  # reaped already (waitpid(-1) would reap any other child)
+            return True
         try:
             pid, _status = os.waitpid(self._pids[worker], os.WNOHANG)
         except ChildProcessError:
